@@ -1,0 +1,57 @@
+"""``RestClient``: a typed client for every documented endpoint, over one pooled session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Settings
+from .call import Call
+from .endpoints import Endpoints
+from .transport import Transport
+
+__all__ = ["RestClient"]
+
+
+class RestClient(Endpoints):
+    """Sends each endpoint method's :class:`Call` and returns the parsed answer.
+
+    >>> client = RestClient.from_settings(Settings.resolve())       # doctest: +SKIP
+    >>> client.create_experiment("my-ws", "my-project")["experimentKey"]  # doctest: +SKIP
+    """
+
+    def __init__(self, root: str, api_key: str | None, **transport_options: Any) -> None:
+        self.transport = Transport(root, api_key, **transport_options)
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **transport_options: Any) -> RestClient:
+        """A client for the configured server, key and timeouts."""
+        transport_options.setdefault("timeout", settings.timeout_api)
+        transport_options.setdefault("upload_timeout", settings.timeout_upload)
+        return cls(settings.root, settings.api_key, **transport_options)
+
+    @property
+    def root(self) -> str:
+        return self.transport.root
+
+    def send(self, call: Call, timeout: float | None = None) -> Any:
+        """Send a prepared call (as built by :class:`~.endpoints.CallBuilder`)."""
+        return self.transport.send(call, timeout=timeout)
+
+    def _dispatch(self, call: Call) -> Any:
+        return self.transport.send(call)
+
+    def experiment_link(self, workspace: str, project: str, experiment_key: str) -> str:
+        """``<root>/<workspace>/<project>/<key>`` (WIRE.md §1)."""
+        return f"{self.root}/{workspace}/{project}/{experiment_key}"
+
+    def close(self) -> None:
+        self.transport.close()
+
+    def __enter__(self) -> RestClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"RestClient(root={self.root!r}, api_key=<redacted>)"

@@ -1,0 +1,164 @@
+"""HTTP transport: one pooled ``requests.Session`` with urllib3 ``Retry``.
+
+Retries follow the SDK's policy (WIRE.md §6): connection errors and 500/502/503/504 for every
+method, POST included, with exponential backoff and jitter; 429 waits ``Retry-After``. Other
+4xx are never retried. Failures become the typed errors of :mod:`.errors`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
+
+from .. import __version__
+from ..config import register_secret, scrub
+from .call import Call, MultipartStream
+from .errors import CometAPIError, CometConnectionError, CometTimeoutError, error_for_status
+
+__all__ = ["Transport", "USER_AGENT", "RETRY_STATUSES"]
+
+log = logging.getLogger("comet_callbacks.rest")
+USER_AGENT = f"comet-callbacks/{__version__}"
+RETRY_STATUSES = (429, 500, 502, 503, 504)
+
+
+class _Retry(Retry):
+    """urllib3 Retry whose ``Retry-After`` wait is capped, so a hostile header cannot hang us."""
+
+    max_retry_after: float = 60.0
+
+    def get_retry_after(self, response: Any) -> float | None:
+        value = super().get_retry_after(response)
+        return None if value is None else min(value, self.max_retry_after)
+
+
+class Transport:
+    """Sends :class:`Call` objects to ``<root>/api/rest/v2/`` and parses the answers."""
+
+    def __init__(
+        self,
+        root: str,
+        api_key: str | None,
+        *,
+        timeout: float = 10.0,
+        upload_timeout: float = 900.0,
+        retries: int = 3,
+        backoff_factor: float = 0.5,
+        backoff_max: float = 20.0,
+        max_retry_after: float = 60.0,
+        pool_size: int = 16,
+    ) -> None:
+        if not isinstance(root, str) or not root.startswith(("http://", "https://")):
+            raise ValueError(f"root must be an http(s) URL, got {root!r}")
+        if retries < 0:
+            raise ValueError(f"retries must be >= 0, got {retries!r}")
+        self.root = root.rstrip("/")
+        self.base = self.root + "/api/rest/v2/"
+        self.timeout = timeout
+        self.upload_timeout = upload_timeout
+        self._api_key = api_key
+        register_secret(api_key)
+        retry = _Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            redirect=0,
+            allowed_methods=None,  # every method, POST included (the SDK's policy)
+            status_forcelist=RETRY_STATUSES,
+            backoff_factor=backoff_factor,
+            backoff_max=backoff_max,
+            backoff_jitter=backoff_factor / 2 if backoff_factor else 0.0,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+            raise_on_redirect=False,
+        )
+        retry.max_retry_after = max_retry_after
+        retry.RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+        self.retry = retry
+        self.session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers.update({"User-Agent": USER_AGENT})
+        if api_key:
+            self.session.headers["Authorization"] = api_key
+
+    def __repr__(self) -> str:
+        return f"Transport(root={self.root!r}, api_key=<redacted>)"
+
+    def url_for(self, call: Call) -> str:
+        """Absolute URL of a call (a path starting with ``/`` is relative to the root)."""
+        return self.root + call.path if call.path.startswith("/") else self.base + call.path
+
+    def send(self, call: Call, timeout: float | None = None) -> Any:
+        """Perform ``call``; return the parsed JSON (or bytes, or None for 204). Raises CometAPIError."""
+        url = self.url_for(call)
+        kwargs: dict[str, Any] = {"params": call.query or None}
+        stream = None
+        if call.file is not None:
+            stream = MultipartStream(call.file, call.metadata)
+            kwargs["data"] = stream
+            kwargs["headers"] = {"Content-Type": stream.content_type, "Content-Length": str(stream.length)}
+            t = timeout or self.timeout
+            kwargs["timeout"] = (t, max(self.upload_timeout, t))
+        else:
+            if call.json is not None:
+                data = json.dumps(call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                kwargs["data"] = data.encode("utf-8")
+                kwargs["headers"] = {"Content-Type": "application/json"}
+            kwargs["timeout"] = timeout or self.timeout
+        try:
+            resp = self.session.request(call.method, url, **kwargs)
+        except requests.Timeout as exc:
+            raise CometTimeoutError(call.path, _short(exc), method=call.method) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            raise CometConnectionError(call.path, _short(exc), method=call.method) from None
+        except requests.RequestException as exc:
+            raise CometConnectionError(call.path, _short(exc), method=call.method) from None
+        finally:
+            if stream is not None:
+                stream.close()
+        return self._parse(call, resp)
+
+    @staticmethod
+    def _parse(call: Call, resp: requests.Response) -> Any:
+        status = resp.status_code
+        ctype = resp.headers.get("Content-Type", "")
+        if 200 <= status < 300:
+            if status == 204 or not resp.content:
+                return None
+            if "json" in ctype:
+                try:
+                    return resp.json()
+                except ValueError:
+                    raise CometAPIError(call.path, "invalid JSON in the answer", status, method=call.method) from None
+            return resp.content
+        message = ""
+        try:
+            body = resp.json()
+            if isinstance(body, dict):
+                message = str(body.get("msg") or body.get("message") or body.get("error") or "")
+        except ValueError:
+            message = resp.text[:300]
+        retry_after = None
+        if status == 429:
+            try:
+                retry_after = float(resp.headers.get("Retry-After", ""))
+            except ValueError:
+                retry_after = None
+        raise error_for_status(status, call.path, message, method=call.method, retry_after=retry_after)
+
+    def close(self) -> None:
+        self.session.close()
+
+
+def _short(exc: BaseException) -> str:
+    text = f"{exc.__class__.__name__}: {exc}"
+    return scrub(text[:300])
