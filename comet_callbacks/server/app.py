@@ -1,0 +1,312 @@
+"""The ASGI application: dispatch, authentication, body parsing and error mapping.
+
+Every route of :data:`.routes.ROUTES` becomes a FastAPI route (so ``/openapi.json``
+documents it, with request schemas made from the same specs that validate bodies).
+The dispatcher reads the body within the size limit, inflates gzip, parses JSON or
+multipart, then runs the handler in a worker thread inside one transaction. Every
+failure becomes ``{"msg", "code"}``; nothing is stored when a request fails.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import logging
+import zlib
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from . import handlers_read, handlers_write  # noqa: F401  (register the routes)
+from .routes import ROUTES, Ctx, Limits, Principal, Route
+from .store import Store, Tx
+from .validate import ApiError, json_schema, parse_query, validate
+from .webhooks import Notifier
+
+log = logging.getLogger("comet_callbacks.server")
+
+SERVER_VERSION = "3.5.41"
+REST = "/api/rest/v2/"
+ALIAS = "/clientlib/rest/v2/"
+
+
+class CometJSON(JSONResponse):
+    """``application/json`` (no charset), compact, finite-only JSON."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return json.dumps(content, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def error(code: int, msg: str, headers: dict[str, str] | None = None) -> Response:
+    """The contract's error body."""
+    return CometJSON({"msg": msg, "code": code}, status_code=code, headers=headers)
+
+
+class AliasMiddleware:
+    """Serve ``/clientlib/rest/v2/...`` as ``/api/rest/v2/...`` (WIRE §3 #10)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(ALIAS):
+            scope = dict(scope)
+            scope["path"] = REST + scope["path"][len(ALIAS) :]
+            scope["raw_path"] = scope["path"].encode()
+        await self.app(scope, receive, send)
+
+
+def authenticate(tx: Tx, header: str | None) -> Principal:
+    """Resolve the ``Authorization`` header (the part before the first ``*``)."""
+    raw = (header or "").strip()
+    if raw.lower().startswith("bearer "):
+        raw = raw[7:].strip()
+    key = raw.split("*", 1)[0].strip()
+    if not key:
+        raise ApiError(401, "Authorization: missing API key")
+    user = tx.one(
+        "SELECT u.* FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key = ?", (key,)
+    )
+    if user is None:
+        raise ApiError(401, "Authorization: unknown API key")
+    if user["is_service"]:
+        owner = user["created_by"]
+        spaces = {r[0] for r in tx.all("SELECT workspace FROM members WHERE user_id=?", (owner,))}
+        if user["authorized_workspaces"] is not None:
+            spaces &= set(json.loads(user["authorized_workspaces"]))
+    else:
+        spaces = {
+            r[0] for r in tx.all("SELECT workspace FROM members WHERE user_id=?", (user["id"],))
+        }
+    return Principal(
+        user["id"], user["name"], bool(user["is_service"]), spaces, user["default_workspace"]
+    )
+
+
+async def _read_body(request: Request, limit: int) -> bytes:
+    """The request body, inflated if gzip, at most ``limit`` bytes (413 otherwise)."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise ApiError(413, f"body: payload larger than {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise ApiError(413, f"body: payload larger than {limit} bytes")
+        chunks.append(chunk)
+    data = b"".join(chunks)
+    encoding = request.headers.get("content-encoding", "").strip().lower()
+    if encoding in ("gzip", "x-gzip") and data:
+        try:
+            inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+            out = inflater.decompress(data, limit + 1)
+            if len(out) > limit or inflater.unconsumed_tail:
+                raise ApiError(413, f"body: payload larger than {limit} bytes")
+        except (zlib.error, gzip.BadGzipFile, EOFError):
+            raise ApiError(400, "body: invalid gzip data") from None
+        data = out
+    elif encoding not in ("", "identity", "gzip", "x-gzip"):
+        raise ApiError(400, f"Content-Encoding: unsupported {encoding!r}")
+    return data
+
+
+def _response(result: Any) -> Response:
+    if isinstance(result, Response):
+        return result
+    if result is None:
+        return Response(status_code=204)
+    if isinstance(result, bytes):
+        return Response(result, media_type="application/octet-stream")
+    return CometJSON(result)
+
+
+def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
+    """Build the async FastAPI endpoint for one route."""
+
+    async def endpoint(request: Request) -> Response:
+        store: Store = app_state["store"]
+        limits: Limits = app_state["limits"]
+        try:
+            raw_query = dict(request.query_params)
+            query = parse_query(rt.query, raw_query) if rt.query else {}
+            body: dict[str, Any] = {}
+            files: dict[str, tuple[str | None, bytes]] = {}
+            form_fields: dict[str, str] = {}
+            if rt.multipart:
+                request._body = await _read_body(request, limits.max_upload_bytes)  # type: ignore[attr-defined]
+                ctype = request.headers.get("content-type", "")
+                if "multipart/form-data" not in ctype.lower():
+                    raise ApiError(400, "file: expected multipart/form-data")
+                try:
+                    form = await request.form(max_part_size=limits.max_json_bytes)
+                except Exception as exc:  # malformed multipart
+                    raise ApiError(
+                        400, f"file: malformed multipart body ({type(exc).__name__})"
+                    ) from None
+                for name, value in form.multi_items():
+                    if isinstance(value, UploadFile):
+                        files[name] = (value.filename, await value.read())
+                    else:
+                        form_fields[name] = value
+                await form.close()
+            elif rt.body is not None:
+                data = await _read_body(request, limits.max_json_bytes)
+                if not data.strip():
+                    parsed: Any = {}
+                else:
+                    try:
+                        parsed = json.loads(data)
+                    except (ValueError, UnicodeDecodeError):
+                        raise ApiError(400, "body: malformed JSON") from None
+                body = validate(rt.body, parsed)
+            else:
+                await _read_body(request, limits.max_json_bytes)
+            root = f"{request.url.scheme}://{request.url.netloc}"
+            header = request.headers.get("authorization")
+            return _response(
+                await run_in_threadpool(
+                    _run,
+                    store,
+                    limits,
+                    rt,
+                    header,
+                    root,
+                    query,
+                    raw_query,
+                    body,
+                    files,
+                    form_fields,
+                    app_state["notifier"],
+                )
+            )
+        except ApiError as exc:
+            return error(exc.code, exc.msg, exc.headers)
+        except Exception:  # never a bare 500 page: log it and answer JSON
+            log.exception("unexpected error serving %s %s", request.method, request.url.path)
+            return error(500, "server: internal error")
+
+    endpoint.__name__ = (
+        "ep_" + rt.path.replace("/", "_").replace("-", "_") + "_" + "_".join(rt.methods)
+    )
+    endpoint.__doc__ = (rt.handler.__doc__ or "").strip()
+    return endpoint
+
+
+def _run(
+    store: Store,
+    limits: Limits,
+    rt: Route,
+    header: str | None,
+    root: str,
+    query: dict[str, Any],
+    raw_query: dict[str, str],
+    body: dict[str, Any],
+    files: dict[str, tuple[str | None, bytes]],
+    form: dict[str, str],
+    notifier: Notifier,
+) -> Any:
+    """Authenticate and run the handler in one transaction (worker thread)."""
+    with store.tx() as tx:
+        principal = authenticate(tx, header) if rt.auth else None
+        ctx = Ctx(
+            tx=tx,
+            store=store,
+            limits=limits,
+            root=root,
+            principal=principal,
+            query=query,
+            body=body,
+            raw_query=raw_query,
+            files=files,
+            form=form,
+            notify=notifier.notify,
+        )
+        return rt.handler(ctx)
+
+
+def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
+    """Create the FastAPI application serving ``store``."""
+    limits = limits or Limits()
+    notifier = Notifier(limits)
+    app = FastAPI(title="comet-callbacks local Comet server", version=SERVER_VERSION)
+    state: dict[str, Any] = {"store": store, "limits": limits, "notifier": notifier}
+    app.state.comet = state
+
+    @app.get("/clientlib/isAlive/ver", include_in_schema=True)
+    async def version() -> Response:
+        """Version probe; needs no key."""
+        return CometJSON({"version": SERVER_VERSION})
+
+    for rt in ROUTES:
+        extra: dict[str, Any] = {}
+        if rt.body is not None:
+            extra["requestBody"] = {
+                "required": True,
+                "content": {"application/json": {"schema": json_schema(rt.body)}},
+            }
+        if rt.multipart:
+            extra["requestBody"] = {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "metadata": {"type": "string"},
+                            },
+                            "required": ["file"],
+                        }
+                    }
+                },
+            }
+        if rt.query:
+            extra["parameters"] = [
+                {
+                    "name": k.rstrip("?"),
+                    "in": "query",
+                    "required": not k.endswith("?"),
+                    "schema": json_schema(v),
+                }
+                for k, v in rt.query.items()
+            ]
+        for method in rt.methods:
+            app.add_api_route(
+                REST + rt.path,
+                make_endpoint(state, rt),
+                methods=[method],
+                openapi_extra=extra or None,
+                response_model=None,
+                operation_id=f"{method.lower()}_{rt.path}".replace("/", "_").replace("-", "_"),
+            )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        return error(exc.status_code, f"path: {exc.detail}")
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        where = ".".join(str(p) for p in errs[0]["loc"][1:]) if errs else "body"
+        return error(400, f"{where or 'body'}: {errs[0]['msg'] if errs else 'invalid'}")
+
+    @app.exception_handler(Exception)
+    async def unexpected(request: Request, exc: Exception) -> Response:
+        log.error("unexpected error serving %s", request.url.path, exc_info=exc)
+        return error(500, "server: internal error")
+
+    return app
+
+
+def wrap(app: FastAPI) -> Any:
+    """The ASGI callable to serve: the app behind the clientlib alias."""
+    return AliasMiddleware(app)

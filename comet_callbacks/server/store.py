@@ -1,0 +1,320 @@
+"""SQLite storage of the local server: schema, migrations, transactions, users and keys.
+
+One database file in WAL mode and one connection guarded by a lock: every request is
+one transaction (``BEGIN IMMEDIATE`` … ``COMMIT``/``ROLLBACK``), so concurrent clients
+never see "database is locked" and a failed request leaves nothing half-written.
+Asset files live next to the database under server-generated names.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+_SCHEMA_V1 = """
+CREATE TABLE users (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, default_workspace TEXT NOT NULL,
+    is_service INTEGER NOT NULL DEFAULT 0, created_by TEXT, created_at INTEGER NOT NULL,
+    authorized_workspaces TEXT, organization TEXT
+);
+CREATE TABLE api_keys (key TEXT PRIMARY KEY, user_id TEXT NOT NULL);
+CREATE TABLE workspaces (
+    id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE, owner TEXT NOT NULL,
+    plan TEXT, created_at INTEGER NOT NULL
+);
+CREATE TABLE members (
+    workspace TEXT NOT NULL, user_id TEXT NOT NULL, admin INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (workspace, user_id)
+);
+CREATE TABLE projects (
+    id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+    is_public INTEGER NOT NULL DEFAULT 0, owner TEXT NOT NULL, notes TEXT,
+    created_at INTEGER NOT NULL, last_updated INTEGER NOT NULL, deleted INTEGER NOT NULL DEFAULT 0
+);
+CREATE UNIQUE INDEX projects_name ON projects(workspace, name) WHERE deleted = 0;
+CREATE TABLE share_links (project_id TEXT NOT NULL, code TEXT NOT NULL, PRIMARY KEY (project_id, code));
+CREATE TABLE experiments (
+    key TEXT PRIMARY KEY, project_id TEXT NOT NULL, name TEXT,
+    archived INTEGER NOT NULL DEFAULT 0, stopped INTEGER NOT NULL DEFAULT 0,
+    start_ms INTEGER NOT NULL, end_ms INTEGER, last_beat_ms INTEGER NOT NULL,
+    file_path TEXT, deleted INTEGER NOT NULL DEFAULT 0, created_at INTEGER NOT NULL
+);
+CREATE INDEX experiments_project ON experiments(project_id);
+CREATE TABLE symlinks (exp_key TEXT NOT NULL, project_id TEXT NOT NULL, PRIMARY KEY (exp_key, project_id));
+CREATE TABLE exp_values (
+    exp_key TEXT NOT NULL, kind TEXT NOT NULL, value BLOB, PRIMARY KEY (exp_key, kind)
+);
+CREATE TABLE metrics (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, name TEXT NOT NULL,
+    value REAL, value_text TEXT NOT NULL, ts INTEGER NOT NULL, step INTEGER, epoch INTEGER,
+    context TEXT, system INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX metrics_key ON metrics(exp_key, name, ts);
+CREATE TABLE params (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, name TEXT NOT NULL,
+    value TEXT NOT NULL, ts INTEGER NOT NULL, step INTEGER
+);
+CREATE INDEX params_key ON params(exp_key, name);
+CREATE TABLE others (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, name TEXT NOT NULL,
+    value TEXT NOT NULL, ts INTEGER NOT NULL
+);
+CREATE INDEX others_key ON others(exp_key, name);
+CREATE TABLE tags (exp_key TEXT NOT NULL, tag TEXT NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (exp_key, tag));
+CREATE TABLE output (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, offset INTEGER NOT NULL,
+    text TEXT NOT NULL, stderr INTEGER NOT NULL, ts INTEGER, context TEXT,
+    UNIQUE (exp_key, offset)
+);
+CREATE TABLE text_samples (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, content TEXT NOT NULL,
+    step INTEGER, context TEXT, metadata TEXT, ts INTEGER NOT NULL
+);
+CREATE TABLE assets (
+    id TEXT PRIMARY KEY, exp_key TEXT NOT NULL, file_name TEXT NOT NULL, type TEXT NOT NULL,
+    extension TEXT, step INTEGER, epoch INTEGER, context TEXT, size INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, metadata TEXT, remote INTEGER NOT NULL DEFAULT 0,
+    link TEXT, storage TEXT, grouping TEXT, model_id TEXT,
+    artifact_id TEXT, artifact_version_id TEXT, seq INTEGER NOT NULL
+);
+CREATE INDEX assets_key ON assets(exp_key);
+CREATE TABLE asset_tags (asset_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (asset_id, tag));
+CREATE TABLE exp_models (
+    id TEXT PRIMARY KEY, exp_key TEXT NOT NULL, name TEXT NOT NULL, created_at INTEGER NOT NULL,
+    UNIQUE (exp_key, name)
+);
+CREATE TABLE registry_models (
+    id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL, description TEXT,
+    is_public INTEGER NOT NULL DEFAULT 0, notes TEXT, created_at INTEGER NOT NULL,
+    last_updated INTEGER NOT NULL, UNIQUE (workspace, name)
+);
+CREATE TABLE registry_items (
+    id TEXT PRIMARY KEY, model_id TEXT NOT NULL, version TEXT NOT NULL, comment TEXT,
+    stages TEXT NOT NULL, exp_model_id TEXT NOT NULL, created_at INTEGER NOT NULL,
+    UNIQUE (model_id, version)
+);
+CREATE TABLE webhooks (
+    workspace TEXT NOT NULL, model_name TEXT NOT NULL, url TEXT NOT NULL, headers TEXT,
+    PRIMARY KEY (workspace, model_name, url)
+);
+CREATE TABLE artifacts (
+    id TEXT PRIMARY KEY, workspace TEXT NOT NULL, name TEXT NOT NULL, type TEXT NOT NULL,
+    is_public INTEGER NOT NULL DEFAULT 0, UNIQUE (workspace, name)
+);
+CREATE TABLE artifact_versions (
+    id TEXT PRIMARY KEY, artifact_id TEXT NOT NULL, version TEXT NOT NULL, exp_key TEXT NOT NULL,
+    state TEXT NOT NULL, metadata TEXT, aliases TEXT, tags TEXT, created_at INTEGER NOT NULL,
+    UNIQUE (artifact_id, version)
+);
+CREATE TABLE viz_store (instance_id TEXT PRIMARY KEY, project_id TEXT NOT NULL, store TEXT NOT NULL);
+"""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+
+
+def now_ms() -> int:
+    """Current time in epoch milliseconds."""
+    return int(time.time() * 1000)
+
+
+def new_id() -> str:
+    """A server-made id: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+def new_api_key() -> str:
+    """A fresh random API key (no ``*`` in it)."""
+    return secrets.token_urlsafe(24).replace("*", "x")
+
+
+class Store:
+    """The database plus the asset folder; all access goes through :meth:`tx`."""
+
+    def __init__(self, db_path: str | os.PathLike[str], assets_dir: str | os.PathLike[str]):
+        self.db_path = Path(db_path)
+        self.assets_dir = Path(assets_dir)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self.assets_dir.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.RLock()
+        self.conn = sqlite3.connect(
+            str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30
+        )
+        self.conn.row_factory = sqlite3.Row
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=NORMAL")
+        self.conn.execute("PRAGMA busy_timeout=30000")
+        self._migrate()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        """Bring the schema to :data:`SCHEMA_VERSION`, one migration per transaction."""
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._lock:
+                self.conn.execute("BEGIN IMMEDIATE")
+                try:
+                    for stmt in MIGRATIONS[target].split(";"):
+                        if stmt.strip():
+                            self.conn.execute(stmt)
+                    self.conn.execute(f"PRAGMA user_version={target}")
+                    self.conn.execute("COMMIT")
+                except BaseException:
+                    self.conn.execute("ROLLBACK")
+                    raise
+
+    def close(self) -> None:
+        """Close the connection (checkpointing the WAL)."""
+        with self._lock:
+            self.conn.close()
+
+    @contextmanager
+    def tx(self) -> Iterator[Tx]:
+        """One transaction: commit on success, roll back (and drop new files) on error."""
+        with self._lock:
+            self.conn.execute("BEGIN IMMEDIATE")
+            tx = Tx(self)
+            try:
+                yield tx
+            except BaseException:
+                self.conn.execute("ROLLBACK")
+                for path in tx.new_files:
+                    path.unlink(missing_ok=True)
+                raise
+            self.conn.execute("COMMIT")
+            for path in tx.dropped_files:
+                path.unlink(missing_ok=True)
+        for fn in tx.after_commit:
+            fn()
+
+    # -- users and keys (Python API used by tests and the CLI) -----------------------------
+
+    def ensure_admin(self, api_key: str | None = None) -> tuple[str, bool]:
+        """Create the ``local`` admin user and workspace on first start.
+
+        Returns ``(key, created)``. With ``api_key`` given, that key is (also) accepted
+        for the admin.
+        """
+        with self.tx() as tx:
+            row = tx.one("SELECT id FROM users WHERE name='local'")
+            created = row is None
+            if created:
+                user_id = tx.add_user("local", "local")
+                key = new_api_key()
+                tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user_id))
+                tx.execute("INSERT INTO exp_values VALUES ('', 'admin_key', ?)", (key,))
+            else:
+                user_id = row["id"]
+                key = tx.one("SELECT value FROM exp_values WHERE exp_key='' AND kind='admin_key'")[
+                    "value"
+                ]
+            if api_key:
+                tx.execute("INSERT OR IGNORE INTO api_keys VALUES (?,?)", (api_key, user_id))
+                tx.execute(
+                    "UPDATE exp_values SET value=? WHERE exp_key='' AND kind='admin_key'",
+                    (api_key,),
+                )
+                key = api_key
+            return key, created
+
+    def create_user(self, name: str, workspace: str | None = None) -> str:
+        """Create a user owning a new default workspace (``workspace`` or ``name``); return its key."""
+        with self.tx() as tx:
+            if tx.one("SELECT 1 FROM users WHERE name=?", (name,)):
+                raise ValueError(f"user {name!r} exists")
+            user_id = tx.add_user(name, workspace or name)
+            key = new_api_key()
+            tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user_id))
+            return key
+
+
+class Tx:
+    """Helpers bound to the current transaction."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.conn = store.conn
+        self.new_files: list[Path] = []
+        self.dropped_files: list[Path] = []
+        self.after_commit: list[Callable[[], None]] = []
+
+    def execute(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Cursor:
+        return self.conn.execute(sql, args)
+
+    def one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
+        return self.conn.execute(sql, args).fetchone()
+
+    def all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
+        return self.conn.execute(sql, args).fetchall()
+
+    def add_user(
+        self,
+        name: str,
+        workspace: str,
+        *,
+        is_service: bool = False,
+        created_by: str | None = None,
+        authorized: str | None = None,
+        organization: str | None = None,
+    ) -> str:
+        """Insert a user; a non-service user also owns ``workspace`` (created if new)."""
+        user_id = new_id()
+        self.execute(
+            "INSERT INTO users VALUES (?,?,?,?,?,?,?,?)",
+            (
+                user_id,
+                name,
+                workspace,
+                int(is_service),
+                created_by,
+                now_ms(),
+                authorized,
+                organization,
+            ),
+        )
+        if not is_service:
+            if not self.one("SELECT 1 FROM workspaces WHERE name=?", (workspace,)):
+                self.add_workspace(workspace, user_id)
+            else:
+                self.execute("INSERT OR IGNORE INTO members VALUES (?,?,1)", (workspace, user_id))
+        return user_id
+
+    def add_workspace(self, name: str, owner_id: str, plan: str | None = None) -> str:
+        ws_id = str(uuid.uuid4())
+        self.execute(
+            "INSERT INTO workspaces VALUES (?,?,?,?,?)", (ws_id, name, owner_id, plan, now_ms())
+        )
+        self.execute("INSERT OR REPLACE INTO members VALUES (?,?,1)", (name, owner_id))
+        return ws_id
+
+    def write_file(self, data: bytes) -> str:
+        """Write bytes atomically (tmp + rename) under a server-made name; return the name."""
+        name = new_id()
+        final = self.store.assets_dir / name[:2] / name
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.with_suffix(".tmp")
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, final)
+        self.new_files.append(final)
+        return name
+
+    def file_path(self, name: str) -> Path:
+        return self.store.assets_dir / name[:2] / name
+
+    def drop_file(self, name: str | None) -> None:
+        """Delete a stored file once the transaction commits."""
+        if name:
+            self.dropped_files.append(self.file_path(name))
