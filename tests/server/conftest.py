@@ -68,3 +68,13 @@ import pytest  # noqa: E402
 def api(comet_server: ServerHandle) -> Api:
     """An :class:`Api` using the admin key of ``comet_server``."""
     return Api(comet_server)
+
+
+@pytest.fixture
+def make_api(comet_server: ServerHandle):
+    """Factory: ``make_api(key)`` → :class:`Api` for ``comet_server`` using ``key``."""
+
+    def make(key: str | None = None) -> Api:
+        return Api(comet_server, key)
+
+    return make
