@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     key, created = store.ensure_admin(api_key)
     limits = Limits(max_upload_bytes=args.max_upload_bytes, max_json_bytes=args.max_json_bytes)
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY by asyncio
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((args.host, args.port))

@@ -82,7 +82,9 @@ class ServerHandle:
         self._notifier = fastapi_app.state.comet["notifier"]
         app = wrap(fastapi_app)
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock = socket.socket(
+            family, socket.SOCK_STREAM, socket.IPPROTO_TCP
+        )  # TCP_NODELAY by asyncio
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((self.host, self.port))
         sock.listen(128)
