@@ -1,5 +1,24 @@
-"""comet-callbacks: fast, reliable Comet ML experiment tracking over the REST API."""
+"""comet-callbacks: fast, reliable Comet ML experiment tracking over the REST API.
+
+>>> import comet_callbacks
+>>> exp = comet_callbacks.start(project_name="demo")   # doctest: +SKIP
+>>> exp.log_metric("loss", 0.1, step=1)                # doctest: +SKIP
+>>> exp.end()                                          # doctest: +SKIP
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from .config import ConfigError, Settings  # noqa: E402
+from .experiment import Experiment, ExperimentError, get_running_experiment, start  # noqa: E402
+
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "ExperimentError",
+    "Settings",
+    "__version__",
+    "get_running_experiment",
+    "start",
+]

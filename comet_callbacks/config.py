@@ -140,7 +140,9 @@ def _parse_url(v: str) -> str:
     s = v.strip()
     parts = urlsplit(s)
     if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError("expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080")
+        raise ValueError(
+            "expected an http:// or https:// URL with a host, e.g. http://127.0.0.1:8080"
+        )
     return s
 
 
@@ -187,25 +189,129 @@ def _auto(name: str, help: str, default: bool = True) -> _Field:
 #: Every setting we read: attribute, environment variable, parser, default, meaning.
 FIELDS: tuple[_Field, ...] = (
     _Field("api_key", "COMET_API_KEY", _parse_str, None, "API key sent in `Authorization`."),
-    _Field("workspace", "COMET_WORKSPACE", _parse_str, None, "Workspace; default: the key's default workspace."),
+    _Field(
+        "workspace",
+        "COMET_WORKSPACE",
+        _parse_str,
+        None,
+        "Workspace; default: the key's default workspace.",
+    ),
     _Field("project_name", "COMET_PROJECT_NAME", _parse_str, None, "Project; default: `general`."),
-    _Field("experiment_name", "COMET_EXPERIMENT_NAME", _parse_str, None, "Name of a new experiment."),
-    _Field("experiment_key", "COMET_EXPERIMENT_KEY", _parse_str, None, "Continue this existing experiment."),
-    _Field("url_override", "COMET_URL_OVERRIDE", _parse_url, None, "Server root (or SDK-style `.../clientlib/`)."),
-    _Field("offline_directory", "COMET_OFFLINE_DIRECTORY", _parse_str, ".cometcallbacks", "Where offline runs and undelivered events are kept."),
-    _Field("timeout_api", "COMET_TIMEOUT_API", _parse_float, 10.0, "Seconds per REST call.", section="comet_timeout", key="api"),
-    _Field("timeout_cleaning", "COMET_TIMEOUT_CLEANING", _parse_float, 30.0, "Seconds `end()` waits for delivery.", section="comet_timeout", key="cleaning"),
-    _Field("timeout_upload", "COMET_TIMEOUT_UPLOAD", _parse_float, 900.0, "Seconds to read an upload's answer.", section="comet_timeout", key="upload"),
-    _Field("mode", "COMET_MODE", _parse_mode, None, "`online`, `offline` or `disabled`; default online when a key or URL is set."),
-    _Field("start_online", "COMET_START_ONLINE", _parse_bool, None, "`false` means offline (SDK compatibility)."),
-    _Field("strict", "COMET_STRICT", _parse_bool, False, "Raise logging errors instead of reporting them."),
-    _Field("model_registry_name", "COMET_MODEL_REGISTRY_NAME", _parse_str, None, "Register the final model under this name."),
-    _Field("log_model", "COMET_LOG_MODEL", _parse_log_model, True, "Checkpoint upload: false, true (best/last at end), best, all."),
-    _Field("max_queue_size", "COMET_MAX_QUEUE_SIZE", _parse_int, 100_000, "Events kept in memory before spilling to disk."),
+    _Field(
+        "experiment_name", "COMET_EXPERIMENT_NAME", _parse_str, None, "Name of a new experiment."
+    ),
+    _Field(
+        "experiment_key",
+        "COMET_EXPERIMENT_KEY",
+        _parse_str,
+        None,
+        "Continue this existing experiment.",
+    ),
+    _Field(
+        "url_override",
+        "COMET_URL_OVERRIDE",
+        _parse_url,
+        None,
+        "Server root (or SDK-style `.../clientlib/`).",
+    ),
+    _Field(
+        "offline_directory",
+        "COMET_OFFLINE_DIRECTORY",
+        _parse_str,
+        ".cometcallbacks",
+        "Where offline runs and undelivered events are kept.",
+    ),
+    _Field(
+        "timeout_api",
+        "COMET_TIMEOUT_API",
+        _parse_float,
+        10.0,
+        "Seconds per REST call.",
+        section="comet_timeout",
+        key="api",
+    ),
+    _Field(
+        "timeout_cleaning",
+        "COMET_TIMEOUT_CLEANING",
+        _parse_float,
+        30.0,
+        "Seconds `end()` waits for delivery.",
+        section="comet_timeout",
+        key="cleaning",
+    ),
+    _Field(
+        "timeout_upload",
+        "COMET_TIMEOUT_UPLOAD",
+        _parse_float,
+        900.0,
+        "Seconds to read an upload's answer.",
+        section="comet_timeout",
+        key="upload",
+    ),
+    _Field(
+        "mode",
+        "COMET_MODE",
+        _parse_mode,
+        None,
+        "`online`, `offline` or `disabled`; default online when a key or URL is set.",
+    ),
+    _Field(
+        "start_online",
+        "COMET_START_ONLINE",
+        _parse_bool,
+        None,
+        "`false` means offline (SDK compatibility).",
+    ),
+    _Field(
+        "strict",
+        "COMET_STRICT",
+        _parse_bool,
+        False,
+        "Raise logging errors instead of reporting them.",
+    ),
+    _Field(
+        "model_registry_name",
+        "COMET_MODEL_REGISTRY_NAME",
+        _parse_str,
+        None,
+        "Register the final model under this name.",
+    ),
+    _Field(
+        "log_model",
+        "COMET_LOG_MODEL",
+        _parse_log_model,
+        True,
+        "Checkpoint upload: false, true (best/last at end), best, all.",
+    ),
+    _Field(
+        "max_queue_size",
+        "COMET_MAX_QUEUE_SIZE",
+        _parse_int,
+        100_000,
+        "Events kept in memory before spilling to disk.",
+    ),
     _Field("workers", "COMET_SENDER_WORKERS", _parse_int, 4, "Requests in flight at once."),
-    _Field("cpu_monitor_interval", "COMET_CPU_MONITOR_INTERVAL", _parse_float, None, "Seconds between CPU/RAM samples (default: server's)."),
-    _Field("gpu_monitor_interval", "COMET_GPU_MONITOR_INTERVAL", _parse_float, None, "Seconds between GPU samples (default: server's)."),
-    _Field("distributed_system_metrics", "COMET_DISTRIBUTED_SYSTEM_METRICS", _parse_bool, False, "Non-zero ranks send their system metrics (context `rank<N>`)."),
+    _Field(
+        "cpu_monitor_interval",
+        "COMET_CPU_MONITOR_INTERVAL",
+        _parse_float,
+        None,
+        "Seconds between CPU/RAM samples (default: server's).",
+    ),
+    _Field(
+        "gpu_monitor_interval",
+        "COMET_GPU_MONITOR_INTERVAL",
+        _parse_float,
+        None,
+        "Seconds between GPU samples (default: server's).",
+    ),
+    _Field(
+        "distributed_system_metrics",
+        "COMET_DISTRIBUTED_SYSTEM_METRICS",
+        _parse_bool,
+        False,
+        "Non-zero ranks send their system metrics (context `rank<N>`).",
+    ),
     _auto("code", "Capture the entry script's source."),
     _auto("git_metadata", "Capture git metadata."),
     _auto("git_patch", "Capture the uncommitted git patch."),
@@ -238,15 +344,21 @@ def _read_config_file(path: str, required: bool) -> tuple[dict[tuple[str, str], 
             text = fh.read()
     except FileNotFoundError:
         if required:
-            raise ConfigError("COMET_CONFIG", "environment variable COMET_CONFIG", path, "file does not exist") from None
+            raise ConfigError(
+                "COMET_CONFIG", "environment variable COMET_CONFIG", path, "file does not exist"
+            ) from None
         return {}, {}
     except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError("config file", path, path, f"cannot be read: {exc.__class__.__name__}") from None
+        raise ConfigError(
+            "config file", path, path, f"cannot be read: {exc.__class__.__name__}"
+        ) from None
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, source=path)
     except configparser.Error as exc:
-        raise ConfigError("config file", path, path, f"is not a valid INI file: {str(exc).splitlines()[0]}") from None
+        raise ConfigError(
+            "config file", path, path, f"is not a valid INI file: {str(exc).splitlines()[0]}"
+        ) from None
     values: dict[tuple[str, str], str] = {}
     for section in parser.sections():
         for key, value in parser.items(section):
@@ -258,8 +370,10 @@ def _read_config_file(path: str, required: bool) -> tuple[dict[tuple[str, str], 
         s = line.strip()
         if s.startswith("[") and s.endswith("]"):
             section = s[1:-1].strip().lower()
-        elif "=" in s and not s.startswith(("#", ";")):
-            lines.setdefault((section, s.split("=", 1)[0].strip().lower()), no)
+        elif not s.startswith(("#", ";")) and ("=" in s or ":" in s):
+            # configparser's delimiters are "=" and ":"; the first one on the line splits.
+            cut = min(i for i in (s.find("="), s.find(":")) if i >= 0)
+            lines.setdefault((section, s[:cut].strip().lower()), no)
     return values, lines
 
 
@@ -324,7 +438,11 @@ class Settings:
                 raw, source = overrides[f.name], "argument"
                 if isinstance(raw, str):
                     values[f.name] = _parse(f, raw, source)
-                elif f.parse is _parse_float and isinstance(raw, (int, float)) and not isinstance(raw, bool):
+                elif (
+                    f.parse is _parse_float
+                    and isinstance(raw, (int, float))
+                    and not isinstance(raw, bool)
+                ):
                     values[f.name] = _parse(f, str(raw), source)
                 elif f.parse is _parse_int and isinstance(raw, int) and not isinstance(raw, bool):
                     values[f.name] = _parse(f, str(raw), source)

@@ -124,7 +124,9 @@ class MultipartStream(io.RawIOBase):
                 b"Content-Type: application/json\r\n\r\n" + metadata.encode("utf-8") + b"\r\n"
             )
         head += (
-            b"--" + b + b'\r\nContent-Disposition: form-data; name="file"; filename="'
+            b"--"
+            + b
+            + b'\r\nContent-Disposition: form-data; name="file"; filename="'
             + name.encode("utf-8")
             + b'"\r\nContent-Type: '
             + file.content_type.encode()

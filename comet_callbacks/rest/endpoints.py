@@ -47,13 +47,23 @@ def _b(**kw: Any) -> dict[str, Any]:
     return {k: v for k, v in kw.items() if v is not None}
 
 
-def _t(context: str | None, step: int | None, epoch: int | None, timestamp: int | None) -> dict[str, Any]:
+def _t(
+    context: str | None, step: int | None, epoch: int | None, timestamp: int | None
+) -> dict[str, Any]:
     return _b(context=context, step=step, epoch=epoch, timestamp=timestamp)
 
 
 def _require(name: str, value: Any, kind: type | tuple[type, ...]) -> None:
-    if not isinstance(value, kind) or isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise TypeError(f"{name} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}: {value!r}"[:300])
+    if (
+        not isinstance(value, kind)
+        or isinstance(value, bool)
+        and bool not in (kind if isinstance(kind, tuple) else (kind,))
+    ):
+        raise TypeError(
+            f"{name} must be {getattr(kind, '__name__', kind)}, got {type(value).__name__}: {value!r}"[
+                :300
+            ]
+        )
 
 
 class Endpoints:
@@ -69,22 +79,36 @@ class Endpoints:
         _require("name", name, str)
         return self._dispatch(Call("POST", "write/workspace/new", json=_b(name=name, plan=plan)))
 
-    def create_experiment(self, workspace_name: str, project_name: str, experiment_name: str | None = None) -> Any:
+    def create_experiment(
+        self, workspace_name: str, project_name: str, experiment_name: str | None = None
+    ) -> Any:
         """#2 Create an experiment (the project is created when missing). Returns ``experimentKey``, ``link``..."""
         _require("workspace_name", workspace_name, str)
         _require("project_name", project_name, str)
-        body = _b(workspaceName=workspace_name, projectName=project_name, experimentName=experiment_name)
+        body = _b(
+            workspaceName=workspace_name, projectName=project_name, experimentName=experiment_name
+        )
         return self._dispatch(Call("POST", "write/experiment/create", json=body))
 
     def stop_experiment(self, experiment_key: str) -> Any:
         """#3 Mark the experiment as no longer running."""
-        return self._dispatch(Call("GET", "write/experiment/stop", _q(experimentKey=experiment_key)))
+        return self._dispatch(
+            Call("GET", "write/experiment/stop", _q(experimentKey=experiment_key))
+        )
 
     def archive_experiment(self, experiment_key: str) -> Any:
         """#4 Archive an experiment."""
-        return self._dispatch(Call("GET", "write/experiment/archive", _q(experimentKey=experiment_key)))
+        return self._dispatch(
+            Call("GET", "write/experiment/archive", _q(experimentKey=experiment_key))
+        )
 
-    def move_experiments(self, target_workspace_name: str, target_project_name: str, experiment_keys: Sequence[str], symlink: bool = False) -> Any:
+    def move_experiments(
+        self,
+        target_workspace_name: str,
+        target_project_name: str,
+        experiment_keys: Sequence[str],
+        symlink: bool = False,
+    ) -> Any:
         """#5 Move (``symlink=False``) or link (``True``) experiments into another project."""
         body = {
             "targetWorkspaceName": target_workspace_name,
@@ -96,19 +120,35 @@ class Endpoints:
 
     def symlink_experiment(self, experiment_key: str, project_name: str) -> Any:
         """#6 Show an experiment in another project too (the document's ``exerimentKey`` typo is not sent)."""
-        return self._dispatch(Call("GET", "write/project/symlink", _q(experimentKey=experiment_key, projectName=project_name)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/project/symlink",
+                _q(experimentKey=experiment_key, projectName=project_name),
+            )
+        )
 
     def delete_experiment(self, experiment_key: str) -> Any:
         """#7 Delete an experiment."""
-        return self._dispatch(Call("GET", "write/experiment/delete", _q(experimentKey=experiment_key)))
+        return self._dispatch(
+            Call("GET", "write/experiment/delete", _q(experimentKey=experiment_key))
+        )
 
     def restore_experiment(self, experiment_key: str) -> Any:
         """#8 Restore an archived experiment."""
-        return self._dispatch(Call("GET", "write/experiment/restore", _q(experimentKey=experiment_key)))
+        return self._dispatch(
+            Call("GET", "write/experiment/restore", _q(experimentKey=experiment_key))
+        )
 
     # ----------------------------------------------------------------- projects
 
-    def create_project(self, workspace_name: str, project_name: str, project_description: str | None = None, is_public: bool = False) -> Any:
+    def create_project(
+        self,
+        workspace_name: str,
+        project_name: str,
+        project_description: str | None = None,
+        is_public: bool = False,
+    ) -> Any:
         """#9 Create a project; returns ``projectId``."""
         body = {
             "workspaceName": workspace_name,
@@ -145,8 +185,12 @@ class Endpoints:
     ) -> Any:
         """#11 Rename / describe / publish a project, named by exactly one of id or workspace+name."""
         by_name = workspace_name is not None or project_name is not None
-        if (project_id is None) == (not by_name) or (by_name and (workspace_name is None or project_name is None)):
-            raise ValueError("update_project needs exactly one of project_id, or workspace_name and project_name")
+        if (project_id is None) == (not by_name) or (
+            by_name and (workspace_name is None or project_name is None)
+        ):
+            raise ValueError(
+                "update_project needs exactly one of project_id, or workspace_name and project_name"
+            )
         body = _b(
             projectId=project_id,
             workspaceName=workspace_name,
@@ -159,7 +203,9 @@ class Endpoints:
 
     def set_project_notes(self, project_id: str, notes: str) -> Any:
         """#12 Replace a project's notes."""
-        return self._dispatch(Call("POST", "write/project/notes", json={"projectId": project_id, "notes": notes}))
+        return self._dispatch(
+            Call("POST", "write/project/notes", json={"projectId": project_id, "notes": notes})
+        )
 
     def add_project_share_link(self, project_id: str) -> Any:
         """#13 Create a share link; returns ``shareCode``."""
@@ -167,7 +213,13 @@ class Endpoints:
 
     def delete_project_share_link(self, project_id: str, share_code: str) -> Any:
         """#14 Remove a share link."""
-        return self._dispatch(Call("GET", "write/project/delete-project-share-link", _q(projectId=project_id, shareCode=share_code)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/project/delete-project-share-link",
+                _q(projectId=project_id, shareCode=share_code),
+            )
+        )
 
     # ----------------------------------------------------------------- model registry
 
@@ -213,14 +265,26 @@ class Endpoints:
         )
         return self._dispatch(Call("POST", "write/registry-model/item", json=body))
 
-    def update_registry_model_version(self, registry_model_item_id: str, *, comment: str | None = None, stages: Sequence[str] | None = None) -> Any:
+    def update_registry_model_version(
+        self,
+        registry_model_item_id: str,
+        *,
+        comment: str | None = None,
+        stages: Sequence[str] | None = None,
+    ) -> Any:
         """#17 Update a version's comment and/or stages."""
-        body = _b(registryModelItemId=registry_model_item_id, comment=comment, stages=list(stages) if stages is not None else None)
+        body = _b(
+            registryModelItemId=registry_model_item_id,
+            comment=comment,
+            stages=list(stages) if stages is not None else None,
+        )
         return self._dispatch(Call("POST", "write/registry-model/item/update", json=body))
 
     def delete_registry_model_version(self, model_item_id: str) -> Any:
         """#18 Delete one version."""
-        return self._dispatch(Call("GET", "write/registry-model/item/delete", _q(modelItemId=model_item_id)))
+        return self._dispatch(
+            Call("GET", "write/registry-model/item/delete", _q(modelItemId=model_item_id))
+        )
 
     def update_registry_model(
         self,
@@ -231,45 +295,102 @@ class Endpoints:
         is_public: bool | None = None,
     ) -> Any:
         """#19 Rename / describe / publish a registry model."""
-        body = _b(registryModelId=registry_model_id, registryModelName=registry_model_name, description=description, isPublic=is_public)
+        body = _b(
+            registryModelId=registry_model_id,
+            registryModelName=registry_model_name,
+            description=description,
+            isPublic=is_public,
+        )
         return self._dispatch(Call("POST", "write/registry-model/update", json=body))
 
-    def set_registry_model_notes(self, workspace_name: str, registry_model_name: str, notes: str) -> Any:
+    def set_registry_model_notes(
+        self, workspace_name: str, registry_model_name: str, notes: str
+    ) -> Any:
         """#20 Replace a registry model's notes."""
-        body = {"workspaceName": workspace_name, "registryModelName": registry_model_name, "notes": notes}
+        body = {
+            "workspaceName": workspace_name,
+            "registryModelName": registry_model_name,
+            "notes": notes,
+        }
         return self._dispatch(Call("POST", "write/registry-model/notes", json=body))
 
     def delete_registry_model(self, workspace_name: str, model_name: str) -> Any:
         """#21 Delete a registry model with all its versions."""
-        return self._dispatch(Call("GET", "write/registry-model/delete", _q(workspaceName=workspace_name, modelName=model_name)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/registry-model/delete",
+                _q(workspaceName=workspace_name, modelName=model_name),
+            )
+        )
 
     def add_registry_model_version_stage(self, model_item_id: str, stage: str) -> Any:
         """#22 Add a stage (e.g. ``production``) to a version."""
-        return self._dispatch(Call("GET", "write/registry-model/item/stage", _q(modelItemId=model_item_id, stage=stage)))
+        return self._dispatch(
+            Call(
+                "GET", "write/registry-model/item/stage", _q(modelItemId=model_item_id, stage=stage)
+            )
+        )
 
     def delete_registry_model_version_stage(self, model_item_id: str, stage: str) -> Any:
         """#23 Remove a stage from a version."""
-        return self._dispatch(Call("GET", "write/registry-model/item/stage/delete", _q(modelItemId=model_item_id, stage=stage)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/registry-model/item/stage/delete",
+                _q(modelItemId=model_item_id, stage=stage),
+            )
+        )
 
     # ----------------------------------------------------------------- experiment data
 
     def set_status(self, experiment_key: str) -> Any:
         """#24 Keep-alive beat; answers the beat and monitor intervals."""
-        return self._dispatch(Call("GET", "write/experiment/set-status", _q(experimentKey=experiment_key)))
+        return self._dispatch(
+            Call("GET", "write/experiment/set-status", _q(experimentKey=experiment_key))
+        )
 
-    def set_start_end_time(self, experiment_key: str, start_time_millis: int | None = None, end_time_millis: int | None = None) -> Any:
+    def set_start_end_time(
+        self,
+        experiment_key: str,
+        start_time_millis: int | None = None,
+        end_time_millis: int | None = None,
+    ) -> Any:
         """#25 Set start and/or end time (absent ones are left unchanged)."""
-        body = _b(experimentKey=experiment_key, startTimeMillis=start_time_millis, endTimeMillis=end_time_millis)
+        body = _b(
+            experimentKey=experiment_key,
+            startTimeMillis=start_time_millis,
+            endTimeMillis=end_time_millis,
+        )
         return self._dispatch(Call("POST", "write/experiment/set-start-end-time", json=body))
 
-    def log_other(self, experiment_key: str, key: str, value: str | int | float | bool, timestamp: int | None = None) -> Any:
+    def log_other(
+        self,
+        experiment_key: str,
+        key: str,
+        value: str | int | float | bool,
+        timestamp: int | None = None,
+    ) -> Any:
         """#26 Log an "other" value (the key ``Name`` renames the experiment)."""
         body = _b(experimentKey=experiment_key, key=key, value=value, timestamp=timestamp)
         return self._dispatch(Call("POST", "write/experiment/log-other", json=body))
 
-    def log_parameter(self, experiment_key: str, name: str, value: Any, step: int | None = None, timestamp: int | None = None) -> Any:
+    def log_parameter(
+        self,
+        experiment_key: str,
+        name: str,
+        value: Any,
+        step: int | None = None,
+        timestamp: int | None = None,
+    ) -> Any:
         """#27 Log one (already flattened) parameter."""
-        body = _b(experimentKey=experiment_key, parameterName=name, parameterValue=value, step=step, timestamp=timestamp)
+        body = _b(
+            experimentKey=experiment_key,
+            parameterName=name,
+            parameterValue=value,
+            step=step,
+            timestamp=timestamp,
+        )
         if value is None:
             body["parameterValue"] = None
         return self._dispatch(Call("POST", "write/experiment/parameter", json=body))
@@ -285,13 +406,21 @@ class Endpoints:
         timestamp: int | None = None,
     ) -> Any:
         """#28 Log one metric value (NaN/±Inf are sent as strings)."""
-        body = {"experimentKey": experiment_key, "metricName": name, "metricValue": encode_metric_value(value)}
+        body = {
+            "experimentKey": experiment_key,
+            "metricName": name,
+            "metricValue": encode_metric_value(value),
+        }
         body.update(_t(context, step, epoch, timestamp))
         return self._dispatch(Call("POST", "write/experiment/metric", json=body))
 
-    def log_html(self, experiment_key: str, html: str, override: bool = False, timestamp: int | None = None) -> Any:
+    def log_html(
+        self, experiment_key: str, html: str, override: bool = False, timestamp: int | None = None
+    ) -> Any:
         """#29 Append (or, with ``override``, replace) the experiment's HTML."""
-        body = _b(experimentKey=experiment_key, html=html, override=bool(override), timestamp=timestamp)
+        body = _b(
+            experimentKey=experiment_key, html=html, override=bool(override), timestamp=timestamp
+        )
         return self._dispatch(Call("POST", "write/experiment/html", json=body))
 
     def upload_asset(
@@ -323,23 +452,44 @@ class Endpoints:
             overwrite=overwrite,
             groupingName=grouping_name,
         )
-        meta = json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True, default=str) if metadata else None
-        return self._dispatch(Call("POST", "write/experiment/upload-asset", query, file=file, metadata=meta))
+        meta = (
+            json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True, default=str)
+            if metadata
+            else None
+        )
+        return self._dispatch(
+            Call("POST", "write/experiment/upload-asset", query, file=file, metadata=meta)
+        )
 
-    def upload_text_sample(self, experiment_key: str, content: str, step: int | None = None, context: str | None = None, metadata: Mapping[str, Any] | None = None) -> Any:
+    def upload_text_sample(
+        self,
+        experiment_key: str,
+        content: str,
+        step: int | None = None,
+        context: str | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> Any:
         """#31 Log a text sample (metadata is sent as base64 JSON, as the document says)."""
         import base64
 
         meta = None
         if metadata:
-            meta = base64.b64encode(json.dumps(dict(metadata), separators=(",", ":"), sort_keys=True, default=str).encode()).decode()
-        body = _b(experimentKey=experiment_key, content=content, step=step, context=context, metadata=meta)
+            meta = base64.b64encode(
+                json.dumps(
+                    dict(metadata), separators=(",", ":"), sort_keys=True, default=str
+                ).encode()
+            ).decode()
+        body = _b(
+            experimentKey=experiment_key, content=content, step=step, context=context, metadata=meta
+        )
         return self._dispatch(Call("POST", "write/experiment/upload-text-sample", json=body))
 
     def upload_git_patch(self, experiment_key: str, zip_bytes: bytes) -> Any:
         """#32 Upload the git patch: a zip holding one entry, ``git_diff.patch``."""
         part = FilePart("git_diff.zip", data=zip_bytes, content_type="application/zip")
-        return self._dispatch(Call("POST", "write/experiment/git/patch", _q(experimentKey=experiment_key), file=part))
+        return self._dispatch(
+            Call("POST", "write/experiment/git/patch", _q(experimentKey=experiment_key), file=part)
+        )
 
     def log_system_details(
         self,
@@ -381,11 +531,17 @@ class Endpoints:
             hostname=hostname,
             command=list(command) if command is not None else None,
             executable=executable,
-            networkInterfaceIps=list(network_interface_ips) if network_interface_ips is not None else None,
+            networkInterfaceIps=list(network_interface_ips)
+            if network_interface_ips is not None
+            else None,
             osPackages=list(os_packages) if os_packages is not None else None,
             installedPackages=list(installed_packages) if installed_packages is not None else None,
-            gpuStaticInfoList=[dict(g) for g in gpu_static_info_list] if gpu_static_info_list is not None else None,
-            logAdditionalSystemInfoList=[dict(i) for i in log_additional_system_info_list] if log_additional_system_info_list is not None else None,
+            gpuStaticInfoList=[dict(g) for g in gpu_static_info_list]
+            if gpu_static_info_list is not None
+            else None,
+            logAdditionalSystemInfoList=[dict(i) for i in log_additional_system_info_list]
+            if log_additional_system_info_list is not None
+            else None,
             env=dict(env) if env is not None else None,
         )
         return self._dispatch(Call("POST", "write/experiment/system-details", json=body))
@@ -400,10 +556,22 @@ class Endpoints:
         origin: str | None = None,
     ) -> Any:
         """#34 Git metadata; every key is sent, ``null`` when unknown."""
-        body = {"experimentKey": experiment_key, "user": user, "root": root, "branch": branch, "parent": parent, "origin": origin}
+        body = {
+            "experimentKey": experiment_key,
+            "user": user,
+            "root": root,
+            "branch": branch,
+            "parent": parent,
+            "origin": origin,
+        }
         return self._dispatch(Call("POST", "write/experiment/git/metadata", json=body))
 
-    def log_output(self, experiment_key: str, output_lines: Sequence[Mapping[str, Any]], context: str | None = None) -> Any:
+    def log_output(
+        self,
+        experiment_key: str,
+        output_lines: Sequence[Mapping[str, Any]],
+        context: str | None = None,
+    ) -> Any:
         """#35 Output lines ``{output, stderr, localTimestamp, offset}``."""
         body = _b(experimentKey=experiment_key, context=context)
         body["outputLines"] = [dict(line) for line in output_lines]
@@ -411,44 +579,110 @@ class Endpoints:
 
     def set_graph(self, experiment_key: str, graph: str) -> Any:
         """#36 The model graph (text)."""
-        return self._dispatch(Call("POST", "write/experiment/graph", json={"experimentKey": experiment_key, "graph": graph}))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/graph",
+                json={"experimentKey": experiment_key, "graph": graph},
+            )
+        )
 
     def set_code(self, experiment_key: str, code: str) -> Any:
         """#37 The entry script's source."""
-        return self._dispatch(Call("POST", "write/experiment/code", json={"experimentKey": experiment_key, "code": code}))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/code",
+                json={"experimentKey": experiment_key, "code": code},
+            )
+        )
 
     def add_tags(self, experiment_key: str, tags: Sequence[str]) -> Any:
         """#38 Add tags to the existing ones."""
-        return self._dispatch(Call("POST", "write/experiment/tags", json={"experimentKey": experiment_key, "addedTags": list(tags)}))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/tags",
+                json={"experimentKey": experiment_key, "addedTags": list(tags)},
+            )
+        )
 
-    def log_cloud_details(self, experiment_key: str, provider: str, metadata: Mapping[str, Any]) -> Any:
+    def log_cloud_details(
+        self, experiment_key: str, provider: str, metadata: Mapping[str, Any]
+    ) -> Any:
         """#39 Cloud provider details."""
         body = {"experimentKey": experiment_key, "provider": provider, "metadata": dict(metadata)}
         return self._dispatch(Call("POST", "write/experiment/cloud-details", json=body))
 
     def set_file_path(self, experiment_key: str, file_path: str) -> Any:
         """#40 The entry script's path."""
-        return self._dispatch(Call("POST", "write/experiment/file-path", json={"experimentKey": experiment_key, "filePath": file_path}))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/file-path",
+                json={"experimentKey": experiment_key, "filePath": file_path},
+            )
+        )
 
-    def log_gpu_metrics(self, experiment_key: str, gpus: Sequence[Mapping[str, int]], context: str | None = None, step: int | None = None, epoch: int | None = None, timestamp: int | None = None) -> Any:
+    def log_gpu_metrics(
+        self,
+        experiment_key: str,
+        gpus: Sequence[Mapping[str, int]],
+        context: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        timestamp: int | None = None,
+    ) -> Any:
         """#41 One GPU sample per GPU (bytes, percent)."""
         body: dict[str, Any] = {"experimentKey": experiment_key, "gpus": [dict(g) for g in gpus]}
         body.update(_t(context, step, epoch, timestamp))
         return self._dispatch(Call("POST", "write/experiment/gpu-metrics", json=body))
 
-    def log_ram_metrics(self, experiment_key: str, total_ram: int, used_ram: int, context: str | None = None, step: int | None = None, epoch: int | None = None, timestamp: int | None = None) -> Any:
+    def log_ram_metrics(
+        self,
+        experiment_key: str,
+        total_ram: int,
+        used_ram: int,
+        context: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        timestamp: int | None = None,
+    ) -> Any:
         """#42 RAM sample in bytes."""
-        body: dict[str, Any] = {"experimentKey": experiment_key, "totalRam": int(total_ram), "usedRam": int(used_ram)}
+        body: dict[str, Any] = {
+            "experimentKey": experiment_key,
+            "totalRam": int(total_ram),
+            "usedRam": int(used_ram),
+        }
         body.update(_t(context, step, epoch, timestamp))
         return self._dispatch(Call("POST", "write/experiment/ram-metrics", json=body))
 
-    def log_cpu_metrics(self, experiment_key: str, cpu_percent_utilization: Sequence[float], context: str | None = None, step: int | None = None, epoch: int | None = None, timestamp: int | None = None) -> Any:
+    def log_cpu_metrics(
+        self,
+        experiment_key: str,
+        cpu_percent_utilization: Sequence[float],
+        context: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        timestamp: int | None = None,
+    ) -> Any:
         """#43 CPU sample: one percent per CPU."""
-        body: dict[str, Any] = {"experimentKey": experiment_key, "cpuPercentUtilization": list(cpu_percent_utilization)}
+        body: dict[str, Any] = {
+            "experimentKey": experiment_key,
+            "cpuPercentUtilization": list(cpu_percent_utilization),
+        }
         body.update(_t(context, step, epoch, timestamp))
         return self._dispatch(Call("POST", "write/experiment/cpu-metrics", json=body))
 
-    def log_load_metrics(self, experiment_key: str, load_average: float, context: str | None = None, step: int | None = None, epoch: int | None = None, timestamp: int | None = None) -> Any:
+    def log_load_metrics(
+        self,
+        experiment_key: str,
+        load_average: float,
+        context: str | None = None,
+        step: int | None = None,
+        epoch: int | None = None,
+        timestamp: int | None = None,
+    ) -> Any:
         """#44 1-minute load average."""
         body: dict[str, Any] = {"experimentKey": experiment_key, "loadAverage": load_average}
         body.update(_t(context, step, epoch, timestamp))
@@ -456,16 +690,40 @@ class Endpoints:
 
     # ----------------------------------------------------------------- artifacts, viz, assets
 
-    def upsert_artifact(self, artifact_name: str, experiment_key: str, artifact_type: str, version: str | None = None, is_public: bool | None = None) -> Any:
+    def upsert_artifact(
+        self,
+        artifact_name: str,
+        experiment_key: str,
+        artifact_type: str,
+        version: str | None = None,
+        is_public: bool | None = None,
+    ) -> Any:
         """#45 Create or update an artifact version."""
-        body = _b(artifactName=artifact_name, experimentKey=experiment_key, artifactType=artifact_type, version=version, isPublic=is_public)
+        body = _b(
+            artifactName=artifact_name,
+            experimentKey=experiment_key,
+            artifactType=artifact_type,
+            version=version,
+            isPublic=is_public,
+        )
         return self._dispatch(Call("POST", "write/artifacts/upsert", json=body))
 
-    def set_artifact_state(self, experiment_key: str, artifact_version_id: str, state: str, is_public: bool | None = None) -> Any:
+    def set_artifact_state(
+        self,
+        experiment_key: str,
+        artifact_version_id: str,
+        state: str,
+        is_public: bool | None = None,
+    ) -> Any:
         """#46 Close (``CLOSED``) or fail (``ERROR``) an artifact version."""
         if state not in ("CLOSED", "ERROR"):
             raise ValueError(f"state must be 'CLOSED' or 'ERROR', got {state!r}")
-        body = _b(experimentKey=experiment_key, artifactVersionId=artifact_version_id, state=state, isPublic=is_public)
+        body = _b(
+            experimentKey=experiment_key,
+            artifactVersionId=artifact_version_id,
+            state=state,
+            isPublic=is_public,
+        )
         return self._dispatch(Call("POST", "write/artifacts/state", json=body))
 
     def save_viz_store(self, instance_id: str, project_id: str, store: str) -> Any:
@@ -473,14 +731,29 @@ class Endpoints:
         body = {"instanceId": instance_id, "projectId": project_id, "store": store}
         return self._dispatch(Call("POST", "write/viz-instance/store/save", json=body))
 
-    def log_remote_assets(self, experiment_key: str, remote_assets: Sequence[Mapping[str, Any]]) -> Any:
+    def log_remote_assets(
+        self, experiment_key: str, remote_assets: Sequence[Mapping[str, Any]]
+    ) -> Any:
         """#48 Log remote assets (links) in one batch."""
         body = {"remoteAssets": [_b(**dict(a)) for a in remote_assets]}
-        return self._dispatch(Call("POST", "write/experiment/assets/remote/batch", _q(experimentKey=experiment_key), json=body))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/assets/remote/batch",
+                _q(experimentKey=experiment_key),
+                json=body,
+            )
+        )
 
     def delete_asset(self, experiment_key: str, asset_id: str) -> Any:
         """#49 Delete an asset (sent as GET, like the SDK: WIRE.md §3 #3)."""
-        return self._dispatch(Call("GET", "write/experiment/asset/delete", _q(experimentKey=experiment_key, assetId=asset_id)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/experiment/asset/delete",
+                _q(experimentKey=experiment_key, assetId=asset_id),
+            )
+        )
 
     def add_asset_tags(self, experiment_key: str, asset_id: str, tags: Sequence[str]) -> Any:
         """#50 Tag an asset."""
@@ -489,7 +762,13 @@ class Endpoints:
 
     def delete_asset_tag(self, experiment_key: str, asset_id: str, tag: str) -> Any:
         """#51 Remove one tag from an asset."""
-        return self._dispatch(Call("GET", "write/experiment/asset/tag/delete", _q(experimentKey=experiment_key, assetId=asset_id, tag=tag)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "write/experiment/asset/tag/delete",
+                _q(experimentKey=experiment_key, assetId=asset_id, tag=tag),
+            )
+        )
 
     def upload_template(self, body: Mapping[str, Any] | None = None) -> Any:
         """#52 Upload a panel template (the document defines no body: it is passed through)."""
@@ -503,15 +782,37 @@ class Endpoints:
 
     def update_webhooks(self, webhook_configs: Sequence[Mapping[str, Any]]) -> Any:
         """#54 Merge webhook configurations into the stored ones (answers 204)."""
-        return self._dispatch(Call("POST", "webhooks/config", json={"webhookConfigs": [dict(c) for c in webhook_configs]}))
+        return self._dispatch(
+            Call(
+                "POST",
+                "webhooks/config",
+                json={"webhookConfigs": [dict(c) for c in webhook_configs]},
+            )
+        )
 
     def replace_webhooks(self, webhook_configs: Sequence[Mapping[str, Any]]) -> Any:
         """#55 Replace the stored webhook configuration (answers 204)."""
-        return self._dispatch(Call("PUT", "webhooks/config", json={"webhookConfigs": [dict(c) for c in webhook_configs]}))
+        return self._dispatch(
+            Call(
+                "PUT",
+                "webhooks/config",
+                json={"webhookConfigs": [dict(c) for c in webhook_configs]},
+            )
+        )
 
-    def create_service_account(self, name: str, team_name: str, organization_name: str, authorized_workspaces: Sequence[str] | None = None) -> Any:
+    def create_service_account(
+        self,
+        name: str,
+        team_name: str,
+        organization_name: str,
+        authorized_workspaces: Sequence[str] | None = None,
+    ) -> Any:
         """#56/#57 Create a service account (limited to ``authorized_workspaces`` when given)."""
-        body: dict[str, Any] = {"name": name, "teamName": team_name, "organizationName": organization_name}
+        body: dict[str, Any] = {
+            "name": name,
+            "teamName": team_name,
+            "organizationName": organization_name,
+        }
         if authorized_workspaces is not None:
             body["authorizedWorkspaces"] = list(authorized_workspaces)
         return self._dispatch(Call("POST", "write/service-account", json=body))
@@ -541,7 +842,13 @@ class Endpoints:
 
     def get_registry_model_details(self, workspace_name: str, model_name: str) -> Any:
         """A registry model with its versions."""
-        return self._dispatch(Call("GET", "registry-model/details", _q(workspaceName=workspace_name, modelName=model_name)))
+        return self._dispatch(
+            Call(
+                "GET",
+                "registry-model/details",
+                _q(workspaceName=workspace_name, modelName=model_name),
+            )
+        )
 
     def get_account_details(self) -> Any:
         """``{"userName", "defaultWorkspaceName"}`` of the key's owner."""

@@ -61,7 +61,10 @@ class CometAPIError(Exception):
         super().__init__(scrub(text))
 
     def __reduce__(self):  # picklable across processes, with the same fields
-        return (_rebuild, (type(self), self.endpoint, self.server_message, self.status, self.method))
+        return (
+            _rebuild,
+            (type(self), self.endpoint, self.server_message, self.status, self.method),
+        )
 
 
 def _rebuild(cls, endpoint, message, status, method):
@@ -109,7 +112,15 @@ class RateLimitedError(CometAPIError):
 
     status = 429
 
-    def __init__(self, endpoint: str, message: str = "", status: int | None = 429, *, method: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        endpoint: str,
+        message: str = "",
+        status: int | None = 429,
+        *,
+        method: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         self.retry_after = retry_after
         super().__init__(endpoint, message, status, method=method)
 
@@ -148,7 +159,9 @@ _BY_STATUS: dict[int, type[CometAPIError]] = {
 }
 
 
-def error_for_status(status: int, endpoint: str, message: str, *, method: str = "", retry_after: float | None = None) -> CometAPIError:
+def error_for_status(
+    status: int, endpoint: str, message: str, *, method: str = "", retry_after: float | None = None
+) -> CometAPIError:
     """The error object for an HTTP error answer."""
     if status == 429:
         return RateLimitedError(endpoint, message, status, method=method, retry_after=retry_after)

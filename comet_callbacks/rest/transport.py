@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 import requests
+import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
@@ -28,9 +29,20 @@ RETRY_STATUSES = (429, 500, 502, 503, 504)
 
 
 class _Retry(Retry):
-    """urllib3 Retry whose ``Retry-After`` wait is capped, so a hostile header cannot hang us."""
+    """urllib3 Retry whose ``Retry-After`` wait is capped, so a hostile header cannot hang us.
+
+    urllib3 builds a fresh object with ``new()`` on every retry, so the cap is carried over
+    there and the ``Retry-After`` statuses are a class attribute (an instance attribute would
+    be lost after the first retry, and 413 would be retried again).
+    """
 
     max_retry_after: float = 60.0
+    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
+
+    def new(self, **kw: Any) -> _Retry:
+        new = super().new(**kw)
+        new.max_retry_after = self.max_retry_after
+        return new
 
     def get_retry_after(self, response: Any) -> float | None:
         value = super().get_retry_after(response)
@@ -80,7 +92,6 @@ class Transport:
             raise_on_redirect=False,
         )
         retry.max_retry_after = max_retry_after
-        retry.RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
         self.retry = retry
         self.session = requests.Session()
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry)
@@ -105,12 +116,17 @@ class Transport:
         if call.file is not None:
             stream = MultipartStream(call.file, call.metadata)
             kwargs["data"] = stream
-            kwargs["headers"] = {"Content-Type": stream.content_type, "Content-Length": str(stream.length)}
+            kwargs["headers"] = {
+                "Content-Type": stream.content_type,
+                "Content-Length": str(stream.length),
+            }
             t = timeout or self.timeout
             kwargs["timeout"] = (t, max(self.upload_timeout, t))
         else:
             if call.json is not None:
-                data = json.dumps(call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                data = json.dumps(
+                    call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+                )
                 kwargs["data"] = data.encode("utf-8")
                 kwargs["headers"] = {"Content-Type": "application/json"}
             kwargs["timeout"] = timeout or self.timeout
@@ -119,6 +135,9 @@ class Transport:
         except requests.Timeout as exc:
             raise CometTimeoutError(call.path, _short(exc), method=call.method) from None
         except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+            # After retries, requests reports a read timeout as ConnectionError(MaxRetryError).
+            if _is_timeout(exc):
+                raise CometTimeoutError(call.path, _short(exc), method=call.method) from None
             raise CometConnectionError(call.path, _short(exc), method=call.method) from None
         except requests.RequestException as exc:
             raise CometConnectionError(call.path, _short(exc), method=call.method) from None
@@ -138,7 +157,9 @@ class Transport:
                 try:
                     return resp.json()
                 except ValueError:
-                    raise CometAPIError(call.path, "invalid JSON in the answer", status, method=call.method) from None
+                    raise CometAPIError(
+                        call.path, "invalid JSON in the answer", status, method=call.method
+                    ) from None
             return resp.content
         message = ""
         try:
@@ -153,10 +174,28 @@ class Transport:
                 retry_after = float(resp.headers.get("Retry-After", ""))
             except ValueError:
                 retry_after = None
-        raise error_for_status(status, call.path, message, method=call.method, retry_after=retry_after)
+        raise error_for_status(
+            status, call.path, message, method=call.method, retry_after=retry_after
+        )
 
     def close(self) -> None:
         self.session.close()
+
+
+def _is_timeout(exc: BaseException) -> bool:
+    """True when a requests error was caused by a (connect or read) timeout."""
+    seen = 0
+    cur: Any = exc
+    while cur is not None and seen < 8:
+        if isinstance(cur, urllib3.exceptions.NewConnectionError):  # a ConnectTimeoutError subclass
+            return False
+        if isinstance(cur, (TimeoutError, urllib3.exceptions.TimeoutError, requests.Timeout)):
+            return True
+        nxt = getattr(cur, "reason", None)
+        if nxt is None and getattr(cur, "args", None):
+            nxt = cur.args[0] if isinstance(cur.args[0], BaseException) else None
+        cur, seen = nxt, seen + 1
+    return False
 
 
 def _short(exc: BaseException) -> str:

@@ -1,0 +1,88 @@
+"""The ``comet-callbacks`` command: ``upload`` offline runs, run a local ``server``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from . import __version__
+
+__all__ = ["main"]
+
+
+def _cmd_upload(args: argparse.Namespace) -> int:
+    from .config import ConfigError, Settings
+    from .upload import upload_paths
+
+    try:
+        settings = Settings.resolve()
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    paths = args.paths or [settings.offline_directory]
+    results = upload_paths(paths, settings, progress=not args.quiet)
+    if not results:
+        print(f"nothing to upload under {', '.join(paths)}")
+        return 0
+    rc = 0
+    for r in results:
+        state = "complete" if r.complete else "INCOMPLETE (re-run to continue)"
+        print(
+            f"{r.path}: {r.sent} events sent, {r.failed} failed, {r.skipped} already sent — {state}"
+        )
+        if r.link:
+            print(f"  experiment: {r.link}")
+        for e in r.errors[:5]:
+            print(f"  error: {e}")
+        if not r.complete:
+            rc = 1
+    return rc
+
+
+def _cmd_server(argv: list[str]) -> int:
+    try:
+        from .server.__main__ import cli_main as server_main
+    except ImportError as exc:
+        print(
+            f"error: the local server needs the 'server' extra: pip install 'comet-callbacks[server]' ({exc})",
+            file=sys.stderr,
+        )
+        return 2
+    return int(server_main(argv) or 0)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``comet-callbacks`` console script."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(
+        prog="comet-callbacks",
+        description="Comet ML experiment tracking over the REST API: upload offline runs, run a local server.",
+    )
+    parser.add_argument("--version", action="version", version=f"comet-callbacks {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    up = sub.add_parser(
+        "upload", help="send offline runs / undelivered events to the configured server"
+    )
+    up.add_argument(
+        "paths", nargs="*", help="run folders or folders of runs (default: COMET_OFFLINE_DIRECTORY)"
+    )
+    up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    sub.add_parser(
+        "server",
+        help="run the local Comet-compatible server (see: comet-callbacks server --help)",
+        add_help=False,
+    )
+    if argv and argv[0] == "server":
+        return _cmd_server(argv[1:])
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if args.command == "upload":
+        return _cmd_upload(args)
+    parser.print_help()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

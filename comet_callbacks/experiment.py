@@ -1,0 +1,1047 @@
+"""``Experiment``: create → log_* → end. The only object integrations talk to.
+
+Every ``log_*`` call validates and converts its input on the caller's thread and enqueues an
+event; all I/O happens in :class:`~.sender.Sender`. Errors in logging are reported once per
+kind and never raised into the training loop, unless ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import logging
+import os
+import signal
+import sys
+import threading
+import time
+import uuid
+import weakref
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from . import __version__
+from .config import ConfigError, Settings
+from .offline import RunStore
+from .registry import _SEMVER
+from .rest.call import Call, FilePart
+from .rest.client import RestClient
+from .rest.endpoints import calls
+from .rest.errors import (
+    CometAPIError,
+    CometConnectionError,
+    ForbiddenError,
+    NotFoundError,
+    UnauthorizedError,
+)
+from .sender import Op, Sender
+from .values import (
+    MAX_TEXT,
+    check_name,
+    check_step,
+    flatten_params,
+    json_safe,
+    to_metric_value,
+    truncate,
+)
+
+__all__ = ["Experiment", "ExperimentError", "start", "RegisteredModel", "get_running_experiment"]
+
+log = logging.getLogger("comet_callbacks")
+_time = time.time
+_live: weakref.WeakSet[Experiment] = weakref.WeakSet()
+_current: Experiment | None = None
+DEFAULT_PROJECT = "general"
+SEMVER = _SEMVER
+
+
+class ExperimentError(RuntimeError):
+    """The experiment could not be created or continued; the message says what to fix."""
+
+
+class RegisteredModel(dict):
+    """Result of :meth:`Experiment.register_model`: ``registry_model_id``, ``version``, ``item_id``."""
+
+    @property
+    def version(self) -> str | None:
+        return self.get("version")
+
+
+def get_running_experiment() -> Experiment | None:
+    """The most recently created experiment that has not ended (like the SDK's helper)."""
+    return _current if _current is not None and not _current.ended else None
+
+
+class Experiment:
+    """A Comet experiment.
+
+    >>> with Experiment(project_name="demo") as exp:              # doctest: +SKIP
+    ...     exp.log_parameters({"lr": 0.01, "opt": {"name": "adam"}})
+    ...     exp.log_metric("loss", 0.25, step=1)
+
+    Arguments override ``COMET_*`` environment variables, which override ``.comet.config``.
+    Any setting of :data:`comet_callbacks.config.FIELDS` may be passed as a keyword
+    (``auto_log_output_logger=False``, ``timeout_cleaning=5``...).
+
+    ``secondary=True`` joins an existing experiment (``experiment_key`` required) as a
+    non-zero rank of a distributed run: nothing is captured or stopped, only system metrics
+    are sent (with ``context``) when ``send_system_metrics`` is true.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        workspace: str | None = None,
+        project_name: str | None = None,
+        experiment_name: str | None = None,
+        experiment_key: str | None = None,
+        *,
+        mode: str | None = None,
+        tags: Iterable[str] | None = None,
+        strict: bool | None = None,
+        settings: Settings | None = None,
+        secondary: bool = False,
+        context: str | None = None,
+        send_system_metrics: bool = True,
+        **options: Any,
+    ) -> None:
+        global _current
+        self.ended = False
+        self._sender: Sender | None = None
+        self._client: RestClient | None = None
+        self._monitor: Any = None
+        self._output: Any = None
+        self._beat_thread: threading.Thread | None = None
+        self._beat_stop = threading.Event()
+        self._reported: set[str] = set()
+        self._models: dict[str, list[str]] = {}
+        self._step: int | None = None
+        self._epoch: int | None = None
+        self._secondary = secondary
+        self._context = context
+        self._status: str | None = None
+        self._lock = threading.Lock()
+        args = dict(
+            api_key=api_key,
+            workspace=workspace,
+            project_name=project_name,
+            experiment_name=experiment_name,
+            experiment_key=experiment_key,
+            mode=mode,
+            strict=strict,
+        )
+        args.update(options)
+        if settings is None:
+            settings = Settings.resolve(**args)
+        else:
+            given = {k: v for k, v in args.items() if v is not None}
+            if given:
+                settings = settings.replace(**given)
+        self.settings = settings
+        self.strict = bool(settings.strict)
+        self._mode = settings.effective_mode
+        self._workspace: str | None = settings.workspace
+        self._project: str = settings.project_name or DEFAULT_PROJECT
+        self._name: str | None = settings.experiment_name
+        self._key: str | None = settings.experiment_key
+        self._link: str | None = None
+        self._start_ms = int(_time() * 1000)
+        if self._mode == "disabled":
+            return
+        if secondary and not self._key:
+            raise ExperimentError("secondary=True needs experiment_key (the key rank 0 created)")
+        if self._mode == "online":
+            self._connect()
+        if self._mode == "offline" and not self._key:
+            self._key = uuid.uuid4().hex
+        assert self._key is not None
+        store = RunStore(
+            settings.offline_directory,
+            meta={
+                "mode": self._mode,
+                "experimentKey": self._key,
+                "online": self._mode == "online",
+                "continued": bool(settings.experiment_key),
+                "workspace": self._workspace,
+                "project": self._project,
+                "experimentName": self._name,
+                "root": settings.root,
+                "startTimeMillis": self._start_ms,
+                "secondary": secondary,
+                "version": __version__,
+            },
+        )
+        self._store = store
+        self._sender = Sender(
+            store,
+            self._key,
+            self._client,
+            workers=settings.workers,
+            max_pending=settings.max_queue_size,
+        )
+        _live.add(self)
+        if not secondary:
+            _current = self
+            if self._mode == "offline":
+                print(
+                    f"comet_callbacks: offline mode, logging to {store.path}; "
+                    f"upload later with: comet-callbacks upload {store.path}",
+                    file=sys.stderr,
+                )
+                self._put(calls.set_start_end_time(self._key, self._start_ms, None))
+            if self._name and settings.experiment_key is None and self._mode == "offline":
+                self._put(calls.log_other(self._key, "Name", self._name))
+            if tags:
+                self.add_tags(tags)
+        self._start_background()
+
+    # ------------------------------------------------------------------ creation
+
+    def _connect(self) -> None:
+        s = self.settings
+        self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
+        try:
+            if self._key:
+                meta = self._client.get_experiment_metadata(self._key)
+                self._workspace = meta.get("workspaceName") or self._workspace
+                self._project = meta.get("projectName") or self._project
+                self._name = meta.get("experimentName") or self._name
+            else:
+                if not self._workspace:
+                    self._workspace = self._client.get_account_details()["defaultWorkspaceName"]
+                res = self._client.create_experiment(self._workspace, self._project, self._name)
+                self._key = res["experimentKey"]
+                self._link = res.get("link")
+        except UnauthorizedError:
+            raise ExperimentError(
+                f"the API key was refused by {s.root} (401). Set COMET_API_KEY to a valid key "
+                "(Comet: Account settings → API keys; local server: the key it printed at start)."
+            ) from None
+        except ForbiddenError:
+            raise ExperimentError(
+                f"the API key may not use workspace {self._workspace!r} on {s.root} (403). "
+                "Set COMET_WORKSPACE to a workspace you belong to, or ask its owner to add you."
+            ) from None
+        except NotFoundError:
+            raise ExperimentError(
+                f"experiment key {self._key!r} is unknown on {s.root} (404). Unset "
+                "COMET_EXPERIMENT_KEY to start a new experiment, or check the key."
+            ) from None
+        except CometConnectionError as exc:
+            self._client.close()
+            self._client = None
+            self._mode = "offline"
+            log.warning(
+                "comet_callbacks: cannot reach %s (%s); continuing OFFLINE. Data is kept on disk; "
+                "upload it later with `comet-callbacks upload`.",
+                s.root,
+                exc.server_message or exc,
+            )
+            if self.strict:
+                raise ExperimentError(f"cannot reach {s.root}: {exc}") from None
+        except (CometAPIError, KeyError, TypeError) as exc:
+            raise ExperimentError(f"could not create the experiment on {s.root}: {exc}") from None
+
+    def _start_background(self) -> None:
+        s = self.settings
+        if not self._secondary:
+            threading.Thread(target=self._capture_start, name="comet-capture", daemon=True).start()
+            if s.auto_log_output_logger:
+                self._start_output()
+        if self._mode == "online":
+            self._beat_thread = threading.Thread(
+                target=self._beat_loop, name="comet-beat", daemon=True
+            )
+            self._beat_thread.start()
+        cpu, gpu = bool(s.auto_log_env_cpu), bool(s.auto_log_env_gpu)
+        if self._secondary and not self._send_system_metrics_allowed():
+            cpu = gpu = False
+        if cpu or gpu:
+            from .capture.monitor import SystemMonitor
+
+            self._monitor = SystemMonitor(
+                self._emit_system_metric,
+                cpu_interval=s.cpu_monitor_interval or 68.0,
+                gpu_interval=s.gpu_monitor_interval or 60.0,
+                position=lambda: (self._step, self._epoch),
+                context=self._context,
+                cpu=cpu,
+                gpu=gpu,
+            )
+            self._monitor.start()
+        _install_exit_hooks()
+
+    def _send_system_metrics_allowed(self) -> bool:
+        return bool(self.settings.distributed_system_metrics)
+
+    def _capture_start(self) -> None:
+        """Everything captured once at start (runs in the background; each part may fail alone)."""
+        from .capture import code as code_capture
+        from .capture import git as git_capture
+        from .capture import system
+
+        s, key = self.settings, self._key
+        assert key is not None
+        try:
+            path = code_capture.entry_script_path()
+            if path:
+                self._put(calls.set_file_path(key, path))
+                if s.auto_log_code:
+                    src = code_capture.read_source(path)
+                    if src is not None:
+                        self._put(calls.set_code(key, src))
+            if s.auto_log_env_details:
+                details = system.collect_host_details()
+                if not s.auto_log_env_host:
+                    for k in ("hostname", "ip", "networkInterfaceIps", "user"):
+                        details.pop(k, None)
+                self._put(
+                    Call(
+                        "POST",
+                        "write/experiment/system-details",
+                        json={"experimentKey": key, **details},
+                    )
+                )
+                self._put(
+                    calls.log_system_details(
+                        key, installed_packages=system.collect_installed_packages()
+                    )
+                )
+                gpus = system.collect_gpu_static_info() if s.auto_log_env_gpu else []
+                if gpus:
+                    self._put(calls.log_system_details(key, gpu_static_info_list=gpus))
+                from .capture.cloud import collect_cloud_details
+
+                cloud = collect_cloud_details()
+                if cloud:
+                    self._put(calls.log_cloud_details(key, cloud[0], cloud[1]))
+                os_pkgs = system.collect_os_packages()
+                if os_pkgs:
+                    self._put(calls.log_system_details(key, os_packages=os_pkgs))
+            if s.auto_log_git_metadata or s.auto_log_git_patch:
+                start_dir = os.path.dirname(path) if path else None
+                if s.auto_log_git_metadata:
+                    meta = git_capture.collect_git_metadata(start_dir)
+                    if meta:
+                        self._put(calls.log_git_metadata(key, **meta))
+                if s.auto_log_git_patch:
+                    patch = git_capture.collect_git_patch(start_dir)
+                    if patch:
+                        self._put(calls.upload_git_patch(key, patch))
+        except Exception as exc:  # capture must never break anything
+            log.debug("comet_callbacks: start-up capture failed: %r", exc)
+
+    def _start_output(self) -> None:
+        from .capture.output import OutputCapture
+
+        start_offset = 0 if not self.settings.experiment_key else int(_time() * 1000) * 1000
+        key = self._key
+
+        def emit(lines: list[dict[str, Any]]) -> None:
+            if self._sender is not None and lines:
+                self._sender.put(calls.log_output(key, lines, context=self._context))
+
+        self._output = OutputCapture(emit, start_offset=start_offset)
+        try:
+            self._output.start()
+        except Exception as exc:
+            log.debug("comet_callbacks: output capture unavailable: %r", exc)
+            self._output = None
+
+    def _emit_system_metric(self, kind: str, payload: dict[str, Any]) -> None:
+        key = self._key
+        t = {k: payload.get(k) for k in ("context", "step", "epoch", "timestamp")}
+        if kind == "cpu-metrics":
+            call = calls.log_cpu_metrics(key, payload["cpuPercentUtilization"], **t)
+        elif kind == "ram-metrics":
+            call = calls.log_ram_metrics(key, payload["totalRam"], payload["usedRam"], **t)
+        elif kind == "load-metrics":
+            call = calls.log_load_metrics(key, payload["loadAverage"], **t)
+        elif kind == "gpu-metrics":
+            call = calls.log_gpu_metrics(key, payload["gpus"], **t)
+        else:
+            return
+        self._put(call)
+
+    def _beat_loop(self) -> None:
+        """Keep-alive: ``set-status`` now and every interval the server asks for."""
+        interval = 10.0
+        client, key = self._client, self._key
+        failed = False
+        while not self._beat_stop.is_set() and client is not None:
+            try:
+                ans = client.transport.send(
+                    calls.set_status(key), timeout=min(10.0, self.settings.timeout_api)
+                )
+                if isinstance(ans, dict):
+                    interval = max(0.5, ans.get("isAliveBeatDurationMillis", 10000) / 1000.0)
+                    if self._monitor is not None:
+                        s = self.settings
+                        self._monitor.set_intervals(
+                            cpu_interval=s.cpu_monitor_interval
+                            or ans.get("cpuMonitorIntervalMillis", 68000) / 1000.0,
+                            gpu_interval=s.gpu_monitor_interval
+                            or ans.get("gpuMonitorIntervalMillis", 60000) / 1000.0,
+                        )
+                failed = False
+            except Exception as exc:  # a failing heartbeat never blocks or crashes anything
+                if not failed:
+                    log.debug("comet_callbacks: heartbeat failed: %r", exc)
+                failed = True
+            self._beat_stop.wait(interval)
+
+    # ------------------------------------------------------------------ internals
+
+    def _put(self, item: Any) -> None:
+        sender = self._sender
+        if sender is not None and not self.ended:
+            sender.put(item)
+
+    def _report(self, kind: str, exc: BaseException | str) -> None:
+        """Strict: raise. Otherwise log the first problem of each kind and go on."""
+        msg = str(exc)
+        if self.strict:
+            raise exc if isinstance(exc, BaseException) else ValueError(msg)
+        if kind not in self._reported:
+            self._reported.add(kind)
+            log.warning("comet_callbacks: %s (further problems of this kind are not reported)", msg)
+
+    # ------------------------------------------------------------------ properties
+
+    @property
+    def key(self) -> str | None:
+        """The experiment key (a local id for an offline run until it is uploaded)."""
+        return self._key
+
+    @property
+    def mode(self) -> str:
+        """``online``, ``offline`` or ``disabled``."""
+        return self._mode
+
+    @property
+    def url(self) -> str | None:
+        """Link to the experiment (None offline or disabled)."""
+        if self._mode != "online" or not self._key:
+            return None
+        if self._link:
+            return self._link
+        return f"{self.settings.root}/{self._workspace}/{self._project}/{self._key}"
+
+    @property
+    def workspace(self) -> str | None:
+        return self._workspace
+
+    @property
+    def project_name(self) -> str:
+        return self._project
+
+    @property
+    def offline_path(self) -> str | None:
+        """Folder of this run's event log (None when disabled)."""
+        return self._store.path if self._sender is not None else None
+
+    @property
+    def step(self) -> int | None:
+        return self._step
+
+    def set_step(self, step: int | None) -> None:
+        """The current step: used for system metrics and as default for metrics."""
+        self._step = step
+
+    def set_epoch(self, epoch: int | None) -> None:
+        """The current epoch: used for system metrics and as default for metrics."""
+        self._epoch = epoch
+
+    # ------------------------------------------------------------------ metrics
+
+    def log_metric(
+        self,
+        name: str,
+        value: Any,
+        step: int | None = None,
+        epoch: int | None = None,
+        context: str | None = None,
+    ) -> None:
+        """Log one metric value. Only validates and enqueues: microseconds on this thread."""
+        sender = self._sender
+        if sender is None:
+            return
+        tv = type(value)
+        if (
+            (tv is float or tv is int)
+            and type(name) is str
+            and (step is None or (type(step) is int and step >= 0))
+            and (epoch is None or type(epoch) is int)
+            and 0 < len(name) <= 1000
+        ):
+            if step is not None:
+                self._step = step
+            else:
+                step = self._step
+            if epoch is None:
+                epoch = self._epoch
+            sender.queue.append((name, value, step, epoch, context or self._context, _time()))
+            return
+        self._log_metric_slow(name, value, step, epoch, context)
+
+    def _log_metric_slow(self, name: Any, value: Any, step: Any, epoch: Any, context: Any) -> None:
+        try:
+            name = check_name(name, "metric name")
+            step = check_step(step, "step")
+            epoch = check_step(epoch, "epoch")
+            value = to_metric_value(value, name)
+            if context is not None and not isinstance(context, str):
+                raise ValueError(f"context must be a string, got {type(context).__name__}")
+        except ValueError as exc:
+            self._report(f"metric:{name if isinstance(name, str) else type(name).__name__}", exc)
+            return
+        if step is not None:
+            self._step = step
+        else:
+            step = self._step
+        if epoch is None:
+            epoch = self._epoch
+        assert self._sender is not None
+        self._sender.put((name, value, step, epoch, context or self._context, _time()))
+
+    def log_metrics(
+        self,
+        metrics: Mapping[str, Any],
+        step: int | None = None,
+        epoch: int | None = None,
+        context: str | None = None,
+        prefix: str | None = None,
+    ) -> None:
+        """Log several metrics at the same step; nested dicts become ``outer/inner`` names."""
+        if self._sender is None:
+            return
+        if not isinstance(metrics, Mapping):
+            self._report(
+                "log_metrics",
+                ValueError(f"metrics must be a mapping, got {type(metrics).__name__}"),
+            )
+            return
+        pre = f"{prefix}/" if prefix else ""
+        for k, v in metrics.items():
+            if isinstance(v, Mapping):
+                self.log_metrics(v, step, epoch, context, prefix=f"{pre}{k}")
+            else:
+                self.log_metric(f"{pre}{k}" if type(k) is str else k, v, step, epoch, context)
+
+    # ------------------------------------------------------------------ parameters, others, tags
+
+    def log_parameter(self, name: str, value: Any, step: int | None = None) -> None:
+        """Log one parameter (a nested value is flattened with ``|``)."""
+        if not isinstance(name, str) or not name:
+            self._report(
+                "parameter name",
+                ValueError(f"parameter name must be a non-empty string, got {name!r}"[:200]),
+            )
+            return
+        self.log_parameters({name: value}, step=step)
+
+    def log_parameters(
+        self, parameters: Any, step: int | None = None, prefix: str | None = None
+    ) -> None:
+        """Log parameters from a dict, dataclass, Namespace or mapping (e.g. OmegaConf), flattened."""
+        if self._sender is None:
+            return
+        try:
+            step = check_step(step, "step")
+            flat, nested = flatten_params(parameters, prefix=f"{prefix}|" if prefix else "")
+        except (ValueError, RecursionError) as exc:
+            self._report("log_parameters", ValueError(str(exc)))
+            return
+        ts = int(_time() * 1000)
+        for k, v in flat.items():
+            self._put(calls.log_parameter(self._key, k, v, step=step, timestamp=ts))
+        if nested and not getattr(self, "_nested_logged", False):
+            self._nested_logged = True
+            self._put(calls.log_other(self._key, "hasNestedParams", True, timestamp=ts))
+
+    def log_other(self, key: str, value: Any) -> None:
+        """Log an "other" value (string, number or boolean; anything else as text)."""
+        if self._sender is None:
+            return
+        try:
+            key = check_name(key, "other key")
+        except ValueError as exc:
+            self._report("log_other", exc)
+            return
+        if (
+            not isinstance(value, (str, int, float, bool))
+            or isinstance(value, float)
+            and value != value
+        ):
+            value = json_safe(value)
+            if not isinstance(value, (str, int, float, bool)):
+                import json
+
+                value = json.dumps(value, separators=(",", ":"))
+        if isinstance(value, str):
+            value = truncate(value, MAX_TEXT)
+        self._put(calls.log_other(self._key, key, value, timestamp=int(_time() * 1000)))
+
+    def log_others(self, others: Mapping[str, Any]) -> None:
+        """Log several "other" values."""
+        if not isinstance(others, Mapping):
+            self._report(
+                "log_others", ValueError(f"others must be a mapping, got {type(others).__name__}")
+            )
+            return
+        for k, v in others.items():
+            self.log_other(k, v)
+
+    def add_tag(self, tag: str) -> None:
+        """Add one tag."""
+        self.add_tags([tag])
+
+    def add_tags(self, tags: Iterable[str]) -> None:
+        """Add tags (set semantics on the server)."""
+        if self._sender is None:
+            return
+        if isinstance(tags, str):
+            tags = [tags]
+        clean = []
+        for t in tags:
+            if not isinstance(t, str) or not t:
+                self._report("tag", ValueError(f"tags must be non-empty strings, got {t!r}"))
+                continue
+            clean.append(truncate(t, 1000))
+        if clean:
+            self._put(calls.add_tags(self._key, clean))
+
+    def set_name(self, name: str) -> None:
+        """Rename the experiment (the ``Name`` other)."""
+        if not isinstance(name, str) or not name:
+            self._report("set_name", ValueError(f"name must be a non-empty string, got {name!r}"))
+            return
+        self._name = name
+        self.log_other("Name", name)
+        if self._sender is not None:
+            self._store.update_meta(experimentName=name)
+
+    # ------------------------------------------------------------------ text, html, code, graph
+
+    def log_html(self, html: str, clear: bool = False) -> None:
+        """Append HTML to the experiment's HTML tab (``clear=True`` replaces it)."""
+        if self._sender is None:
+            return
+        if not isinstance(html, str):
+            self._report(
+                "log_html", ValueError(f"html must be a string, got {type(html).__name__}")
+            )
+            return
+        self._put(calls.log_html(self._key, html, override=clear, timestamp=int(_time() * 1000)))
+
+    def log_text(
+        self, text: str, step: int | None = None, metadata: Mapping[str, Any] | None = None
+    ) -> None:
+        """Log a text sample."""
+        if self._sender is None:
+            return
+        try:
+            if not isinstance(text, str):
+                raise ValueError(f"text must be a string, got {type(text).__name__}")
+            step = check_step(step)
+            if metadata is not None and not isinstance(metadata, Mapping):
+                raise ValueError(f"metadata must be a mapping, got {type(metadata).__name__}")
+        except ValueError as exc:
+            self._report("log_text", exc)
+            return
+        meta = json_safe(dict(metadata)) if metadata else None
+        self._put(
+            calls.upload_text_sample(
+                self._key, text, step=step, context=self._context, metadata=meta
+            )
+        )
+
+    def log_code(
+        self,
+        file_name: str | None = None,
+        folder: str | None = None,
+        code: str | None = None,
+        code_name: str | None = None,
+    ) -> None:
+        """Log source code: ``code`` text, a file, or every ``*.py`` under ``folder`` (as assets)."""
+        if self._sender is None:
+            return
+        from .capture import code as code_capture
+
+        try:
+            if code is not None:
+                if not isinstance(code, str):
+                    raise ValueError(f"code must be a string, got {type(code).__name__}")
+                self._put(
+                    self._asset_call(
+                        FilePart(code_name or "code.py", data=code.encode()),
+                        code_name or "code.py",
+                        "source_code",
+                    )
+                )
+            if file_name is not None:
+                if not os.path.isfile(file_name):
+                    raise ValueError(f"file_name {file_name!r} is not a readable file")
+                self._put(
+                    self._asset_call(
+                        FilePart(os.path.basename(file_name), path=os.path.abspath(file_name)),
+                        os.path.basename(file_name),
+                        "source_code",
+                    )
+                )
+            if folder is not None:
+                if not os.path.isdir(folder):
+                    raise ValueError(f"folder {folder!r} is not a directory")
+                for abs_path, rel in code_capture.iter_code_files(folder):
+                    self._put(self._asset_call(FilePart(rel, path=abs_path), rel, "source_code"))
+        except ValueError as exc:
+            self._report("log_code", exc)
+
+    def set_model_graph(self, graph: Any) -> None:
+        """Log the model graph (a string, or anything whose ``str`` describes the model)."""
+        if self._sender is None:
+            return
+        text = graph if isinstance(graph, str) else str(graph)
+        self._put(calls.set_graph(self._key, truncate(text, 10_000_000)))
+
+    def log_system_info(self, key: str, value: Any) -> None:
+        """Add one item to the system details (merged by key on the server)."""
+        if self._sender is None:
+            return
+        try:
+            key = check_name(key, "system info key")
+        except ValueError as exc:
+            self._report("log_system_info", exc)
+            return
+        self._put(
+            calls.log_system_details(
+                self._key, log_additional_system_info_list=[{"key": key, "value": json_safe(value)}]
+            )
+        )
+
+    # ------------------------------------------------------------------ assets and models
+
+    def _asset_call(self, part: FilePart, file_name: str, type: str, **kw: Any) -> Call:
+        if self._mode == "offline":
+            part = self._store.copy_file(part) if part.path else self._store.keep_file(part)
+        elif part.data is not None:
+            part = self._store.keep_file(part)
+        ext = os.path.splitext(file_name)[1].lstrip(".") or None
+        return calls.upload_asset(
+            self._key, part, file_name=file_name, extension=ext, type=type, **kw
+        )
+
+    def log_asset(
+        self,
+        file_data: str | os.PathLike[str] | bytes | io.IOBase,
+        file_name: str | None = None,
+        step: int | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        type: str = "asset",
+        overwrite: bool = False,
+        epoch: int | None = None,
+    ) -> None:
+        """Upload a file (path), bytes, or a binary file object as an asset."""
+        if self._sender is None:
+            return
+        try:
+            step = check_step(step)
+            epoch = check_step(epoch, "epoch")
+            if metadata is not None and not isinstance(metadata, Mapping):
+                raise ValueError(f"metadata must be a mapping, got {type(metadata).__name__}")
+            part = self._file_part(file_data, file_name)
+        except (ValueError, OSError) as exc:
+            self._report("log_asset", ValueError(str(exc)))
+            return
+        meta = json_safe(dict(metadata)) if metadata else None
+        self._put(
+            self._asset_call(
+                part,
+                part.filename,
+                type,
+                step=step,
+                epoch=epoch,
+                context=self._context,
+                overwrite=bool(overwrite),
+                metadata=meta,
+            )
+        )
+
+    @staticmethod
+    def _file_part(file_data: Any, file_name: str | None) -> FilePart:
+        if isinstance(file_data, (str, os.PathLike)):
+            path = os.fspath(file_data)
+            if not os.path.isfile(path):
+                raise ValueError(f"file_data {path!r} is not a readable file")
+            return FilePart(file_name or os.path.basename(path), path=os.path.abspath(path))
+        if isinstance(file_data, (bytes, bytearray, memoryview)):
+            return FilePart(file_name or "asset.bin", data=bytes(file_data))
+        read = getattr(file_data, "read", None)
+        if callable(read):
+            data = read()
+            if isinstance(data, str):
+                data = data.encode("utf-8")
+            return FilePart(
+                file_name or os.path.basename(getattr(file_data, "name", "") or "asset.bin"),
+                data=data,
+            )
+        raise ValueError(
+            f"file_data must be a path, bytes or a file object, got {type(file_data).__name__}"
+        )
+
+    def log_model(
+        self,
+        name: str,
+        path: str | os.PathLike[str],
+        metadata: Mapping[str, Any] | None = None,
+        overwrite: bool = False,
+        file_name: str | None = None,
+        step: int | None = None,
+    ) -> None:
+        """Upload a model file, or a whole folder (nested), as the experiment model ``name``.
+
+        Files are streamed from disk (never read whole), retried on transient failures, and
+        kept in the event log for ``comet-callbacks upload`` if delivery fails.
+        """
+        if self._sender is None:
+            return
+        try:
+            name = check_name(name, "model name")
+            step = check_step(step)
+            path = os.fspath(path)
+            if os.path.isfile(path):
+                files = [(os.path.abspath(path), file_name or os.path.basename(path))]
+            elif os.path.isdir(path):
+                base = os.path.basename(os.path.normpath(path))
+                files = []
+                for dirpath, dirnames, filenames in os.walk(path):
+                    dirnames.sort()
+                    for fn in sorted(filenames):
+                        full = os.path.join(dirpath, fn)
+                        rel = os.path.relpath(full, path).replace(os.sep, "/")
+                        files.append((os.path.abspath(full), f"{base}/{rel}"))
+                if not files:
+                    raise ValueError(f"model folder {path!r} contains no files")
+            else:
+                raise ValueError(f"model path {path!r} is neither a file nor a folder")
+        except (ValueError, TypeError) as exc:
+            self._report("log_model", ValueError(str(exc)))
+            return
+        meta = json_safe(dict(metadata)) if metadata else None
+        for abs_path, fname in files:
+            part = FilePart(fname, path=abs_path)
+            self._put(
+                self._asset_call(
+                    part,
+                    fname,
+                    "model-element",
+                    step=step,
+                    overwrite=bool(overwrite),
+                    grouping_name=name,
+                    metadata=meta,
+                )
+            )
+        self._models.setdefault(name, []).extend(f for _, f in files)
+
+    def register_model(
+        self,
+        name: str,
+        version: str | None = None,
+        registry_name: str | None = None,
+        description: str | None = None,
+        public: bool = False,
+        comment: str | None = None,
+        stages: Iterable[str] | None = None,
+        timeout: float | None = None,
+    ) -> RegisteredModel | None:
+        """Register the logged model ``name`` in the model registry.
+
+        Waits for the model's uploads, then creates the registry model or adds a version
+        (default: the next patch version, first ``1.0.0``). Returns ``registry_model_id``,
+        ``version`` and ``item_id``. Offline, the registration is recorded and performed by
+        ``comet-callbacks upload`` (returns None).
+        """
+        if self._sender is None:
+            return None
+        from . import registry
+
+        try:
+            if name not in self._models:
+                raise registry.RegistryError(
+                    f"model {name!r} was never logged in this experiment: call log_model({name!r}, path) first"
+                )
+            if version is not None and (not isinstance(version, str) or not SEMVER.match(version)):
+                raise registry.RegistryError(
+                    f"version {version!r} is not a SemVer 2.0.0 version such as '1.2.3'"
+                )
+            stage_list = list(stages) if stages is not None else None
+            args = dict(
+                model_name=name,
+                version=version,
+                registry_name=registry_name,
+                description=description,
+                public=bool(public),
+                comment=comment,
+                stages=stage_list,
+            )
+            if self._mode == "offline" or self._client is None:
+                self._put(Op("register_model", {**args, "workspace": self._workspace}))
+                return None
+            if not self.flush(timeout if timeout is not None else self.settings.timeout_cleaning):
+                raise registry.RegistryError(
+                    f"the files of model {name!r} could not all be uploaded in time; not registering"
+                )
+            assert self._workspace is not None and self._key is not None
+            res = registry.register(self._client, self._workspace, self._key, **args)
+            return RegisteredModel(res)
+        except (registry.RegistryError, CometAPIError) as exc:
+            if self.strict:
+                raise
+            log.error("comet_callbacks: model registration failed: %s", exc)
+            return None
+
+    # ------------------------------------------------------------------ flush and end
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Wait until everything logged so far is delivered (or written, offline)."""
+        if self._sender is None:
+            return True
+        if self._output is not None:
+            try:
+                self._output.flush()
+            except Exception:
+                pass
+        return self._sender.flush(self.settings.timeout_cleaning if timeout is None else timeout)
+
+    def end(self, status: str = "success") -> None:
+        """Stop capture and beats, flush (bounded by ``COMET_TIMEOUT_CLEANING``), set the end
+        time and stop the experiment. ``status``: ``success``, ``failed`` or ``interrupted``."""
+        global _current
+        with self._lock:
+            if self.ended:
+                return
+            self.ended = True
+        if _current is self:
+            _current = None
+        if self._sender is None:
+            return
+        self._status = status
+        for part in (self._output, self._monitor):
+            if part is not None:
+                try:
+                    part.stop()
+                except Exception as exc:
+                    log.debug("comet_callbacks: stopping capture failed: %r", exc)
+        self._beat_stop.set()
+        sender, key = self._sender, self._key
+        assert key is not None
+        end_ms = int(_time() * 1000)
+        if not self._secondary:
+            ts = end_ms
+            sender.put(calls.log_other(key, "status", status, timestamp=ts))
+            if status != "success":
+                sender.put(calls.log_other(key, "hasCrashed", True, timestamp=ts))
+            if self._mode == "offline":
+                sender.put(calls.set_start_end_time(key, self._start_ms, end_ms))
+            else:
+                sender.put(calls.set_start_end_time(key, None, end_ms))
+            sender.put(calls.stop_experiment(key))
+        done = sender.close(self.settings.timeout_cleaning)
+        self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)
+        if self._mode == "online":
+            summary = sender.stats.summary()
+            if done:
+                self._store.remove()
+                if sender.stats.failed:
+                    log.warning("comet_callbacks: %s", summary)
+            else:
+                self._store.close()
+                msg = (
+                    f"comet_callbacks: {sender.pending()} events could not be delivered in "
+                    f"{self.settings.timeout_cleaning:g}s ({summary}). They are kept in "
+                    f"{self._store.path}; send them with: comet-callbacks upload {self._store.path}"
+                )
+                print(msg, file=sys.stderr)
+                if self.strict:
+                    raise ExperimentError(msg)
+        else:
+            self._store.close()
+            if not self._secondary:
+                print(
+                    f"comet_callbacks: offline run saved in {self._store.path}; "
+                    f"upload with: comet-callbacks upload {self._store.path}",
+                    file=sys.stderr,
+                )
+        if self._client is not None:
+            self._client.close()
+        _live.discard(self)
+
+    # ------------------------------------------------------------------ context manager
+
+    def __enter__(self) -> Experiment:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.end("success")
+        elif issubclass(exc_type, KeyboardInterrupt):
+            self.end("interrupted")
+        else:
+            self.end("failed")
+
+    def __repr__(self) -> str:
+        return f"Experiment(key={self._key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
+
+
+def start(**kwargs: Any) -> Experiment:
+    """Create (or continue, with ``experiment_key=``) an experiment; same arguments as :class:`Experiment`."""
+    return Experiment(**kwargs)
+
+
+# ---------------------------------------------------------------------- process exit
+
+_hooks_installed = False
+_crashed = False
+
+
+def _install_exit_hooks() -> None:
+    """End every live experiment at interpreter exit; an uncaught exception marks it failed;
+    SIGTERM ends it as interrupted. Installed once, chaining any existing hooks."""
+    global _hooks_installed
+    if _hooks_installed:
+        return
+    _hooks_installed = True
+    atexit.register(_end_all)
+    previous_hook = sys.excepthook
+
+    def excepthook(tp: Any, value: Any, tb: Any) -> None:
+        global _crashed
+        _crashed = True
+        status = "interrupted" if issubclass(tp, KeyboardInterrupt) else "failed"
+        _end_all(status)
+        previous_hook(tp, value, tb)
+
+    sys.excepthook = excepthook
+    if threading.current_thread() is threading.main_thread():
+        try:
+            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+
+                def on_sigterm(signum: int, frame: Any) -> None:
+                    _end_all("interrupted")
+                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+                    os.kill(os.getpid(), signal.SIGTERM)
+
+                signal.signal(signal.SIGTERM, on_sigterm)
+        except (ValueError, OSError):
+            pass
+
+
+def _end_all(status: str | None = None) -> None:
+    for exp in list(_live):
+        try:
+            exp.end(status or ("failed" if _crashed else "success"))
+        except Exception as exc:
+            log.debug("comet_callbacks: ending at exit failed: %r", exc)
+
+
+__all__ += ["ConfigError"]

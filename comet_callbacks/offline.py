@@ -1,0 +1,215 @@
+"""The on-disk event log of a run: append-only, crash-safe, replayable.
+
+Layout of one run, ``<COMET_OFFLINE_DIRECTORY>/<run id>/``:
+
+* ``meta.json``   — workspace, project, name, experiment key (if the server gave one), mode,
+  start/end times. Never the API key.
+* ``events.jsonl`` — one JSON object per line: ``{"seq": n, "call": <Call>}`` or
+  ``{"seq": n, "op": "register_model", ...}`` — the same :class:`~.rest.call.Call` the
+  sender sends (DESIGN.md "One representation").
+* ``acks.log``   — one line per delivered (``a <seq>``) or permanently refused (``f <seq>``)
+  event, so a replay never sends an event twice.
+* ``files/``     — copies of uploaded files that must survive the run (offline mode).
+
+Both logs are flushed to the OS at least once a second and at the end, so a SIGKILL loses
+at most about a second of events.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from .rest.call import INLINE_LIMIT, Call, FilePart
+
+__all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir"]
+
+log = logging.getLogger("comet_callbacks.offline")
+
+FLUSH_INTERVAL = 0.5
+
+
+class RunStore:
+    """Writer for one run's event log. Thread-safe; writes are buffered and flushed by time."""
+
+    def __init__(
+        self, root: str, run_id: str | None = None, meta: dict[str, Any] | None = None
+    ) -> None:
+        self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
+        self.path = os.path.join(os.path.abspath(root), self.run_id)
+        os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
+        self._lock = threading.Lock()
+        self._meta: dict[str, Any] = dict(meta or {})
+        self._meta.setdefault("runId", self.run_id)
+        self._meta.setdefault("created", int(time.time() * 1000))
+        self.write_meta()
+        self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+        self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
+        self._last_flush = time.monotonic()
+        self._dirty = False
+        self.closed = False
+
+    # ------------------------------------------------------------------ meta
+
+    @property
+    def meta(self) -> dict[str, Any]:
+        return dict(self._meta)
+
+    def update_meta(self, **values: Any) -> None:
+        with self._lock:
+            self._meta.update(values)
+            self.write_meta()
+
+    def write_meta(self) -> None:
+        """Atomically replace meta.json (temp file + rename)."""
+        tmp = os.path.join(self.path, f".meta.{uuid.uuid4().hex}.tmp")
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump(self._meta, fh, indent=1, sort_keys=True)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, os.path.join(self.path, "meta.json"))
+
+    # ------------------------------------------------------------------ events
+
+    def keep_file(self, part: FilePart) -> FilePart:
+        """A FilePart safe to store: large in-memory data goes to ``files/``; paths stay paths."""
+        if part.data is not None and len(part.data) > INLINE_LIMIT:
+            dest = os.path.join(self.path, "files", uuid.uuid4().hex)
+            with open(dest, "wb") as fh:
+                fh.write(part.data)
+            return FilePart(part.filename, path=dest, content_type=part.content_type)
+        return part
+
+    def copy_file(self, part: FilePart) -> FilePart:
+        """Copy a path-backed file into ``files/`` (offline runs must not depend on the original)."""
+        if part.path is None:
+            return self.keep_file(part)
+        dest = os.path.join(self.path, "files", uuid.uuid4().hex)
+        try:
+            os.link(part.path, dest)
+        except OSError:
+            shutil.copyfile(part.path, dest)
+        return FilePart(part.filename, path=dest, content_type=part.content_type)
+
+    def append(self, seq: int, call: Call) -> None:
+        """Append one event (buffered; flushed within FLUSH_INTERVAL by :meth:`maybe_flush`)."""
+        line = json.dumps(
+            {"seq": seq, "call": call.to_json()},
+            separators=(",", ":"),
+            ensure_ascii=False,
+            allow_nan=False,
+        )
+        with self._lock:
+            if self.closed:
+                return
+            self._events.write(line + "\n")
+            self._dirty = True
+
+    def append_op(self, seq: int, op: str, **args: Any) -> None:
+        """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""
+        line = json.dumps({"seq": seq, "op": op, "args": args}, separators=(",", ":"), default=str)
+        with self._lock:
+            if self.closed:
+                return
+            self._events.write(line + "\n")
+            self._dirty = True
+
+    def ack(self, seq: int, ok: bool = True) -> None:
+        """Record that event ``seq`` was delivered (or refused for good: it is not replayed)."""
+        with self._lock:
+            if self.closed:
+                return
+            self._acks.write(("a " if ok else "f ") + str(seq) + "\n")
+            self._dirty = True
+
+    def maybe_flush(self) -> None:
+        if self._dirty and time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self._events.flush()
+            self._acks.flush()
+            self._dirty = False
+            self._last_flush = time.monotonic()
+
+    def close(self) -> None:
+        with self._lock:
+            if self.closed:
+                return
+            self.closed = True
+            for fh in (self._events, self._acks):
+                try:
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                except OSError:
+                    pass
+                fh.close()
+
+    def remove(self) -> None:
+        """Delete the run folder (after everything was delivered)."""
+        self.close()
+        shutil.rmtree(self.path, ignore_errors=True)
+
+
+# ---------------------------------------------------------------------- reading
+
+
+def is_run_dir(path: str) -> bool:
+    return os.path.isfile(os.path.join(path, "meta.json")) and os.path.isfile(
+        os.path.join(path, "events.jsonl")
+    )
+
+
+def list_runs(root: str) -> list[str]:
+    """Run folders under ``root`` (or ``root`` itself if it is one), oldest first."""
+    if is_run_dir(root):
+        return [root]
+    if not os.path.isdir(root):
+        return []
+    runs = [os.path.join(root, d) for d in sorted(os.listdir(root))]
+    return [r for r in runs if is_run_dir(r)]
+
+
+def read_meta(path: str) -> dict[str, Any]:
+    with open(os.path.join(path, "meta.json"), encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+def read_events(path: str) -> Iterator[dict[str, Any]]:
+    """Events in order. A torn last line (the process died mid-write) is skipped."""
+    with open(os.path.join(path, "events.jsonl"), encoding="utf-8", errors="replace") as fh:
+        for line in fh:
+            if not line.endswith("\n"):
+                log.debug("skipping a torn last line in %s", path)
+                break
+            try:
+                yield json.loads(line)
+            except ValueError:
+                log.warning("skipping a corrupt event line in %s", path)
+
+
+def read_acks(path: str) -> set[int]:
+    """Sequence numbers already delivered (or refused for good)."""
+    done: set[int] = set()
+    try:
+        with open(os.path.join(path, "acks.log"), encoding="utf-8") as fh:
+            for line in fh:
+                parts = line.split()
+                if len(parts) == 2 and line.endswith("\n"):
+                    try:
+                        done.add(int(parts[1]))
+                    except ValueError:
+                        continue
+    except FileNotFoundError:
+        pass
+    return done

@@ -1,0 +1,405 @@
+"""The background pipeline: caller queue → dispatcher (event log) → lanes → RestClient.
+
+* The caller only appends to a ``deque`` (thread-safe, no lock, no wake-up): a metric is a
+  plain tuple, anything else a prepared :class:`~.rest.call.Call`.
+* The dispatcher thread numbers each event, appends it to the run's event log (the crash-safe
+  spool, flushed twice a second) and routes it to a lane.
+* Lanes are worker threads over one pooled session, so several requests are in flight while
+  order is kept where it matters: the lane is chosen by the event's ordering key (a metric's
+  name, a parameter's name, all output in one lane), so a parameter's last value wins and
+  output arrives by offset. File uploads have their own lane so a big model never stalls
+  metrics.
+* When the server is unreachable (connection errors, 5xx or 429 after the transport's own
+  retries) the sender backs off and probes; nothing is lost because every event is in the
+  event log until it is acknowledged. Past ``max_pending`` events in the lanes, new events are
+  kept on disk only and read back from the log as the lanes drain (bounded memory).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .offline import RunStore
+from .rest.call import Call
+from .rest.client import RestClient
+from .rest.endpoints import calls
+from .rest.errors import CometAPIError, is_retryable
+
+__all__ = ["Sender", "Op", "DeliveryStats"]
+
+log = logging.getLogger("comet_callbacks.sender")
+
+#: Above this many events waiting in the caller queue, the caller waits briefly (backpressure),
+#: so memory stays bounded even when logging far faster than events can be written out.
+CALLER_QUEUE_LIMIT = 200_000
+
+
+class Op:
+    """A non-REST operation recorded in the event log (e.g. a model registration to replay)."""
+
+    __slots__ = ("name", "args")
+
+    def __init__(self, name: str, args: dict[str, Any]) -> None:
+        self.name = name
+        self.args = args
+
+
+class DeliveryStats:
+    """Counts of delivered and failed events, per endpoint and status."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.sent = 0
+        self.failed: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.first_errors: dict[tuple[str, str], str] = {}
+
+    def record_failure(self, path: str, exc: BaseException) -> bool:
+        """Count a failure; True the first time this (endpoint, status) is seen."""
+        status = str(getattr(exc, "status", None) or exc.__class__.__name__)
+        key = (path, status)
+        with self.lock:
+            self.failed[key] += 1
+            first = key not in self.first_errors
+            if first:
+                self.first_errors[key] = str(exc)
+        return first
+
+    def summary(self) -> str:
+        with self.lock:
+            if not self.failed:
+                return f"{self.sent} events delivered, none failed"
+            parts = [f"{path} ({status}): {n}" for (path, status), n in sorted(self.failed.items())]
+            return f"{self.sent} events delivered; failed: " + ", ".join(parts)
+
+
+class _Lane:
+    __slots__ = ("items", "cond", "busy", "thread")
+
+    def __init__(self) -> None:
+        self.items: collections.deque[tuple[int, Call]] = collections.deque()
+        self.cond = threading.Condition()
+        self.busy = False
+        self.thread: threading.Thread | None = None
+
+
+class Sender:
+    """Delivers events for one experiment. ``client=None`` means offline: log only."""
+
+    def __init__(
+        self,
+        store: RunStore,
+        experiment_key: str,
+        client: RestClient | None,
+        *,
+        workers: int = 4,
+        max_pending: int = 100_000,
+        on_first_failure: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.key = experiment_key
+        self.client = client
+        self.queue: collections.deque[Any] = collections.deque()
+        self.stats = DeliveryStats()
+        self.max_pending = max(100, max_pending)
+        self._on_first_failure = on_first_failure
+        self._seq = 0
+        self._pending = 0  # events routed to lanes, not yet finished
+        self._pending_lock = threading.Lock()
+        self._idle = threading.Condition(self._pending_lock)
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._dispatching = False
+        self._down_until = 0.0
+        self._down_backoff = 0.5
+        self._auth_failed = False
+        self._abandon = threading.Event()
+        self._rr = 0
+        # events beyond max_pending stay on disk; _spill_from is the first seq not routed
+        self._spill_from: int | None = None
+        self._wal_reader: Any = None
+        n = max(1, workers)
+        self._lanes = [_Lane() for _ in range(n + 1)]  # the last lane is for file uploads
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="comet-dispatch", daemon=True
+        )
+        self._dispatcher.start()
+        if client is not None:
+            for i, lane in enumerate(self._lanes):
+                lane.thread = threading.Thread(
+                    target=self._lane_loop, args=(lane,), name=f"comet-send-{i}", daemon=True
+                )
+                lane.thread.start()
+
+    # ------------------------------------------------------------------ caller side
+
+    def put(self, item: Any) -> None:
+        """Enqueue a metric tuple, a Call or an Op (never blocks unless far behind)."""
+        q = self.queue
+        q.append(item)
+        if len(q) > CALLER_QUEUE_LIMIT:
+            self._backpressure()
+
+    def _backpressure(self) -> None:
+        self._wake.set()
+        while len(self.queue) > CALLER_QUEUE_LIMIT // 2 and self._dispatcher.is_alive():
+            time.sleep(0.001)
+
+    # ------------------------------------------------------------------ dispatcher
+
+    def _build(self, item: Any) -> Call | Op:
+        if type(item) is tuple:  # a metric: (name, value, step, epoch, context, time.time())
+            name, value, step, epoch, context, t = item
+            return calls.log_metric(self.key, name, value, step, epoch, context, int(t * 1000))
+        return item
+
+    def _dispatch_loop(self) -> None:
+        q = self.queue
+        store = self.store
+        while True:
+            self._dispatching = True
+            worked = False
+            try:
+                while q:
+                    item = q.popleft()
+                    worked = True
+                    try:
+                        ev = self._build(item)
+                        self._seq += 1
+                        seq = self._seq
+                        if isinstance(ev, Op):
+                            store.append_op(seq, ev.name, **ev.args)
+                            continue
+                        store.append(seq, ev)
+                        if self.client is not None:
+                            self._route(seq, ev)
+                    except Exception as exc:  # never let one bad event stop the pipeline
+                        if self.stats.record_failure("<encode>", exc):
+                            log.warning("comet_callbacks: could not record an event: %s", exc)
+                if self._spill_from is not None:
+                    self._refill()
+                store.maybe_flush()
+            finally:
+                self._dispatching = False
+            if self._stop.is_set() and not q:
+                store.flush()
+                return
+            if not worked:
+                self._wake.wait(0.05)
+                self._wake.clear()
+
+    def _route(self, seq: int, call: Call) -> None:
+        with self._pending_lock:
+            if self._spill_from is not None or self._pending >= self.max_pending:
+                if self._spill_from is None:
+                    self._spill_from = seq
+                    log.debug("sender: %d events pending; keeping new ones on disk", self._pending)
+                return
+            self._pending += 1
+        lane = self._lane_for(call)
+        lane.items.append((seq, call))
+        with lane.cond:
+            lane.cond.notify()
+
+    def _lane_for(self, call: Call) -> _Lane:
+        if call.file is not None:
+            return self._lanes[-1]
+        body = call.json
+        if isinstance(body, dict):
+            if "metricName" in body:
+                # metric points carry their own step and timestamp: spread them over all lanes
+                self._rr = (self._rr + 1) % (len(self._lanes) - 1)
+                return self._lanes[self._rr]
+            k = body.get("parameterName") or body.get("key")
+            if k is None and "outputLines" in body:
+                k = "<output>"
+        else:
+            k = None
+        n = len(self._lanes) - 1
+        return self._lanes[hash(k or call.path) % n]
+
+    def _refill(self) -> None:
+        """Route events kept on disk while the lanes were full, once they have room."""
+        with self._pending_lock:
+            room = self.max_pending // 2 - self._pending
+        if room <= 0:
+            return
+        self.store.flush()
+        if self._wal_reader is None:
+            self._wal_reader = open(os.path.join(self.store.path, "events.jsonl"), encoding="utf-8")  # noqa: SIM115
+        start = self._spill_from or 0
+        routed = 0
+        while routed < room:
+            pos = self._wal_reader.tell()
+            line = self._wal_reader.readline()
+            if not line.endswith("\n"):
+                self._wal_reader.seek(pos)
+                break
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                continue
+            seq = obj.get("seq", 0)
+            if seq < start or "call" not in obj:
+                continue
+            call = Call.from_json(obj["call"])
+            with self._pending_lock:
+                self._pending += 1
+            lane = self._lane_for(call)
+            lane.items.append((seq, call))
+            with lane.cond:
+                lane.cond.notify()
+            routed += 1
+            self._spill_from = seq + 1
+        if self._spill_from is not None and self._spill_from > self._seq:
+            with self._pending_lock:
+                self._spill_from = None
+            self._wal_reader.close()
+            self._wal_reader = None
+
+    # ------------------------------------------------------------------ lanes
+
+    def _lane_loop(self, lane: _Lane) -> None:
+        client = self.client
+        assert client is not None
+        while True:
+            with lane.cond:
+                while not lane.items and not self._stop.is_set():
+                    lane.cond.wait(0.2)
+                if not lane.items and self._stop.is_set():
+                    return
+            now = time.monotonic()
+            if self._down_until > now:
+                time.sleep(min(self._down_until - now, 0.2))
+                if self._stop.is_set() and self._abandon.is_set():
+                    return
+                continue
+            if self._abandon.is_set():
+                return
+            seq, call = lane.items[0]
+            lane.busy = True
+            try:
+                client.send(call)
+            except CometAPIError as exc:
+                if is_retryable(exc):
+                    self._mark_down(call, exc)
+                    lane.busy = False
+                    continue  # keep it at the head of the lane and retry after the back-off
+                self._finish(lane, seq, ok=False, call=call, exc=exc)
+                continue
+            except Exception as exc:  # a bug or an unreadable file: do not retry forever
+                self._finish(lane, seq, ok=False, call=call, exc=exc)
+                continue
+            self._down_backoff = 0.5
+            self._down_until = 0.0
+            self._finish(lane, seq, ok=True)
+
+    def _mark_down(self, call: Call, exc: CometAPIError) -> None:
+        first = self.stats.record_failure(call.path, exc)
+        wait = self._down_backoff
+        if getattr(exc, "retry_after", None):
+            wait = max(wait, float(exc.retry_after))  # type: ignore[attr-defined]
+        self._down_until = time.monotonic() + wait
+        self._down_backoff = min(self._down_backoff * 2, 5.0)
+        if first:
+            log.warning(
+                "comet_callbacks: delivery is failing (%s); retrying in the background, events are kept on disk",
+                exc,
+            )
+
+    def _finish(
+        self,
+        lane: _Lane,
+        seq: int,
+        ok: bool,
+        call: Call | None = None,
+        exc: BaseException | None = None,
+    ) -> None:
+        if lane.items and lane.items[0][0] == seq:
+            lane.items.popleft()
+        lane.busy = False
+        if ok:
+            self.store.ack(seq, True)
+            with self.stats.lock:
+                self.stats.sent += 1
+        else:
+            status = getattr(exc, "status", None)
+            # 401/403: the key or workspace is wrong; keep the event for a later upload.
+            if status not in (401, 403):
+                self.store.ack(seq, False)
+            else:
+                self._auth_failed = True
+            if exc is not None and call is not None and self.stats.record_failure(call.path, exc):
+                msg = f"comet_callbacks: {exc}"
+                log.warning(msg)
+                if self._on_first_failure is not None:
+                    self._on_first_failure(msg)
+        with self._idle:
+            self._pending -= 1
+            if self._pending <= 0:
+                self._idle.notify_all()
+        if self._spill_from is not None:
+            self._wake.set()
+
+    # ------------------------------------------------------------------ control
+
+    @property
+    def seq(self) -> int:
+        return self._seq
+
+    def pending(self) -> int:
+        """Events not yet delivered (queued, routed or kept on disk for later)."""
+        spilled = 0 if self._spill_from is None else max(0, self._seq - self._spill_from + 1)
+        return len(self.queue) + self._pending + spilled
+
+    def flush(self, timeout: float = 30.0) -> bool:
+        """Wait until everything enqueued so far is written (offline) or delivered (online).
+
+        Returns False if the timeout passed first; what is left stays in the event log.
+        """
+        deadline = time.monotonic() + max(0.0, timeout)
+        self._wake.set()
+        # wait until the dispatcher has taken (and routed) everything enqueued so far
+        while self.queue or self._dispatching:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.001)
+        self.store.flush()
+        if self.client is None:
+            return not self.queue
+        with self._idle:
+            while self._pending > 0 or self._spill_from is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                if self._spill_from is not None:
+                    self._wake.set()
+                self._idle.wait(min(left, 0.05))
+        self.store.flush()
+        return not self.queue
+
+    def close(self, timeout: float = 30.0) -> bool:
+        """Flush with a bounded wait, then stop every thread. Returns True if all was delivered."""
+        done = self.flush(timeout)
+        self._stop.set()
+        self._wake.set()
+        self._dispatcher.join(timeout=5)
+        if not done:
+            # lanes may be waiting on a dead server: abandon, the events stay on disk
+            self._abandon_lanes()
+        for lane in self._lanes:
+            with lane.cond:
+                lane.cond.notify_all()
+            if lane.thread is not None:
+                lane.thread.join(timeout=2 if done else 0.5)
+        self.store.flush()
+        return done and self.pending() == 0
+
+    def _abandon_lanes(self) -> None:
+        self._abandon.set()
