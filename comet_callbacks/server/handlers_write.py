@@ -101,6 +101,11 @@ def experiment_create(ctx: Ctx) -> dict[str, Any]:
         "VALUES (?,?,?,?,?,?)",
         (key, project["id"], ctx.body["experimentName"], ctx.now, ctx.now, ctx.now),
     )
+    if ctx.body["experimentName"] is not None:  # the SDK reads the name back as other "Name"
+        ctx.tx.execute(
+            "INSERT INTO others (exp_key, name, value, ts) VALUES (?,?,?,?)",
+            (key, "Name", dumps(ctx.body["experimentName"]), ctx.now),
+        )
     ctx.touch_project(project["id"])
     return {
         "experimentKey": key,

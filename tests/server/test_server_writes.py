@@ -108,6 +108,7 @@ def test_experiment_lifecycle(api, reader: Reader) -> None:
         meta["running"] is True and meta["archived"] is False and meta["experimentName"] == "first"
     )
     assert meta["endTimeMillis"] is None and meta["optimizationId"] is None
+    assert reader.others(key) == {"Name": "first"}  # the SDK reads the name from here
     beat = api.ok(api.get(EXP + "set-status", experimentKey=key))
     assert beat == {
         "isAliveBeatDurationMillis": 10000,
