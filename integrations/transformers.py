@@ -1,0 +1,585 @@
+"""Hugging Face ``Trainer`` integration: ``Trainer(..., callbacks=[CometCallback()])``.
+
+A small translation of Trainer hooks into calls on one :class:`~comet_callbacks.Experiment`:
+
+* ``on_train_begin``: create the experiment (or continue the one stored in the checkpoint being
+  resumed), log parameters (``args|...`` from ``TrainingArguments.to_dict()``, ``config|...``
+  from ``model.config``, ``peft|...`` from ``model.peft_config``, ``model|num_parameters`` and
+  ``model|num_trainable_parameters``) and the model graph.
+* ``on_log`` / ``on_predict``: every entry, at ``step = state.global_step``, renamed like
+  transformers' own trackers do (``loss`` → ``train/loss``, ``eval_loss`` → ``eval/loss``,
+  ``test_accuracy`` → ``test/accuracy``); the fractional epoch is the metric ``train/epoch``
+  and the completed epochs (an integer) go in each point's ``epoch`` field.
+* ``on_save``: writes ``comet_experiment.json`` (the experiment key) into the checkpoint
+  folder, and uploads the folder as the model ``checkpoint-<step>`` in ``"all"`` mode.
+* ``on_train_end``: saves the final model (the best one with ``load_best_model_at_end``) with
+  its tokenizer/processor, logs it as a model, registers it when a registry name is set, and
+  ends the experiment.
+
+Lifecycle decisions (and why):
+
+* **Evaluate/predict after ``train()``.** The experiment is ended at ``on_train_end`` so that a
+  finished training shows a stopped, successful experiment right away (notebooks never exit).
+  A later ``trainer.evaluate()``/``predict()`` continues the same experiment by its key, logs,
+  and ends it again: each such call is a short, self-contained session, so nothing is left
+  running in between.
+* **Failure.** Transformers does not call ``on_train_end`` when training raises. In a script,
+  the core's exit hook sees the uncaught exception and ends the experiment as ``failed``
+  (``interrupted`` for Ctrl-C); the traceback and exit code are untouched. In a long-lived
+  process (notebook, pytest) the experiment stays open until the next ``train()`` of this
+  callback, which ends it as ``failed`` before starting, or until the process exits.
+* **Resume.** The key is stored twice with each checkpoint: in ``trainer_state.json``
+  (``stateful_callbacks["CometCallback"]``, this callback being an ``ExportableState``) and in
+  ``comet_experiment.json``. ``train(resume_from_checkpoint=...)`` continues that experiment,
+  so its metric steps go on where the checkpoint left them.
+* **Distributed.** Only the world-zero process creates, logs, uploads and ends. Other ranks log
+  nothing; with ``COMET_DISTRIBUTED_SYSTEM_METRICS`` on they receive the key by a broadcast at
+  ``on_train_begin`` and join as secondaries that send only their system metrics
+  (context ``rank<N>``).
+
+Every hook is guarded: a bug here is logged once and never breaks training, unless strict mode
+(``strict=True`` or ``COMET_STRICT``) asks for errors to be raised.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from transformers import TrainerCallback
+
+try:  # transformers >= 4.41: callbacks whose state is saved in trainer_state.json
+    from transformers.trainer_callback import ExportableState
+except ImportError:  # pragma: no cover - older transformers: resume uses comet_experiment.json
+
+    class ExportableState:  # type: ignore[no-redef]
+        """Stand-in for transformers versions without stateful callbacks."""
+
+
+from comet_callbacks.config import FIELDS, Settings
+from comet_callbacks.experiment import Experiment, ExperimentError
+
+__all__ = ["CometCallback", "rewrite_logs", "KEY_FILE"]
+
+log = logging.getLogger("comet_callbacks")
+
+#: Written into each checkpoint folder by the main process: ``{"experiment_key": ...}``.
+KEY_FILE = "comet_experiment.json"
+
+_SETTING_NAMES = frozenset(f.name for f in FIELDS)
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """Trainer log keys → metric names, as transformers' trackers (W&B, Comet) name them:
+    ``eval_x`` → ``eval/x``, ``test_x`` → ``test/x``, anything else ``x`` → ``train/x``."""
+    out: dict[str, Any] = {}
+    for k, v in logs.items():
+        if k.startswith("eval_"):
+            out["eval/" + k[5:]] = v
+        elif k.startswith("test_"):
+            out["test/" + k[5:]] = v
+        else:
+            out["train/" + k] = v
+    return out
+
+
+def _metric_value(v: Any) -> float | int | None:
+    """A loggable number, or None for strings and other non-numeric log entries."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, (int, float)):
+        return v
+    item = getattr(v, "item", None)  # numpy / torch scalars
+    if callable(item):
+        try:
+            v = item()
+        except (ValueError, RuntimeError):
+            return None
+        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+    return None
+
+
+def _parse_log_model(value: Any) -> bool | str:
+    """``False`` | ``True`` | ``"best"`` | ``"all"`` (``"last"`` means ``True``)."""
+    if isinstance(value, bool):
+        return value
+    s = str(value).strip().lower()
+    if s in ("best", "all"):
+        return s
+    if s in ("true", "1", "yes", "on", "last", "end", "final"):
+        return True
+    if s in ("false", "0", "no", "off", "", "none"):
+        return False
+    raise ValueError(f"log_model must be False, True, 'best' or 'all', got {value!r}")
+
+
+def _guard(fn: _F) -> _F:
+    """Run a hook; a failure is reported once per hook and never reaches the Trainer
+    (unless strict mode is on)."""
+
+    @functools.wraps(fn)
+    def wrapper(self: CometCallback, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:
+            if self._strict():
+                raise
+            if fn.__name__ not in self._failed_hooks:
+                self._failed_hooks.add(fn.__name__)
+                log.warning(
+                    "comet_callbacks: CometCallback.%s failed: %r (training goes on; further "
+                    "failures of this hook are not reported)",
+                    fn.__name__,
+                    exc,
+                    exc_info=True,
+                )
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class CometCallback(TrainerCallback, ExportableState):
+    """Track a Hugging Face ``Trainer`` run in Comet.
+
+    >>> trainer = Trainer(model, args, callbacks=[CometCallback()])   # doctest: +SKIP
+
+    Args:
+        experiment: log to this experiment instead of creating one. It is yours: the callback
+            does not end it (call ``experiment.end()``).
+        log_model: ``False`` (no model upload), ``True`` (the final model at the end; the best
+            one with ``load_best_model_at_end``), ``"best"`` (the best checkpoint at the end),
+            ``"all"`` (every saved checkpoint, and the final model). Default:
+            ``COMET_LOG_MODEL`` (``true``).
+        model_name: name of the final model in the experiment (default: the model's class).
+        registry_name: register the final model under this registry name (default:
+            ``COMET_MODEL_REGISTRY_NAME``; unset: no registration).
+        experiment_kwargs: passed to :class:`~comet_callbacks.Experiment` (``project_name``,
+            ``workspace``, ``experiment_name``, ``tags``, ``mode``, ``strict``, any setting).
+    """
+
+    def __init__(
+        self,
+        experiment: Experiment | None = None,
+        *,
+        log_model: bool | str | None = None,
+        model_name: str | None = None,
+        registry_name: str | None = None,
+        **experiment_kwargs: Any,
+    ) -> None:
+        self._user_experiment = experiment
+        self._log_model_arg = None if log_model is None else _parse_log_model(log_model)
+        self._model_name = model_name
+        self._registry_arg = registry_name
+        self._experiment_kwargs = experiment_kwargs
+        self._settings: Settings | None = experiment.settings if experiment is not None else None
+        self._exp: Experiment | None = experiment
+        self._key: str | None = experiment.key if experiment is not None else None
+        self._training = False
+        self._params_logged = False
+        self._secondary: Experiment | None = None
+        self._staging: list[str] = []
+        self._failed_hooks: set[str] = set()
+        self._saved_experiment_key: str | None = None  # restored by the Trainer on resume
+
+    # ------------------------------------------------------------------ settings
+
+    @property
+    def settings(self) -> Settings:
+        """Resolved settings: this callback's keyword arguments > ``COMET_*`` > config file."""
+        if self._settings is None:
+            given = {k: v for k, v in self._experiment_kwargs.items() if k in _SETTING_NAMES}
+            self._settings = Settings.resolve(**given)
+        return self._settings
+
+    @property
+    def experiment(self) -> Experiment | None:
+        """The experiment currently logged to (None before training, on other ranks, or
+        after it ended)."""
+        return self._exp if self._exp is not None and not self._exp.ended else None
+
+    @property
+    def log_model(self) -> bool | str:
+        """The model upload mode in force (argument, else ``COMET_LOG_MODEL``)."""
+        if self._log_model_arg is not None:
+            return self._log_model_arg
+        return _parse_log_model(self.settings.log_model)
+
+    @property
+    def registry_name(self) -> str | None:
+        """Registry name for the final model (argument, else ``COMET_MODEL_REGISTRY_NAME``)."""
+        return self._registry_arg or self.settings.model_registry_name or None
+
+    def _strict(self) -> bool:
+        try:
+            return bool(self.settings.strict)
+        except Exception:
+            return False
+
+    # ------------------------------------------------------------------ ExportableState
+
+    def state(self) -> dict[str, Any]:
+        """Saved into ``trainer_state.json`` with each checkpoint: the experiment key, so that a
+        resumed training continues the same experiment; ``args`` rebuild this callback when the
+        Trainer restores callback states (JSON-safe constructor arguments only)."""
+        args: dict[str, Any] = {}
+        for k, v in (
+            ("log_model", self._log_model_arg),
+            ("model_name", self._model_name),
+            ("registry_name", self._registry_arg),
+            *self._experiment_kwargs.items(),
+        ):
+            if v is not None and isinstance(v, (str, int, float, bool, list, tuple)):
+                if k not in ("api_key", "experiment_key"):  # never write secrets to disk
+                    args[k] = list(v) if isinstance(v, tuple) else v
+        return {"args": args, "attributes": {"_saved_experiment_key": self._key}}
+
+    # ------------------------------------------------------------------ experiment lifecycle
+
+    def _stored_key(self, args: Any, state: Any) -> str | None:
+        """The experiment key saved with the checkpoint this training resumed from."""
+        if not state.global_step:  # a fresh TrainerState: not resuming
+            return None
+        stored = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
+        if isinstance(stored, list):
+            stored = stored[0] if stored else None
+        if isinstance(stored, Mapping):
+            key = (stored.get("attributes") or {}).get("_saved_experiment_key")
+            if isinstance(key, str) and key:
+                return key
+        if self._saved_experiment_key:
+            return self._saved_experiment_key
+        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", KEY_FILE)
+        try:
+            with open(path, encoding="utf-8") as fh:
+                key = json.load(fh).get("experiment_key")
+            return key if isinstance(key, str) and key else None
+        except (OSError, ValueError, AttributeError):
+            return None
+
+    def _new_experiment(self, args: Any, key: str | None, **extra: Any) -> Experiment:
+        kwargs = dict(self._experiment_kwargs)
+        kwargs.update(extra)
+        if key:
+            kwargs["experiment_key"] = key
+        elif not kwargs.get("experiment_name") and not self.settings.experiment_name:
+            run_name = getattr(args, "run_name", None)
+            if run_name and run_name != getattr(args, "output_dir", None):
+                kwargs["experiment_name"] = run_name
+        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_NAMES}
+        base = self.settings.replace(**settings) if settings else self.settings
+        return Experiment(settings=base, **kwargs)
+
+    def _ensure_experiment(self, args: Any, state: Any, model: Any) -> Experiment | None:
+        """The experiment to log to on the main process, created (or continued) on first use."""
+        if self._user_experiment is not None:
+            if self._user_experiment.ended:
+                return None  # the user's experiment has ended: nothing to log to
+            self._exp = self._user_experiment
+            self._log_setup(args, state, model)
+            return self._exp
+        if self._exp is not None and not self._exp.ended:
+            return self._exp
+        self._exp = self._new_experiment(args, self._stored_key(args, state))
+        self._key = self._exp.key
+        self._params_logged = False
+        self._log_setup(args, state, model)
+        return self._exp
+
+    def _reopen(self, args: Any) -> Experiment | None:
+        """Continue the ended experiment for one post-training logging call (evaluate/predict)."""
+        if self._user_experiment is not None or not self._key:
+            return None
+        quiet = dict(
+            auto_log_code=False,
+            auto_log_git_metadata=False,
+            auto_log_git_patch=False,
+            auto_log_env_details=False,
+            auto_log_env_cpu=False,
+            auto_log_env_gpu=False,
+            auto_log_output_logger=False,
+        )
+        return self._new_experiment(args, self._key, **quiet)
+
+    def _log_setup(self, args: Any, state: Any, model: Any) -> None:
+        """Parameters and graph, once per experiment."""
+        exp = self._exp
+        if exp is None or self._params_logged:
+            return
+        self._params_logged = True
+        s = exp.settings
+        exp.log_other("Created from", "transformers")
+        if s.auto_log_parameters:
+            params: dict[str, Any] = {}
+            if args is not None:
+                params["args"] = args.to_dict()
+            config = getattr(model, "config", None)
+            if config is not None and hasattr(config, "to_dict"):
+                params["config"] = config.to_dict()
+            peft = getattr(model, "peft_config", None)
+            if peft:
+                params["peft"] = {
+                    name: (cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
+                    for name, cfg in (peft.items() if isinstance(peft, Mapping) else [("", peft)])
+                }
+                if "" in params["peft"]:
+                    params["peft"] = params["peft"][""]
+            counts = _parameter_counts(model)
+            if counts:
+                params["model"] = counts
+            exp.log_parameters(params)
+            if getattr(state, "is_hyper_param_search", False) and getattr(
+                state, "trial_params", None
+            ):
+                exp.log_parameters(state.trial_params, prefix="trial")
+        if s.auto_log_graph and model is not None:
+            exp.set_model_graph(str(model))
+
+    def _end(self, status: str = "success") -> None:
+        """End the experiment this callback created (never the user's own), and any secondary."""
+        exp = self._exp
+        if exp is not self._user_experiment:
+            self._exp = None
+        if exp is not None and exp is not self._user_experiment and not exp.ended:
+            delivered = exp.flush()
+            exp.end(status)
+            if delivered:
+                self._clean_staging()
+            elif self._staging:
+                log.warning(
+                    "comet_callbacks: model files not yet uploaded are kept in %s",
+                    ", ".join(self._staging),
+                )
+        if self._secondary is not None:
+            sec, self._secondary = self._secondary, None
+            sec.end(status)
+
+    def _clean_staging(self) -> None:
+        for path in self._staging:
+            shutil.rmtree(path, ignore_errors=True)
+        self._staging = []
+
+    def _stage_dir(self, args: Any) -> str:
+        """A private folder for files that must outlive the Trainer's own (checkpoint rotation,
+        temporary saves) until uploaded; next to the output when possible, so hard links work."""
+        try:
+            os.makedirs(args.output_dir, exist_ok=True)
+            path = tempfile.mkdtemp(prefix=".comet-upload-", dir=args.output_dir)
+        except (OSError, TypeError):
+            path = tempfile.mkdtemp(prefix="comet-upload-")
+        self._staging.append(path)
+        return path
+
+    def _link_tree(self, src: str, dest: str) -> None:
+        """Hard-link (or copy) ``src`` into ``dest``: instant, and immune to later deletion."""
+        for dirpath, _dirs, files in os.walk(src):
+            rel = os.path.relpath(dirpath, src)
+            target = os.path.normpath(os.path.join(dest, rel))
+            os.makedirs(target, exist_ok=True)
+            for fn in files:
+                s, d = os.path.join(dirpath, fn), os.path.join(target, fn)
+                try:
+                    os.link(s, d)
+                except OSError:
+                    shutil.copy2(s, d)
+
+    # ------------------------------------------------------------------ hooks
+
+    @_guard
+    def on_train_begin(
+        self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
+    ) -> None:
+        if self._training and self._exp is not None and not self._exp.ended:
+            # the previous train() of this callback never reached on_train_end: it raised
+            self._end("failed")
+        self._training = True
+        if state.is_world_process_zero:
+            resume_key = self._stored_key(args, state)
+            if resume_key and self._exp is not None and self._exp.key != resume_key:
+                self._end("success")  # an experiment opened by an earlier evaluate()
+            self._ensure_experiment(args, state, model)
+            self._log_setup(args, state, model)
+            self._remember_in_state(state)
+        if self.settings.distributed_system_metrics:
+            self._join_as_secondary(state)
+
+    def _remember_in_state(self, state: Any) -> None:
+        """Make sure ``trainer_state.json`` can hold our entry: a checkpoint saved without this
+        callback would otherwise make the Trainer's next save fail on a missing key."""
+        stored = getattr(state, "stateful_callbacks", None)
+        if isinstance(stored, dict) and type(self).__name__ not in stored:
+            stored[type(self).__name__] = self.state()
+
+    def _join_as_secondary(self, state: Any) -> None:
+        """Every rank: share rank 0's key (a collective); non-zero ranks send system metrics."""
+        from comet_callbacks.distributed import broadcast_key, rank_context
+
+        key = broadcast_key(self._key if state.is_world_process_zero else None)
+        if not state.is_world_process_zero and key and self._secondary is None:
+            try:
+                self._secondary = Experiment(
+                    settings=self.settings,
+                    experiment_key=key,
+                    secondary=True,
+                    context=rank_context(),
+                )
+            except ExperimentError as exc:
+                log.warning(
+                    "comet_callbacks: %s cannot join the experiment: %s", rank_context(), exc
+                )
+
+    @_guard
+    def on_log(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        logs: Mapping[str, Any] | None = None,
+        model: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        if not state.is_world_process_zero or not logs:
+            return
+        self._log_metrics(args, state, model, logs)
+
+    @_guard
+    def on_predict(
+        self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
+    ) -> None:
+        if not state.is_world_process_zero or not metrics:
+            return
+        self._log_metrics(args, state, kwargs.get("model"), metrics)
+
+    def _log_metrics(self, args: Any, state: Any, model: Any, logs: Mapping[str, Any]) -> None:
+        exp, reopened = self.experiment, False
+        if exp is None and self._key and self._user_experiment is None:
+            exp, reopened = self._reopen(args), True  # evaluate()/predict() after train() ended
+        elif exp is None:
+            exp = self._ensure_experiment(args, state, model)  # e.g. evaluate() before train()
+        if exp is None:
+            return
+        try:
+            if not exp.settings.auto_log_metrics:
+                return
+            step = state.global_step
+            epoch = int(state.epoch) if state.epoch is not None else None
+            for name, value in rewrite_logs(logs).items():
+                v = _metric_value(value)
+                if v is not None:
+                    exp.log_metric(name, v, step=step, epoch=epoch)
+        finally:
+            if reopened:
+                exp.end("success")
+
+    @_guard
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        if not state.is_world_process_zero:
+            return
+        folder = os.path.join(args.output_dir, f"checkpoint-{state.global_step}")
+        if not os.path.isdir(folder):
+            return
+        if self._key:
+            with open(os.path.join(folder, KEY_FILE), "w", encoding="utf-8") as fh:
+                json.dump({"experiment_key": self._key}, fh)
+        exp = self.experiment
+        if exp is not None and self.log_model == "all":
+            staged = os.path.join(self._stage_dir(args), os.path.basename(folder))
+            self._link_tree(folder, staged)
+            exp.log_model(os.path.basename(folder), staged, step=state.global_step)
+
+    @_guard
+    def on_train_end(
+        self,
+        args: Any,
+        state: Any,
+        control: Any,
+        model: Any = None,
+        processing_class: Any = None,
+        tokenizer: Any = None,
+        **kwargs: Any,
+    ) -> None:
+        self._training = False
+        if not state.is_world_process_zero:
+            self._end("success")
+            return
+        exp = self.experiment
+        try:
+            if exp is not None and self.log_model:
+                self._log_final_model(args, state, model, processing_class or tokenizer)
+        finally:
+            self._end("success")
+
+    def _log_final_model(self, args: Any, state: Any, model: Any, processor: Any) -> None:
+        """Upload the final (or best) model with its processor; register it when asked."""
+        exp = self._exp
+        assert exp is not None
+        name = self._model_name or (type(model).__name__ if model is not None else "model")
+        folder = os.path.join(self._stage_dir(args), name)
+        best = state.best_model_checkpoint
+        sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
+        if (
+            (self.log_model == "best" and not args.load_best_model_at_end)
+            or sharded
+            or model is None
+        ):
+            # the model in memory is not the one wanted (or cannot be saved from one rank):
+            # upload the checkpoint the Trainer saved
+            source = best if self.log_model == "best" else None
+            source = source or _last_checkpoint(args.output_dir)
+            if not source or not os.path.isdir(source):
+                log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
+                return
+            self._link_tree(source, folder)
+        else:
+            model.save_pretrained(folder)
+            if processor is not None and hasattr(processor, "save_pretrained"):
+                processor.save_pretrained(folder)
+        exp.log_model(
+            name,
+            folder,
+            metadata={"global_step": state.global_step, "best_checkpoint": best},
+            step=state.global_step,
+        )
+        registry = self.registry_name
+        if registry:
+            res = exp.register_model(name, registry_name=registry)
+            if res is not None:
+                log.info(
+                    "comet_callbacks: registered model %r version %s", registry, res.get("version")
+                )
+
+
+def _parameter_counts(model: Any) -> dict[str, int]:
+    """Total and trainable parameter counts of a torch model (empty for anything else)."""
+    params = getattr(model, "parameters", None)
+    if not callable(params):
+        return {}
+    total = trainable = 0
+    for p in params():
+        n = p.numel()
+        total += n
+        if p.requires_grad:
+            trainable += n
+    return {"num_parameters": total, "num_trainable_parameters": trainable}
+
+
+def _last_checkpoint(output_dir: str) -> str | None:
+    """The ``checkpoint-<N>`` folder with the highest N in ``output_dir``."""
+    try:
+        names = [
+            n
+            for n in os.listdir(output_dir)
+            if n.startswith("checkpoint-") and n[11:].isdigit()
+            if os.path.isdir(os.path.join(output_dir, n))
+        ]
+    except OSError:
+        return None
+    if not names:
+        return None
+    return os.path.join(output_dir, max(names, key=lambda n: int(n[11:])))
