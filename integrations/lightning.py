@@ -1,0 +1,813 @@
+"""Comet tracking for PyTorch Lightning 2.x (``lightning`` or ``pytorch_lightning``).
+
+One line is all a user writes::
+
+    from comet_callbacks.integrations.lightning import CometCallback
+    trainer = Trainer(callbacks=[CometCallback()])
+
+:class:`CometCallback` attaches a :class:`CometLogger` to the trainer (or binds to the one the
+user passed with ``logger=``), so everything the model logs with ``self.log`` reaches Comet with
+the step Lightning passes and the epoch in each point's ``epoch`` field. Also logged: the
+module's and datamodule's hyperparameters, the trainer configuration, the optimizer and LR
+scheduler configuration, parameter counts, the model graph, checkpoints and the final model
+(``log_model``: ``False`` | ``True`` = best and last at the end | ``"best"`` | ``"last"`` |
+``"all"`` = every save; default from ``COMET_LOG_MODEL``), its registration in the model
+registry (``registry_name=`` or ``COMET_MODEL_REGISTRY_NAME``) and the final status (success,
+failed, interrupted).
+
+Distributed runs (DDP, ddp_spawn, torchrun, SLURM, MPI) make exactly one experiment: global
+rank 0 creates it and shares its key with the other ranks, which log nothing except, with
+``COMET_DISTRIBUTED_SYSTEM_METRICS=1``, their own system metrics (context ``rank<N>``).
+
+Resuming with ``trainer.fit(ckpt_path=...)`` continues the same experiment: the key is stored
+in the checkpoint under ``"comet_callbacks"``.
+
+Zero-code activation: with ``COMET_LIGHTNING_AUTO=1`` in the environment, every ``Trainer``
+gets a ``CometCallback`` through Lightning's ``callbacks_factory`` entry point (never a second
+one when the user passed their own). ``fast_dev_run`` never creates an experiment.
+
+Every hook is guarded: a bug here is reported once and never breaks training, unless strict
+mode (``COMET_STRICT=1``) is on. Only a configuration error when the experiment is created
+(refused API key, unknown workspace) is raised, before training starts.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import shutil
+import sys
+import tempfile
+import weakref
+from argparse import Namespace
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from comet_callbacks import distributed
+from comet_callbacks.config import Settings
+from comet_callbacks.experiment import Experiment, ExperimentError
+
+
+def _import_lightning() -> Any:
+    """``lightning.pytorch`` or ``pytorch_lightning``: the one already imported wins (so our
+    classes subclass the Trainer's), else whichever is installed."""
+    if "pytorch_lightning" in sys.modules and "lightning.pytorch" not in sys.modules:
+        import pytorch_lightning as pl
+
+        return pl
+    try:
+        import lightning.pytorch as pl
+    except ImportError:  # pragma: no cover - depends on what is installed
+        import pytorch_lightning as pl
+    return pl
+
+
+pl = _import_lightning()
+_Callback = pl.Callback
+_Logger = pl.loggers.Logger
+_ModelCheckpoint = pl.callbacks.ModelCheckpoint
+_rank_zero_only = pl.utilities.rank_zero.rank_zero_only
+_DummyExperiment = pl.loggers.logger.DummyExperiment
+
+__all__ = ["CometCallback", "CometLogger"]
+
+log = logging.getLogger("comet_callbacks")
+AUTO_ENV = "COMET_LIGHTNING_AUTO"
+CKPT_KEY = "comet_callbacks"  # our entry in a Lightning checkpoint: {"experiment_key": ...}
+_reported: set[str] = set()
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _guard(fn: F) -> F:
+    """Never let an integration bug break training: report once per hook, go on.
+
+    ``ExperimentError`` (a configuration problem found when creating the experiment) and
+    strict mode raise."""
+
+    @functools.wraps(fn)
+    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except ExperimentError:
+            raise
+        except Exception as exc:
+            if self._strict():
+                raise
+            name = f"{type(self).__name__}.{fn.__name__}"
+            if name not in _reported:
+                _reported.add(name)
+                log.warning(
+                    "comet_callbacks: %s failed: %r; training goes on (further errors in this "
+                    "hook are not reported)",
+                    name,
+                    exc,
+                    exc_info=True,
+                )
+            return None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _rank() -> int:
+    """Global rank: Lightning's (set by its strategies and launchers), else the launcher's
+    environment variables (torchrun, SLURM, MPI...)."""
+    return int(getattr(_rank_zero_only, "rank", 0) or 0) or distributed.global_rank()
+
+
+def _scalar(value: Any) -> Any:
+    """A Python number from a tensor / numpy scalar (other values go to the core unchanged)."""
+    item = getattr(value, "item", None)
+    if callable(item):
+        try:
+            return item()
+        except (ValueError, RuntimeError):
+            return value
+    return value
+
+
+def _plain(value: Any) -> Any:
+    """Configuration values without tensors: numbers, strings, bools, lists/tuples of them."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        items = [_plain(v) for v in value]
+        return None if any(i is _SKIP for i in items) else items
+    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        return _scalar(value)
+    return _SKIP
+
+
+_SKIP = object()
+
+
+def _hparams(params: Any) -> dict[str, Any]:
+    """Lightning's hyperparameters as a dict: Namespace/AttributeDict unwrapped, callables
+    (functions, classes) by name."""
+    if params is None:
+        return {}
+    if isinstance(params, Namespace):
+        params = vars(params)
+    out = {}
+    for k, v in dict(params).items():
+        if callable(v) and not hasattr(v, "item"):
+            v = getattr(v, "__qualname__", None) or getattr(v, "__name__", None) or repr(v)
+        out[k] = v
+    return out
+
+
+def _truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+# ---------------------------------------------------------------------------------------------
+# Logger
+
+
+class CometLogger(_Logger):
+    """A Lightning ``Logger`` writing to one Comet :class:`~comet_callbacks.Experiment`.
+
+    Use it directly with ``Trainer(logger=CometLogger(...))`` or let :class:`CometCallback`
+    attach one. The experiment is created lazily on global rank 0 (first use of
+    :attr:`experiment`); other ranks get a dummy. Arguments are those of
+    :class:`~comet_callbacks.Experiment` (any ``COMET_*`` setting as a keyword) plus:
+
+    - ``prefix``: prepended to metric names (``prefix-name``, Lightning's convention);
+    - ``log_model``: ``False`` | ``True`` (best and last checkpoint at the end) | ``"best"`` |
+      ``"last"`` | ``"all"`` (every save); default ``COMET_LOG_MODEL`` (true);
+    - ``registry_name``: register the final model under this registry name (default
+      ``COMET_MODEL_REGISTRY_NAME``); ``model_name``: the experiment model's name (default:
+      the LightningModule's class name).
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        workspace: str | None = None,
+        project_name: str | None = None,
+        experiment_name: str | None = None,
+        experiment_key: str | None = None,
+        *,
+        mode: str | None = None,
+        prefix: str | None = None,
+        log_model: bool | str | None = None,
+        registry_name: str | None = None,
+        model_name: str | None = None,
+        tags: list[str] | None = None,
+        **experiment_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        self._exp_args: dict[str, Any] = dict(
+            api_key=api_key,
+            workspace=workspace,
+            project_name=project_name,
+            experiment_name=experiment_name,
+            mode=mode,
+            **experiment_kwargs,
+        )
+        self._tags = list(tags) if tags else None
+        self._key: str | None = experiment_key
+        self._key_from_checkpoint = False
+        self._experiment: Experiment | None = None
+        self._settings: Settings | None = None
+        self._prefix = prefix
+        self._log_model_arg = log_model
+        self._registry_name_arg = registry_name
+        self._model_name = model_name
+        self._trainer_ref: Callable[[], Any] | None = None
+        self._module_ref: Callable[[], Any] | None = None
+        self._deferred = False  # True while a resume may still give us the key (no creation)
+        self._end_status: str | None = None  # set by CometCallback.on_exception
+        self._uploaded: set[tuple[str, int, int]] = set()
+        self._staging: str | None = None
+        self._config_logged_for: int | None = None
+        self.registered_model: dict[str, Any] | None = None
+
+    # ------------------------------------------------------------------ plumbing
+
+    def _strict(self) -> bool:
+        try:
+            return bool(self.settings.strict)
+        except Exception:
+            return False
+
+    @property
+    def settings(self) -> Settings:
+        """The resolved settings (the experiment's once it exists)."""
+        if self._experiment is not None:
+            return self._experiment.settings
+        if self._settings is None:
+            given = {k: v for k, v in self._exp_args.items() if v is not None}
+            self._settings = Settings.resolve(**given)
+        return self._settings
+
+    def _bind(self, trainer: Any) -> None:
+        self._trainer_ref = weakref.ref(trainer)
+
+    def _trainer(self) -> Any:
+        return self._trainer_ref() if self._trainer_ref is not None else None
+
+    def _create(self) -> Experiment:
+        """Create (or continue, with a known key) the experiment. Rank 0 only."""
+        continuing = self._key is not None
+        try:
+            exp = Experiment(experiment_key=self._key, tags=self._tags, **self._exp_args)
+        except ExperimentError:
+            if not self._key_from_checkpoint:
+                raise
+            # The checkpoint's experiment is not on this server (e.g. an offline run):
+            # start a new one rather than refusing to resume training.
+            log.warning(
+                "comet_callbacks: the experiment %s saved in the checkpoint is unknown here; "
+                "starting a new experiment",
+                self._key,
+            )
+            continuing, self._key = False, None
+            exp = Experiment(tags=self._tags, **self._exp_args)
+        self._experiment = exp
+        self._key = exp.key
+        self._key_from_checkpoint = False
+        if not continuing:
+            exp.log_other("Created from", "pytorch-lightning")
+            exp.log_other("lightning_version", getattr(pl, "__version__", "unknown"))
+        return exp
+
+    # ------------------------------------------------------------------ Logger API
+
+    @property
+    def experiment(self) -> Experiment:
+        """The :class:`~comet_callbacks.Experiment` (created on first use; a dummy on ranks
+        other than 0). After :meth:`finalize` ended it, using it again continues the same
+        experiment (e.g. ``trainer.test`` after ``trainer.fit``)."""
+        if _rank() != 0:
+            return _DummyExperiment()  # type: ignore[return-value]
+        if self._experiment is None or self._experiment.ended:
+            self._create()
+        assert self._experiment is not None
+        return self._experiment
+
+    @property
+    def name(self) -> str:
+        """The Comet project name."""
+        if self._experiment is not None:
+            return self._experiment.project_name
+        return self.settings.project_name or "general"
+
+    @property
+    def version(self) -> str | None:
+        """The experiment key. Creates the experiment on rank 0 when Lightning asks (e.g.
+        ``ModelCheckpoint`` naming its folder), except while a resume may still restore it."""
+        if self._key is None and not self._deferred and _rank() == 0:
+            self.experiment  # noqa: B018 - creates it
+        return self._key
+
+    @property
+    def save_dir(self) -> None:
+        """Nothing is written locally (the offline event log lives in the offline directory)."""
+        return None
+
+    @_rank_zero_only
+    @_guard
+    def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kw: Any) -> None:
+        """The module's and datamodule's saved hyperparameters, nested ones flattened ``a|b``."""
+        if not self.settings.auto_log_parameters:
+            return
+        self.experiment.log_parameters(_hparams(params))
+
+    @_rank_zero_only
+    @_guard
+    def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
+        """Metrics at the step Lightning passes; its ``epoch`` entry goes to the epoch field."""
+        trainer = self._trainer()
+        if trainer is not None and getattr(trainer, "sanity_checking", False):
+            return
+        if not self.settings.auto_log_metrics:
+            return
+        values = {k: _scalar(v) for k, v in metrics.items()}
+        epoch = values.pop("epoch", None)
+        if epoch is not None:
+            epoch = int(epoch)
+        if self._prefix:
+            values = {f"{self._prefix}-{k}": v for k, v in values.items()}
+        exp = self.experiment
+        if epoch is not None:
+            exp.set_epoch(epoch)
+        exp.log_metrics(values, step=step, epoch=epoch)
+
+    @_rank_zero_only
+    @_guard
+    def log_graph(self, model: Any, input_array: Any = None) -> None:
+        """The model's structure as the graph, its parameter counts, and (once per fit) the
+        trainer / optimizer configuration."""
+        self._module_ref = weakref.ref(model)
+        trainer = getattr(model, "_trainer", None)
+        if trainer is not None and self._trainer_ref is None:
+            self._bind(trainer)
+        exp = self.experiment
+        total = sum(p.numel() for p in model.parameters())
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        exp.log_parameters(
+            {"class": type(model).__name__, "total_params": total, "trainable_params": trainable},
+            prefix="model",
+        )
+        if exp.settings.auto_log_graph:
+            exp.set_model_graph(str(model))
+        if trainer is not None:
+            self._log_run_config(trainer)
+
+    @_rank_zero_only
+    @_guard
+    def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
+        """With ``log_model="all"``, upload every checkpoint as it is saved."""
+        if self._log_model_mode() != "all":
+            return
+        path = getattr(checkpoint_callback, "_last_checkpoint_saved", None)
+        if path:
+            self._upload_checkpoint(checkpoint_callback, path)
+
+    @_rank_zero_only
+    @_guard
+    def finalize(self, status: str) -> None:
+        """End of a trainer run. ``success`` after ``fit``: log the final model (and register
+        it), then end the experiment; ``failed``: end it as failed (or interrupted);
+        ``finished`` (SLURM requeue): only flush, the run goes on after requeue."""
+        exp = self._experiment
+        if exp is None or exp.ended:
+            return
+        if status == "finished":
+            exp.flush()
+            return
+        try:
+            if status == "success":
+                trainer = self._trainer()
+                fn = getattr(getattr(trainer, "state", None), "fn", None)
+                if trainer is None or str(getattr(fn, "value", fn)) == "fit":
+                    self._log_final_model(trainer)
+                exp.end("success")
+            else:
+                end = self._end_status
+                if end is None:
+                    end = (
+                        "interrupted"
+                        if isinstance(sys.exc_info()[1], KeyboardInterrupt)
+                        else "failed"
+                    )
+                exp.end(end)
+        finally:
+            self._end_status = None
+            self._cleanup_staging(exp)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Picklable for ``ddp_spawn``: no experiment, weak references or staging files."""
+        state = self.__dict__.copy()
+        state.update(_experiment=None, _trainer_ref=None, _module_ref=None, _staging=None)
+        return state
+
+    # ------------------------------------------------------------------ configuration
+
+    def _log_run_config(self, trainer: Any) -> None:
+        """Trainer, optimizer and LR scheduler configuration, once per fit."""
+        if id(trainer.state) == self._config_logged_for or not self.settings.auto_log_parameters:
+            return
+        fn = getattr(trainer.state, "fn", None)
+        if str(getattr(fn, "value", fn)) != "fit":
+            return
+        self._config_logged_for = id(trainer.state)
+        exp = self.experiment
+        exp.log_parameters(trainer_config(trainer), prefix="trainer")
+        exp.log_parameters(optimizer_config(trainer))
+
+    # ------------------------------------------------------------------ models
+
+    def _log_model_mode(self) -> bool | str:
+        mode = self._log_model_arg
+        if mode is None:
+            mode = self.settings.log_model
+        if isinstance(mode, str) and mode.lower() in ("false", "0", "no", "off"):
+            return False
+        return mode if isinstance(mode, str) else bool(mode)
+
+    def _stage(self, path: str) -> str:
+        """A stable copy of a checkpoint for the background upload: a hard link (free, and
+        immune to Lightning's atomic rewrite of ``last.ckpt`` or its top-k deletions), else
+        a copy."""
+        if self._staging is None:
+            self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
+        stem, ext = os.path.splitext(os.path.basename(path))
+        dest = os.path.join(self._staging, f"{stem}{ext}")
+        n = 1
+        while os.path.exists(dest):
+            dest = os.path.join(self._staging, f"{stem}-{n}{ext}")
+            n += 1
+        try:
+            os.link(path, dest)
+        except OSError:
+            shutil.copyfile(path, dest)
+        return dest
+
+    def _checkpoint_metadata(self, cb: Any, path: str) -> dict[str, Any]:
+        trainer = self._trainer()
+        score = None
+        if cb is not None:
+            best_k = getattr(cb, "best_k_models", {}) or {}
+            score = best_k.get(path)
+            if score is None and path == getattr(cb, "best_model_path", None):
+                score = getattr(cb, "best_model_score", None)
+            if score is None and path == getattr(cb, "last_model_path", None):
+                score = getattr(cb, "current_score", None)
+        return {
+            "monitor": getattr(cb, "monitor", None),
+            "score": _scalar(score) if score is not None else None,
+            "epoch": getattr(trainer, "current_epoch", None),
+            "step": getattr(trainer, "global_step", None),
+            "best": bool(cb is not None and path == getattr(cb, "best_model_path", None)),
+            "checkpoint": os.path.basename(path),
+        }
+
+    def _upload_checkpoint(self, cb: Any, path: str) -> None:
+        real = os.path.realpath(path)
+        if not os.path.isfile(real):
+            return
+        st = os.stat(real)
+        ident = (real, st.st_mtime_ns, st.st_size)
+        if ident in self._uploaded:
+            return
+        self._uploaded.add(ident)
+        meta = self._checkpoint_metadata(cb, path)
+        self.experiment.log_asset(
+            self._stage(real),
+            file_name=os.path.basename(path),
+            step=meta["step"],
+            metadata=meta,
+            type="checkpoint",
+        )
+
+    def _log_final_model(self, trainer: Any) -> None:
+        """Checkpoints per ``log_model``, then the best checkpoint (or the final weights) as
+        the experiment model, registered when a registry name is configured."""
+        mode = self._log_model_mode()
+        if mode is False:
+            return
+        exp = self.experiment
+        cbs = [
+            c for c in getattr(trainer, "checkpoint_callbacks", []) if hasattr(c, "best_model_path")
+        ]
+        best_cb = next(
+            (c for c in cbs if c.best_model_path and os.path.isfile(c.best_model_path)), None
+        )
+        last_cb = next(
+            (c for c in cbs if c.last_model_path and os.path.exists(c.last_model_path)), None
+        )
+        best = best_cb.best_model_path if best_cb else None
+        last = last_cb.last_model_path if last_cb else None
+        if mode in (True, "last") and last and (mode == "last" or last != best):
+            self._upload_checkpoint(last_cb, last)
+        model_cb, model_path = (best_cb, best) if best else (last_cb, last)
+        module = self._module_ref() if self._module_ref is not None else None
+        if module is None and trainer is not None:
+            module = trainer.lightning_module
+        name = self._model_name or (type(module).__name__ if module is not None else "model")
+        if model_path:
+            meta = self._checkpoint_metadata(model_cb, model_path)
+            meta["source"] = "checkpoint"
+            exp.log_model(
+                name,
+                self._stage(os.path.realpath(model_path)),
+                metadata=meta,
+                file_name=os.path.basename(model_path),
+            )
+        elif module is not None:
+            import torch
+
+            if self._staging is None:
+                self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
+            weights = os.path.join(self._staging, "model.pt")
+            torch.save(module.state_dict(), weights)
+            meta = {
+                "source": "final_weights",
+                "epoch": getattr(trainer, "current_epoch", None),
+                "step": getattr(trainer, "global_step", None),
+            }
+            exp.log_model(name, weights, metadata=meta)
+        else:
+            return
+        registry = self._registry_name_arg or exp.settings.model_registry_name
+        if registry:
+            self.registered_model = exp.register_model(name, registry_name=registry)
+
+    def _cleanup_staging(self, exp: Experiment) -> None:
+        """Remove staged files once delivered (kept when the run's event log still needs them)."""
+        if self._staging is None:
+            return
+        path = exp.offline_path
+        if exp.mode == "online" and path is not None and os.path.isdir(path):
+            return
+        shutil.rmtree(self._staging, ignore_errors=True)
+        self._staging = None
+        self._uploaded.clear()
+
+
+def trainer_config(trainer: Any) -> dict[str, Any]:
+    """What the trainer was asked to do: limits, precision, accumulation, strategy, devices,
+    seed (``PL_GLOBAL_SEED`` when ``seed_everything`` ran)."""
+    cfg: dict[str, Any] = {
+        "max_epochs": trainer.max_epochs,
+        "max_steps": trainer.max_steps,
+        "min_epochs": getattr(trainer.fit_loop, "min_epochs", None),
+        "precision": str(trainer.precision),
+        "accumulate_grad_batches": trainer.accumulate_grad_batches,
+        "gradient_clip_val": trainer.gradient_clip_val,
+        "gradient_clip_algorithm": trainer.gradient_clip_algorithm,
+        "strategy": type(trainer.strategy).__name__,
+        "accelerator": type(trainer.accelerator).__name__,
+        "devices": trainer.num_devices,
+        "num_nodes": trainer.num_nodes,
+        "world_size": trainer.world_size,
+        "check_val_every_n_epoch": trainer.check_val_every_n_epoch,
+        "val_check_interval": trainer.val_check_interval,
+        "log_every_n_steps": trainer.log_every_n_steps,
+    }
+    seed = os.environ.get("PL_GLOBAL_SEED")
+    if seed is not None:
+        cfg["seed"] = int(seed) if seed.lstrip("-").isdigit() else seed
+    return {k: v for k, v in cfg.items() if v is not None}
+
+
+def _hyper(mapping: Mapping[str, Any], skip: tuple[str, ...] = ("params",)) -> dict[str, Any]:
+    out = {}
+    for k, v in mapping.items():
+        if k in skip or str(k).startswith("_"):
+            continue
+        p = _plain(v)
+        if p is not _SKIP and p is not None:
+            out[str(k)] = p
+    return out
+
+
+def optimizer_config(trainer: Any) -> dict[str, Any]:
+    """Each optimizer's class and param groups' hyperparameters (no tensors), and each LR
+    scheduler's class, interval, frequency and settings."""
+    out: dict[str, Any] = {}
+    opts = list(getattr(trainer, "optimizers", []) or [])
+    for i, opt in enumerate(opts):
+        groups = [_hyper(g) for g in opt.param_groups]
+        entry: dict[str, Any] = {"class": type(opt).__name__}
+        if len(groups) == 1:
+            entry.update(groups[0])
+        else:
+            entry["param_groups"] = {str(j): g for j, g in enumerate(groups)}
+        out["optimizer" if len(opts) == 1 else f"optimizer_{i}"] = entry
+    scheds = list(getattr(trainer, "lr_scheduler_configs", []) or [])
+    for i, sc in enumerate(scheds):
+        sched = sc.scheduler
+        entry = {"class": type(sched).__name__, "interval": sc.interval, "frequency": sc.frequency}
+        if sc.monitor:
+            entry["monitor"] = sc.monitor
+        try:
+            entry.update(_hyper(sched.state_dict(), skip=("optimizer", "last_epoch", "_last_lr")))
+        except Exception:
+            pass
+        out["lr_scheduler" if len(scheds) == 1 else f"lr_scheduler_{i}"] = entry
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Callback
+
+
+class CometCallback(_Callback):
+    """``Trainer(callbacks=[CometCallback()])``: full Comet tracking of the run.
+
+    Attaches a :class:`CometLogger` (arguments are passed to it) unless the trainer already
+    has one, in which case it completes it with resume, distributed and status handling.
+    The experiment is created when training starts (``on_fit_start``), never at construction,
+    and never under ``fast_dev_run``.
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        workspace: str | None = None,
+        project_name: str | None = None,
+        experiment_name: str | None = None,
+        experiment_key: str | None = None,
+        *,
+        mode: str | None = None,
+        prefix: str | None = None,
+        log_model: bool | str | None = None,
+        registry_name: str | None = None,
+        model_name: str | None = None,
+        tags: list[str] | None = None,
+        **experiment_kwargs: Any,
+    ) -> None:
+        self._logger_kwargs: dict[str, Any] = dict(
+            api_key=api_key,
+            workspace=workspace,
+            project_name=project_name,
+            experiment_name=experiment_name,
+            experiment_key=experiment_key,
+            mode=mode,
+            prefix=prefix,
+            log_model=log_model,
+            registry_name=registry_name,
+            model_name=model_name,
+            tags=tags,
+            **experiment_kwargs,
+        )
+        self._auto = False  # made by the entry-point factory
+        self._active = False  # this callback drives the current trainer run
+        self._logger: CometLogger | None = None
+        self._owns_logger = False
+        self._secondary: Experiment | None = None
+        self.experiment_key: str | None = None
+
+    def _strict(self) -> bool:
+        if self._logger is not None:
+            return self._logger._strict()
+        return False
+
+    @property
+    def logger(self) -> CometLogger | None:
+        """The :class:`CometLogger` this callback drives (after ``setup``)."""
+        return self._logger
+
+    @property
+    def experiment(self) -> Experiment | None:
+        """The experiment on rank 0 once created (None elsewhere, or before training starts)."""
+        return self._logger._experiment if self._logger is not None else None
+
+    # ------------------------------------------------------------------ hooks
+
+    @_guard
+    def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        self._active = False
+        if trainer.fast_dev_run:
+            return  # a smoke test: no experiment
+        mine = [cb for cb in trainer.callbacks if isinstance(cb, CometCallback)]
+        winner = next((cb for cb in mine if not cb._auto), mine[0] if mine else self)
+        if winner is not self:
+            return  # a second one (e.g. from the factory besides the user's): stay inert
+        self._active = True
+        existing = next((lg for lg in trainer.loggers if isinstance(lg, CometLogger)), None)
+        if existing is not None:
+            self._logger, self._owns_logger = existing, False
+        elif self._logger is None or not self._owns_logger:
+            self._logger, self._owns_logger = CometLogger(**self._logger_kwargs), True
+        self._logger._bind(trainer)
+        if stage == "fit":
+            # A resume restores our key from the checkpoint after setup (trainer.ckpt_path is
+            # not known yet here): create nothing before on_fit_start.
+            self._logger._deferred = True
+        else:
+            self._attach(trainer)
+
+    def _attach(self, trainer: Any) -> None:
+        if self._logger is not None and self._logger not in trainer.loggers:
+            trainer.loggers = [*trainer.loggers, self._logger]
+
+    @_guard
+    def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        state = checkpoint.get(CKPT_KEY) or {}
+        key = state.get("experiment_key") if isinstance(state, Mapping) else None
+        lg = self._logger
+        if self._active and lg is not None and key and lg._experiment is None:
+            if self._logger_kwargs.get("experiment_key") is None or not self._owns_logger:
+                lg._key, lg._key_from_checkpoint = key, True
+
+    @_guard
+    def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
+        if self._active and self.experiment_key:
+            checkpoint[CKPT_KEY] = {"experiment_key": self.experiment_key}
+
+    def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+        """Create the experiment on rank 0 (after a resume restored its key) and share the key."""
+        if not self._active or self._logger is None:
+            return
+        lg = self._logger
+        lg._deferred = False
+        self._attach(trainer)
+        key, error = None, None
+        if trainer.global_rank == 0:
+            try:
+                key = lg.experiment.key
+            except ExperimentError as exc:
+                error = exc
+            except Exception as exc:  # guarded: go on without tracking
+                if self._strict():
+                    error = exc
+                else:
+                    log.warning("comet_callbacks: could not start the experiment: %r", exc)
+        if trainer.world_size > 1:
+            key = trainer.strategy.broadcast(key, src=0)  # a collective: every rank gets here
+        if error is not None:
+            raise error
+        self.experiment_key = key
+        if trainer.global_rank != 0 and key:
+            self._start_secondary(trainer, key)
+
+    @_guard
+    def _start_secondary(self, trainer: Any, key: str) -> None:
+        if not self._logger.settings.distributed_system_metrics:
+            return
+        args = {
+            k: v
+            for k, v in self._logger._exp_args.items()
+            if v is not None and k not in ("experiment_name",)
+        }
+        self._secondary = Experiment(
+            experiment_key=key,
+            secondary=True,
+            context=distributed.rank_context(trainer.global_rank),
+            **args,
+        )
+
+    @_guard
+    def on_train_start(self, trainer: Any, pl_module: Any) -> None:
+        # In case Lightning did not call log_graph (enable_autolog_hparams=False).
+        if self._active and trainer.global_rank == 0 and self._logger is not None:
+            self._logger._log_run_config(trainer)
+
+    @_guard
+    def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
+        exp = self._secondary or (self.experiment if trainer.global_rank == 0 else None)
+        if self._active and exp is not None:
+            exp.set_epoch(trainer.current_epoch)
+
+    @_guard
+    def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
+        """Mark the run failed (or interrupted on Ctrl-C); Lightning then finalizes the
+        logger, which ends the experiment. The exception itself is left alone."""
+        if not self._active or self._logger is None:
+            return
+        status = "interrupted" if isinstance(exception, KeyboardInterrupt) else "failed"
+        lg = self._logger
+        lg._end_status = status
+        if lg not in trainer.loggers and lg._experiment is not None:
+            lg.finalize("failed")  # not attached yet: Lightning will not finalize it
+        self._end_secondary(status)
+
+    @_guard
+    def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
+        if self._active:
+            self._end_secondary("success")
+
+    def _end_secondary(self, status: str) -> None:
+        sec, self._secondary = self._secondary, None
+        if sec is not None:
+            sec.end(status)
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_secondary"] = None
+        return state
+
+
+def _callbacks_factory() -> list[Any]:
+    """Lightning's ``callbacks_factory`` entry point: a :class:`CometCallback` for every
+    Trainer when ``COMET_LIGHTNING_AUTO=1`` (opt-in), else nothing. A callback the user
+    passed wins: this one then stays inert (see :meth:`CometCallback.setup`)."""
+    if not _truthy(os.environ.get(AUTO_ENV)):
+        return []
+    cb = CometCallback()
+    cb._auto = True
+    return [cb]
