@@ -1,0 +1,622 @@
+"""Keras 3 integration: :class:`CometCallback` and the opt-in :func:`autolog`.
+
+Works on every Keras 3 backend (JAX, PyTorch, TensorFlow, NumPy for inference) and imports
+nothing backend-specific itself, so a PyTorch or JAX run never imports TensorFlow.
+
+>>> from comet_callbacks.integrations.keras import CometCallback      # doctest: +SKIP
+>>> model.fit(x, y, epochs=3, callbacks=[CometCallback(project_name="demo")])
+
+What is logged, and when:
+
+* ``on_train_begin``: parameters (epochs, steps per epoch, batch size when known, optimizer
+  class and config, loss, metrics, ``steps_per_execution``, parameter counts), the model
+  architecture (``model.to_json()``) as the graph and ``model.summary()`` as an asset.
+* ``on_epoch_end``: every numeric entry of the epoch logs (``loss``, ``val_loss``...) with
+  ``step = optimizer.iterations`` and ``epoch`` = Keras' epoch index (as in ``History.epoch``).
+* with ``log_batch_every=N``: ``batch_<name>`` every N optimizer steps, at the optimizer step
+  (correct with ``steps_per_execution > 1``). Without it the callback does not override any
+  batch hook, so it never makes Keras synchronise per batch; it is also ``async_safe``.
+* ``model.evaluate(..., callbacks=[cb])`` outside ``fit()``: ``eval_<name>`` metrics.
+* ``on_train_end``: the model saved in the native ``.keras`` format and logged as the model
+  ``model_name``; registered when ``registry_name`` (or ``COMET_MODEL_REGISTRY_NAME``) is set;
+  then the experiment is ended (success).
+
+Experiment lifetime. Each ``fit()`` (or stand-alone ``evaluate()``) the callback sees is a
+*session*; the experiment is ended at the end of each session, so the run shows as finished,
+with its model, as soon as training returns, and nothing depends on interpreter exit (which
+never comes in a notebook). A later ``fit()``/``evaluate()`` with the same callback continues
+the same experiment by its key (online; offline, a new offline run is started). A ``fit()``
+that raises leaves the experiment open: :func:`autolog` ends it as failed, and otherwise the
+process-exit hooks do. An ``experiment=`` you pass in is yours and is never ended.
+
+Checkpoints. Keras does not show a callback the other callbacks, so the files of a
+``ModelCheckpoint`` are uploaded when you say which: ``checkpoint=`` a ``ModelCheckpoint`` (or
+its file path pattern, or a folder), and ``log_checkpoints=True`` or ``COMET_LOG_MODEL=all``.
+:func:`autolog` finds the ``ModelCheckpoint`` callbacks passed to ``fit()`` itself. New or
+changed files are copied (a snapshot, so a later overwrite cannot corrupt the upload) and
+uploaded as elements of the model ``<model_name>-checkpoints`` after each epoch.
+
+Distribution: only global rank 0 logs (launcher variables, ``torch.distributed``,
+``KERAS_DISTRIBUTION_PROCESS_ID``, TF_CONFIG, and ``jax.process_index()`` when JAX is loaded).
+"""
+
+from __future__ import annotations
+
+import functools
+import glob
+import inspect
+import logging
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import keras
+
+# Imported here, before any Experiment exists: the core imports comet_callbacks.capture from
+# two threads at once when an experiment starts, which can fail half-way (circular import).
+import comet_callbacks.capture  # noqa: F401
+from comet_callbacks.distributed import global_rank
+from comet_callbacks.experiment import Experiment, ExperimentError
+
+__all__ = ["CometCallback", "autolog"]
+
+log = logging.getLogger("comet_callbacks")
+
+# The Experiment settings that re-capture the environment: off when continuing an experiment
+# (it was captured when the experiment was created).
+_NO_RECAPTURE = dict(
+    auto_log_code=False,
+    auto_log_git_metadata=False,
+    auto_log_git_patch=False,
+    auto_log_env_details=False,
+)
+
+
+def _rank() -> int:
+    """Global rank of this process; JAX's process index when JAX is already loaded."""
+    rank = global_rank()
+    jax = sys.modules.get("jax")
+    if rank == 0 and jax is not None:
+        try:
+            rank = int(jax.process_index())
+        except Exception:
+            pass
+    return rank
+
+
+def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Run a hook so that a bug in it is reported once and never breaks training (strict
+    mode re-raises)."""
+
+    @functools.wraps(fn)
+    def hook(self: CometCallback, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(self, *args, **kwargs)
+        except Exception as exc:
+            if self._strict():
+                raise
+            name = fn.__name__
+            if name not in self._reported:
+                self._reported.add(name)
+                level = logging.ERROR if isinstance(exc, ExperimentError) else logging.WARNING
+                log.log(
+                    level,
+                    "comet_callbacks: Keras callback %s failed: %s (training goes on; further "
+                    "errors there are not reported)",
+                    name,
+                    exc,
+                    exc_info=not isinstance(exc, ExperimentError),
+                )
+            return None
+
+    return hook
+
+
+def _to_number(value: Any) -> float | int | None:
+    """A Python number from a log value (float, int, NumPy or backend scalar), else None."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, (int, float)):
+        return value
+    try:
+        out = float(keras.ops.convert_to_numpy(value))
+    except Exception:
+        return None
+    return out
+
+
+def _without_none(value: Any) -> Any:
+    """Drop ``None`` entries from nested dicts (``weight_decay: None``...): a parameter needs a
+    value."""
+    if isinstance(value, Mapping):
+        return {k: _without_none(v) for k, v in value.items() if v is not None}
+    return value
+
+
+def _object_name(obj: Any) -> Any:
+    """A readable name for a serialized loss/metric (string, Keras config dict, nested)."""
+    if obj is None or isinstance(obj, (str, int, float, bool)):
+        return obj
+    if isinstance(obj, Mapping):
+        if "class_name" in obj:
+            if obj["class_name"] == "function":
+                return obj.get("config")
+            config = obj.get("config")
+            if isinstance(config, Mapping) and config.get("name"):
+                return config["name"]
+            return obj["class_name"]
+        return {str(k): _object_name(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_object_name(v) for v in obj]
+    return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
+
+
+class CometCallback(keras.callbacks.Callback):
+    """Log a Keras 3 ``fit()`` to Comet: parameters, graph, metrics, the model and registry.
+
+    Args:
+        experiment: log into this experiment (you own it: it is not ended). Default: the
+            callback creates one at the start of training from ``experiment_kwargs`` and the
+            ``COMET_*`` settings, and ends it at the end of training.
+        log_batch_every: also log the batch logs as ``batch_<name>`` every N optimizer steps.
+        log_model: save the trained model (``.keras``) and log it; default from
+            ``COMET_LOG_MODEL`` (true unless set to false).
+        model_name: the name of the logged model (and of the registry model by default).
+        registry_name: register the model under this registry name; default
+            ``COMET_MODEL_REGISTRY_NAME``.
+        log_checkpoints: upload the files ``checkpoint`` writes; default true when
+            ``COMET_LOG_MODEL=all``.
+        checkpoint: a ``keras.callbacks.ModelCheckpoint``, its ``filepath`` pattern or a folder
+            (or a list of them) whose files are uploaded when ``log_checkpoints`` is on.
+        end_experiment: end the experiment at the end of each ``fit()``/``evaluate()``
+            session; default true for an experiment the callback created.
+        experiment_kwargs: passed to :class:`~comet_callbacks.Experiment` (``project_name``,
+            ``workspace``, ``experiment_name``, ``tags``, any setting...).
+    """
+
+    #: Keras 3 may dispatch batch hooks of this callback on a worker thread: logging only
+    #: enqueues, and the batch hook reads no model state.
+    async_safe = True
+
+    def __init__(
+        self,
+        experiment: Experiment | None = None,
+        *,
+        log_batch_every: int | None = None,
+        log_model: bool | None = None,
+        model_name: str = "keras-model",
+        registry_name: str | None = None,
+        log_checkpoints: bool | None = None,
+        checkpoint: Any = None,
+        end_experiment: bool | None = None,
+        **experiment_kwargs: Any,
+    ) -> None:
+        super().__init__()
+        if log_batch_every is not None and (
+            not isinstance(log_batch_every, int) or log_batch_every < 1
+        ):
+            raise ValueError(f"log_batch_every must be a positive int, got {log_batch_every!r}")
+        self._exp = experiment
+        self._owns = experiment is None
+        self._end = self._owns if end_experiment is None else bool(end_experiment)
+        self._kwargs = experiment_kwargs
+        self.log_batch_every = log_batch_every
+        self._log_model = log_model
+        self.model_name = model_name
+        self._registry_name = registry_name
+        self._log_checkpoints = log_checkpoints
+        self._checkpoints: list[Any] = []
+        if checkpoint is not None:
+            self.add_checkpoint(checkpoint)
+        self._reported: set[str] = set()
+        self._key: str | None = experiment.key if experiment is not None else None
+        self._in_fit = False
+        self._session = False  # an evaluate() outside fit opened the experiment
+        self._raw_start = 0  # raw optimizer iterations at the start of the epoch
+        self._accumulation = 1
+        self._per_execution = 1
+        self._seen: dict[str, tuple[float, int]] = {}
+        self._tmpdir: str | None = None
+        self._fit_args: dict[str, Any] = {}
+        if log_batch_every:
+            # Batch hooks exist only when batch logging is on: Keras checks whether a callback
+            # overrides them (``utils.is_default``) before deciding how to dispatch them.
+            self.on_train_batch_end = self._log_train_batch  # type: ignore[method-assign]
+
+    # ------------------------------------------------------------------ the experiment
+
+    @property
+    def experiment(self) -> Experiment | None:
+        """The experiment being logged to (None on non-zero ranks or before training)."""
+        return self._exp
+
+    def _strict(self) -> bool:
+        exp = self._exp
+        if exp is not None:
+            return exp.strict
+        return bool(self._kwargs.get("strict"))
+
+    def _open(self) -> Experiment | None:
+        """The live experiment for this session: create it, or continue it by key after an
+        earlier session ended it. None on non-zero ranks."""
+        if _rank() != 0:
+            return None
+        exp = self._exp
+        if exp is not None and (not exp.ended or not self._owns):
+            return None if exp.ended else exp
+        if exp is not None and exp.mode == "online" and self._key:
+            kwargs = {k: v for k, v in self._kwargs.items() if k != "experiment_name"}
+            kwargs.update(_NO_RECAPTURE)
+            exp = Experiment(experiment_key=self._key, **kwargs)
+        else:
+            if exp is not None:
+                log.warning(
+                    "comet_callbacks: the previous offline experiment was ended; logging this "
+                    "session to a new offline experiment"
+                )
+            exp = Experiment(**self._kwargs)
+        self._exp, self._key = exp, exp.key
+        return exp
+
+    def _close(self, status: str = "success") -> None:
+        """End an experiment the callback owns (after delivering what it logged), and remove
+        the temporary model files once they are delivered."""
+        exp = self._exp
+        if exp is None or exp.ended or not self._end:
+            return
+        delivered = exp.flush()
+        exp.end(status)
+        if self._tmpdir is not None and delivered:
+            shutil.rmtree(self._tmpdir, ignore_errors=True)
+            self._tmpdir = None
+
+    def end(self, status: str = "success") -> None:
+        """End the experiment now (``success``, ``failed`` or ``interrupted``), even one passed
+        in with ``experiment=``."""
+        end, self._end = self._end, True
+        try:
+            self._close(status)
+        finally:
+            self._end = end
+
+    def set_fit_args(self, **fit_args: Any) -> None:
+        """Record ``fit()`` arguments (batch size...) to log as parameters; :func:`autolog`
+        calls it. Call it before ``fit()``."""
+        self._fit_args.update(fit_args)
+
+    def add_checkpoint(self, checkpoint: Any) -> None:
+        """Watch a ``ModelCheckpoint``, a file path pattern or a folder (or a list of them)."""
+        if isinstance(checkpoint, (list, tuple)):
+            for c in checkpoint:
+                self.add_checkpoint(c)
+        elif checkpoint not in self._checkpoints:
+            self._checkpoints.append(checkpoint)
+
+    # ------------------------------------------------------------------ helpers
+
+    def _settings_flag(self, name: str, default: Any) -> Any:
+        exp = self._exp
+        return getattr(exp.settings, name, default) if exp is not None else default
+
+    def _iterations(self) -> int | None:
+        """``optimizer.iterations`` (the optimizer steps taken), None without an optimizer."""
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None:
+            return None
+        return int(keras.ops.convert_to_numpy(opt.iterations))
+
+    def _raw_iterations(self) -> int:
+        opt = getattr(self.model, "optimizer", None)
+        if opt is None:
+            return 0
+        raw = getattr(opt, "_iterations", None)
+        return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
+
+    @staticmethod
+    def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
+        out: dict[str, float | int] = {}
+        for name, value in (logs or {}).items():
+            number = _to_number(value)
+            if number is not None:
+                out[f"{prefix}{name}"] = number
+        return out
+
+    def _tmp(self) -> str:
+        if self._tmpdir is None:
+            self._tmpdir = tempfile.mkdtemp(prefix="comet-keras-")
+        return self._tmpdir
+
+    # ------------------------------------------------------------------ parameters and graph
+
+    def _parameters(self) -> dict[str, Any]:
+        model = self.model
+        p = self.params or {}
+        params: dict[str, Any] = {"epochs": p.get("epochs"), "steps_per_epoch": p.get("steps")}
+        params.update({k: v for k, v in self._fit_args.items() if v is not None})
+        opt = getattr(model, "optimizer", None)
+        if opt is not None:
+            params["optimizer"] = type(opt).__name__
+            config = opt.get_config()
+            params["optimizer_config"] = config
+            lr = config.get("learning_rate")
+            if isinstance(lr, (int, float)):
+                params["learning_rate"] = lr
+            elif isinstance(lr, Mapping):
+                params["learning_rate_schedule"] = lr.get("class_name")
+        compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else {}
+        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
+            value = _object_name(compile_config.get(key))
+            if value not in (None, [], {}):
+                params[key] = value
+        params["steps_per_execution"] = getattr(model, "steps_per_execution", 1)
+        if model.built:
+            params["total_params"] = int(model.count_params())
+            params["trainable_params"] = sum(
+                math.prod(int(d) for d in w.shape) for w in model.trainable_weights
+            )
+            params["non_trainable_params"] = params["total_params"] - params["trainable_params"]
+        return _without_none(params)
+
+    def _log_model_description(self, exp: Experiment) -> None:
+        model = self.model
+        try:
+            graph = model.to_json()
+        except Exception:  # subclassed models without get_config
+            graph = None
+        lines: list[str] = []
+        try:
+            model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+        except Exception as exc:
+            log.debug("comet_callbacks: model.summary() failed: %r", exc)
+        summary = "\n".join(lines)
+        if graph or summary:
+            exp.set_model_graph(graph or summary)
+        if summary:
+            exp.log_asset(summary.encode("utf-8"), file_name="model_summary.txt")
+
+    # ------------------------------------------------------------------ training hooks
+
+    @_guarded
+    def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._in_fit = True
+        exp = self._open()
+        if exp is None:
+            return
+        exp.log_others(
+            {"keras_backend": keras.backend.backend(), "keras_version": keras.__version__}
+        )
+        if exp.settings.auto_log_parameters:
+            exp.log_parameters(self._parameters())
+        if exp.settings.auto_log_graph:
+            self._log_model_description(exp)
+        opt = getattr(self.model, "optimizer", None)
+        self._accumulation = int(getattr(opt, "gradient_accumulation_steps", None) or 1)
+        self._per_execution = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
+        self._raw_start = self._raw_iterations()
+        if self._upload_checkpoints():
+            # only files written from now on are uploaded
+            self._seen = {p: self._stamp(p) for p in self._checkpoint_files()}
+
+    @_guarded
+    def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        if self._exp is None or self._exp.ended:
+            return
+        self._raw_start = self._raw_iterations()
+        self._exp.set_epoch(epoch)
+
+    @_guarded
+    def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
+        exp = self._exp
+        if exp is None or exp.ended:
+            return
+        step = self._iterations()
+        if exp.settings.auto_log_metrics:
+            exp.log_metrics(self._numbers(logs), step=step, epoch=epoch)
+        if self._upload_checkpoints():
+            self._log_new_checkpoints(exp, step)
+
+    @_guarded
+    def _log_train_batch(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
+        """Batch logging (bound as ``on_train_batch_end`` only when ``log_batch_every`` is set).
+
+        Keras passes the index of the last batch of the execution (``steps_per_execution``
+        batches per call), and may run this on several worker threads, in any order. So the
+        decision is stateless: log when the optimizer steps this execution took include a
+        multiple of ``log_batch_every``, at the step reached. Steps are derived from the
+        iterations counted at the epoch's start; the model is not read here (with JAX that
+        would force a state sync)."""
+        exp = self._exp
+        if exp is None or exp.ended or not exp.settings.auto_log_metrics:
+            return
+        every, acc = self.log_batch_every or 1, self._accumulation
+        first = (batch // self._per_execution) * self._per_execution  # execution's first batch
+        before = (self._raw_start + first) // acc
+        step = (self._raw_start + batch + 1) // acc
+        if step // every > before // every:
+            exp.log_metrics(self._numbers(logs, prefix="batch_"), step=step)
+
+    @_guarded
+    def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        self._in_fit = False
+        exp = self._exp
+        if exp is None or exp.ended:
+            return
+        if self._upload_checkpoints():
+            self._log_new_checkpoints(exp, self._iterations())
+        if self._log_model if self._log_model is not None else bool(exp.settings.log_model):
+            self._log_final_model(exp)
+        self._close("success")
+
+    # ------------------------------------------------------------------ evaluation hooks
+
+    @_guarded
+    def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._in_fit:  # validation inside fit(): reported with the epoch logs as val_*
+            return
+        self._session = self._open() is not None
+
+    @_guarded
+    def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
+        if self._in_fit or not self._session:
+            return
+        self._session = False
+        exp = self._exp
+        if exp is None or exp.ended:
+            return
+        if exp.settings.auto_log_metrics:
+            exp.log_metrics(self._numbers(logs, prefix="eval_"), step=self._iterations())
+        self._close("success")
+
+    # ------------------------------------------------------------------ models
+
+    def _log_final_model(self, exp: Experiment) -> None:
+        folder = os.path.join(self._tmp(), "final")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{self.model_name}.keras")
+        self.model.save(path)
+        exp.log_model(
+            self.model_name,
+            path,
+            metadata={"format": "keras", "keras_backend": keras.backend.backend()},
+            overwrite=True,
+            step=self._iterations(),
+        )
+        registry = self._registry_name or exp.settings.model_registry_name
+        if registry:
+            exp.register_model(self.model_name, registry_name=registry)
+
+    def _upload_checkpoints(self) -> bool:
+        if self._log_checkpoints is not None:
+            return bool(self._log_checkpoints)
+        return self._settings_flag("log_model", None) == "all"
+
+    def _checkpoint_files(self) -> list[str]:
+        files: set[str] = set()
+        for ckpt in self._checkpoints:
+            pattern = getattr(ckpt, "filepath", ckpt)
+            pattern = os.fspath(pattern)
+            if os.path.isdir(pattern):
+                found = glob.glob(os.path.join(glob.escape(pattern), "**", "*"), recursive=True)
+            else:  # a ModelCheckpoint pattern such as "ckpt/model-{epoch:02d}.keras"
+                found = glob.glob(re.sub(r"\{[^}]*\}", "*", pattern))
+            files.update(f for f in found if os.path.isfile(f))
+        return sorted(files)
+
+    @staticmethod
+    def _stamp(path: str) -> tuple[float, int]:
+        st = os.stat(path)
+        return st.st_mtime, st.st_size
+
+    def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
+        if not self._checkpoints:
+            if "no-checkpoint" not in self._reported:
+                self._reported.add("no-checkpoint")
+                log.warning(
+                    "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
+                    "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)"
+                )
+            return
+        for path in self._checkpoint_files():
+            stamp = self._stamp(path)
+            if self._seen.get(path) == stamp:
+                continue
+            self._seen[path] = stamp
+            # a snapshot: ModelCheckpoint may overwrite the file while it is being uploaded
+            snap_dir = tempfile.mkdtemp(prefix="ckpt-", dir=self._tmp())
+            snap = os.path.join(snap_dir, os.path.basename(path))
+            shutil.copy2(path, snap)
+            exp.log_model(f"{self.model_name}-checkpoints", snap, overwrite=True, step=step)
+
+
+# ---------------------------------------------------------------------- autolog
+
+_patched: dict[str, Any] = {}  # "fit" -> the original attribute, "had_own" -> bool
+_autolog_kwargs: dict[str, Any] = {}
+
+
+def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
+    """Log every ``keras.Model.fit()`` from now on: each ``fit()`` gets a
+    :class:`CometCallback` (built with ``callback_kwargs``) unless one is passed, and its
+    arguments are logged. A ``fit()`` that raises ends the experiment as failed (interrupted
+    for Ctrl-C) and re-raises the same exception. ``autolog(disable=True)`` restores
+    ``keras.Model.fit``. Nothing is patched until this is called."""
+    model_cls = keras.Model
+    if disable:
+        if _patched:
+            if _patched["had_own"]:
+                model_cls.fit = _patched["fit"]
+            else:
+                del model_cls.fit
+            _patched.clear()
+        _autolog_kwargs.clear()
+        return
+    _autolog_kwargs.clear()
+    _autolog_kwargs.update(callback_kwargs)
+    if _patched:
+        return
+    _patched["had_own"] = "fit" in vars(model_cls)
+    original = _patched["fit"] = vars(model_cls).get("fit", model_cls.fit)
+    signature = inspect.signature(original)
+
+    @functools.wraps(original)
+    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
+        try:
+            bound = signature.bind(self, *args, **kwargs)
+        except TypeError:
+            return original(self, *args, **kwargs)  # let Keras report the bad call
+        arguments = bound.arguments
+        callbacks = arguments.get("callbacks")
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            log.warning("comet_callbacks: autolog skips a fit() whose callbacks is not a list")
+            return original(self, *args, **kwargs)
+        callbacks = list(callbacks or [])
+        comet = next((c for c in callbacks if isinstance(c, CometCallback)), None)
+        if comet is None:
+            comet = CometCallback(**_autolog_kwargs)
+            callbacks.append(comet)
+            comet.add_checkpoint(
+                [c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)]
+            )
+        try:
+            comet.set_fit_args(**_fit_arguments(arguments))
+        except Exception as exc:
+            log.debug("comet_callbacks: reading fit() arguments failed: %r", exc)
+        arguments["callbacks"] = callbacks
+        try:
+            return original(*bound.args, **bound.kwargs)
+        except BaseException as exc:
+            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
+            try:
+                comet._in_fit = False
+                if comet._owns:
+                    comet.end(status)
+            except Exception as end_exc:
+                log.warning("comet_callbacks: ending the failed experiment failed: %r", end_exc)
+            raise
+
+    fit.comet_autolog = True  # type: ignore[attr-defined]
+    model_cls.fit = fit
+
+
+def _fit_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The ``fit()`` arguments worth recording (batch size: Keras' default 32 for arrays)."""
+    x = arguments.get("x")
+    batch_size = arguments.get("batch_size")
+    if batch_size is None and arguments.get("steps_per_epoch") is None and hasattr(x, "shape"):
+        batch_size = 32
+    return {
+        "batch_size": batch_size,
+        "epochs": arguments.get("epochs", 1),
+        "initial_epoch": arguments.get("initial_epoch", 0),
+        "validation_split": arguments.get("validation_split", 0.0),
+        "validation_data": arguments.get("validation_data") is not None,
+        "validation_freq": arguments.get("validation_freq", 1),
+        "shuffle": arguments.get("shuffle", True),
+        "class_weight": arguments.get("class_weight") is not None,
+        "sample_weight": arguments.get("sample_weight") is not None,
+    }
