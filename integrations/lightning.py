@@ -152,8 +152,17 @@ def _hparams(params: Any) -> dict[str, Any]:
     for k, v in dict(params).items():
         if callable(v) and not hasattr(v, "item"):
             v = getattr(v, "__qualname__", None) or getattr(v, "__name__", None) or repr(v)
-        out[k] = v
+        out[k] = _none_as_text(v)
     return out
+
+
+def _none_as_text(value: Any) -> Any:
+    """``None`` (also nested) as the text ``"None"``: the server refuses a null parameter value."""
+    if value is None:
+        return "None"
+    if isinstance(value, Mapping):
+        return {k: _none_as_text(v) for k, v in value.items()}
+    return value
 
 
 def _truthy(value: str | None) -> bool:
@@ -219,6 +228,7 @@ class CometLogger(_Logger):
         self._deferred = False  # True while a resume may still give us the key (no creation)
         self._end_status: str | None = None  # set by CometCallback.on_exception
         self._uploaded: set[tuple[str, int, int]] = set()
+        self._ckpt_meta: dict[str, dict[str, Any]] = {}
         self._staging: str | None = None
         self._config_logged_for: int | None = None
         self.registered_model: dict[str, Any] | None = None
@@ -358,11 +368,13 @@ class CometLogger(_Logger):
     @_rank_zero_only
     @_guard
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
-        """With ``log_model="all"``, upload every checkpoint as it is saved."""
-        if self._log_model_mode() != "all":
-            return
+        """Note each checkpoint's epoch/step/score when saved; with ``log_model="all"``,
+        upload it now."""
         path = getattr(checkpoint_callback, "_last_checkpoint_saved", None)
-        if path:
+        if not path:
+            return
+        self._ckpt_meta[path] = self._checkpoint_metadata(checkpoint_callback, path)
+        if self._log_model_mode() == "all":
             self._upload_checkpoint(checkpoint_callback, path)
 
     @_rank_zero_only
@@ -446,6 +458,11 @@ class CometLogger(_Logger):
         return dest
 
     def _checkpoint_metadata(self, cb: Any, path: str) -> dict[str, Any]:
+        """Monitor, score, epoch and step of a checkpoint (as noted when it was saved)."""
+        saved = self._ckpt_meta.get(path)
+        if saved is not None:
+            best = bool(cb is not None and path == getattr(cb, "best_model_path", None))
+            return {**saved, "best": best}
         trainer = self._trainer()
         score = None
         if cb is not None:

@@ -5,7 +5,10 @@ Every test compares what the SERVER stored with what Lightning logged.
 
 from __future__ import annotations
 
+import io
+import json
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +20,6 @@ pytest.importorskip("torch")
 lightning_mod = pytest.importorskip("comet_callbacks.integrations.lightning")
 
 import torch  # noqa: E402
-
 from comet_callbacks.integrations.lightning import (  # noqa: E402
     CometCallback,
     CometLogger,
@@ -120,3 +122,198 @@ def test_callback_logs_metrics_params_graph(comet_env: Any, reader: Any, tmp_pat
     others = reader.others(key)
     assert others["status"] == "success"
     assert others["Created from"] == "pytorch-lightning"
+
+
+def checkpoint_trainer(tmp_path: Path, cb: Any, **kw: Any) -> tuple[Any, Any]:
+    ckpt = pl.callbacks.ModelCheckpoint(
+        dirpath=str(tmp_path / "ckpt"), monitor="val_loss", save_top_k=1, save_last=True
+    )
+    return make_trainer(tmp_path, [cb, ckpt], **kw), ckpt
+
+
+def test_best_checkpoint_logged_as_model_and_registered(
+    comet_env: Any, reader: Any, tmp_path: Path
+) -> None:
+    cb = CometCallback(log_model=True, registry_name="tiny-reg")
+    trainer, ckpt = checkpoint_trainer(tmp_path, cb)
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+
+    best, last = Path(ckpt.best_model_path), Path(ckpt.last_model_path)
+    models = [a for a in reader.assets(key) if a["type"] == "model-element"]
+    assert [a["fileName"] for a in models] == [best.name]
+    assert reader.get_asset(key, models[0]["assetId"]) == best.read_bytes()
+    meta = json.loads(models[0]["metadata"])
+    assert meta["monitor"] == "val_loss"
+    assert meta["score"] == pytest.approx(float(ckpt.best_model_score))
+    assert meta["epoch"] == 1 and meta["best"] is True
+    # True = best and last at the end: last.ckpt as a checkpoint asset, same bytes as on disk.
+    ckpts = reader.assets(key, type="checkpoint")
+    assert [a["fileName"] for a in ckpts] == [last.name]
+    assert reader.get_asset(key, ckpts[0]["assetId"]) == last.read_bytes()
+
+    details = reader.registry_details("local", "tiny-reg")
+    assert [v["version"] for v in details["versions"]] == ["1.0.0"]
+    assert details["versions"][0]["experimentModel"]["experimentKey"] == key
+    assert details["versions"][0]["experimentModel"]["experimentModelName"] == "TinyModel"
+    assert reader.others(key)["status"] == "success"
+
+
+def test_log_model_all_uploads_every_save(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    ckpt = pl.callbacks.ModelCheckpoint(dirpath=str(tmp_path / "ckpt"), save_top_k=-1)
+    trainer = make_trainer(tmp_path, [CometCallback(log_model="all"), ckpt])
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+    on_disk = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert len(on_disk) == 2
+    uploaded = reader.assets(key, type="checkpoint")
+    assert sorted(a["fileName"] for a in uploaded) == on_disk
+    for a in uploaded:
+        assert (
+            reader.get_asset(key, a["assetId"]) == (tmp_path / "ckpt" / a["fileName"]).read_bytes()
+        )
+        assert json.loads(a["metadata"])["epoch"] in (0, 1)
+
+
+def test_final_weights_without_checkpoint_env_config(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("COMET_LOG_MODEL", "true")
+    monkeypatch.setenv("COMET_MODEL_REGISTRY_NAME", "env-reg")
+    model = TinyModel()
+    trainer = make_trainer(tmp_path, [CometCallback()], enable_checkpointing=False, max_epochs=1)
+    trainer.fit(model, loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+    models = [a for a in reader.assets(key) if a["type"] == "model-element"]
+    assert len(models) == 1
+    data = reader.get_asset(key, models[0]["assetId"])
+    state = torch.load(io.BytesIO(data), weights_only=True)
+    for name, tensor in model.state_dict().items():
+        assert torch.equal(state[name], tensor), name
+    assert json.loads(models[0]["metadata"])["source"] == "final_weights"
+    versions = reader.registry_details("local", "env-reg")["versions"]
+    assert [v["version"] for v in versions] == ["1.0.0"]
+
+
+def test_exception_in_training_marks_failed(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    trainer = make_trainer(tmp_path, [CometCallback()])
+    with pytest.raises(ValueError, match="boom in training_step"):
+        trainer.fit(TinyModel(fail_at_step=2), loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+    assert reader.metadata(key)["running"] is False
+    others = reader.others(key)
+    assert others["status"] == "failed"
+    assert others["hasCrashed"] in ("true", "True", "1")
+    assert [p["step"] for p in series(reader, key, "train_loss_step")] == [0, 1]
+    assert reader.assets(key, type="model-element") == []  # no model for a failed run
+
+
+def test_keyboard_interrupt_marks_interrupted(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    class Interrupted(TinyModel):
+        def training_step(self, batch: Any, batch_idx: int) -> Any:
+            if self.global_step == 1:
+                raise KeyboardInterrupt
+            return super().training_step(batch, batch_idx)
+
+    trainer = make_trainer(tmp_path, [CometCallback()])
+    previous = signal.getsignal(signal.SIGINT)
+    try:
+        with pytest.raises(SystemExit):  # Lightning turns Ctrl-C into a graceful exit(1)
+            trainer.fit(Interrupted(), loader(), loader(16, seed=1))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    key = only_experiment(reader)
+    assert reader.metadata(key)["running"] is False
+    assert reader.others(key)["status"] == "interrupted"
+
+
+def test_resume_continues_same_experiment(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    cb1 = CometCallback(log_model=False)
+    trainer, ckpt = checkpoint_trainer(tmp_path, cb1, max_epochs=1)
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+    assert torch.load(ckpt.last_model_path, weights_only=False)["comet_callbacks"] == {
+        "experiment_key": key
+    }
+
+    cb2 = CometCallback(log_model=False)
+    trainer2, _ = checkpoint_trainer(tmp_path, cb2, max_epochs=2)
+    trainer2.fit(TinyModel(), loader(), loader(16, seed=1), ckpt_path=ckpt.last_model_path)
+    assert only_experiment(reader) == key
+    assert cb2.experiment_key == key
+    steps = series(reader, key, "train_loss_step")
+    assert [p["step"] for p in steps] == list(range(8))  # continues at 4, no repeats
+    assert [p["epoch"] for p in steps] == [0] * 4 + [1] * 4
+    assert [p["step"] for p in series(reader, key, "val_loss")] == sorted(
+        {p["step"] for p in series(reader, key, "val_loss")}
+    )
+    assert reader.others(key)["status"] == "success"
+
+
+def test_fast_dev_run_creates_no_experiment(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    cb = CometCallback()
+    trainer = make_trainer(tmp_path, [cb], fast_dev_run=True, logger=CometLogger())
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    assert cb.experiment is None
+    assert reader.projects("local") == []  # not even the default project was created
+
+
+def test_factory_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COMET_LIGHTNING_AUTO", raising=False)
+    assert _callbacks_factory() == []
+    monkeypatch.setenv("COMET_LIGHTNING_AUTO", "1")
+    made = _callbacks_factory()
+    assert len(made) == 1 and isinstance(made[0], CometCallback) and made[0]._auto
+
+
+def _run_script(mode: str, out: Path, env_extra: dict[str, str], timeout: float) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("COMET_", "PL_", "RANK"))}
+    env.update({k: v for k, v in os.environ.items() if k.startswith("COMET_")})
+    env.update(env_extra, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "train.py"), mode, str(out)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-5000:]
+
+
+def test_zero_code_activation_via_entry_point(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    _run_script("auto", tmp_path, {"COMET_LIGHTNING_AUTO": "1"}, timeout=300)
+    res = json.loads((tmp_path / "auto.json").read_text())
+    exps = reader.experiments("local", "general")
+    assert len(exps) == 2  # one per fit, never two for the same run
+    # The factory alone: one callback (the auto one), attached one logger.
+    assert res["factory"]["auto"] == [True] and res["factory"]["loggers"] == 1
+    # User's callback + factory's: the user's drives, the factory's stays inert.
+    user = res["user"]
+    assert user["callbacks"] == 2 and user["loggers"] == 1
+    active = [a for a, on in zip(user["auto"], user["active"], strict=True) if on]
+    assert active == [False]
+    user_key = [k for k in user["keys"] if k][0]
+    names = {e["experimentKey"]: e.get("experimentName") for e in exps}
+    assert names[user_key] == "user-callback"
+    assert res["factory"]["keys"][0] in names
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_one_experiment(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    _run_script("ddp", tmp_path, {"COMET_DISTRIBUTED_SYSTEM_METRICS": "1"}, timeout=400)
+    key = only_experiment(reader)
+    ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["key"] for r in ranks] == [key, key]  # rank 1 learned the key by broadcast
+    calls = ranks[0]["calls"]
+    for name in ("train_loss_step", "val_loss", "train_loss_epoch"):
+        want = [(m[name], step, int(m["epoch"])) for m, step in calls if name in m]
+        got = [(float(p["metricValue"]), p["step"], p["epoch"]) for p in series(reader, key, name)]
+        assert len(got) == len(want) > 0, name  # each point once, not once per rank
+        for (gv, gs, ge), (wv, ws, we) in zip(got, want, strict=True):
+            assert (gs, ge) == (ws, we) and gv == pytest.approx(wv, rel=1e-6), name
+    # 32 samples, 2 ranks, batch 8: 2 optimizer steps per epoch.
+    assert [p["step"] for p in series(reader, key, "train_loss_step")] == [0, 1, 2, 3]
+    assert reader.parameters(key)["trainer|strategy"] == "DDPStrategy"
+    assert reader.parameters(key)["trainer|world_size"] == "2"
+    assert reader.others(key)["status"] == "success"
+    assert reader.metadata(key)["running"] is False

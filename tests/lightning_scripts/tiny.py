@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import torch
-from torch.utils.data import DataLoader, TensorDataset
-
 from comet_callbacks.integrations.lightning import pl
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class TinyModel(pl.LightningModule):
