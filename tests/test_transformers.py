@@ -61,7 +61,9 @@ def _only_experiment(reader: Any) -> str:
 
 
 def _series(reader: Any, key: str, name: str) -> list[tuple[int, float, int | None]]:
-    return [(p["step"], float(p["metricValue"]), p["epoch"]) for p in reader.metrics(key, name)]
+    """(step, value, epoch) points of one metric, by step (arrival order is not step order)."""
+    points = [(p["step"], float(p["metricValue"]), p["epoch"]) for p in reader.metrics(key, name)]
+    return sorted(points, key=lambda p: p[0])
 
 
 def _assert_logged(reader: Any, key: str, entries: list[dict[str, Any]]) -> None:
@@ -139,6 +141,7 @@ def test_parameters_metrics_and_evaluate_after_train(
     assert params["args|max_steps"] == "6"
     assert params["config|hidden_size"] == "32"
     assert params["config|num_hidden_layers"] == "2"
+    assert params["args|hub_model_id"] == "None"  # unset options are shown as unset
     n = sum(p.numel() for p in trainer.model.parameters())
     assert params["model|num_parameters"] == str(n)
     assert params["model|num_trainable_parameters"] == str(n)
