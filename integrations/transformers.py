@@ -73,6 +73,18 @@ log = logging.getLogger("comet_callbacks")
 KEY_FILE = "comet_experiment.json"
 
 _SETTING_NAMES = frozenset(f.name for f in FIELDS)
+# What a checkpoint holds besides the model and its processor (kept out of a "model" upload).
+_TRAINING_STATE_FILES = frozenset(
+    {
+        "optimizer.pt",
+        "optimizer.bin",
+        "scheduler.pt",
+        "scaler.pt",
+        "trainer_state.json",
+        "training_args.bin",
+        KEY_FILE,
+    }
+)
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
@@ -380,13 +392,16 @@ class CometCallback(TrainerCallback, ExportableState):
         self._staging.append(path)
         return path
 
-    def _link_tree(self, src: str, dest: str) -> None:
-        """Hard-link (or copy) ``src`` into ``dest``: instant, and immune to later deletion."""
+    def _link_tree(self, src: str, dest: str, model_only: bool = False) -> None:
+        """Hard-link (or copy) ``src`` into ``dest``: instant, and immune to later deletion.
+        ``model_only`` leaves out the Trainer's resume state (optimizer, scheduler, RNG...)."""
         for dirpath, _dirs, files in os.walk(src):
             rel = os.path.relpath(dirpath, src)
             target = os.path.normpath(os.path.join(dest, rel))
             os.makedirs(target, exist_ok=True)
             for fn in files:
+                if model_only and (fn in _TRAINING_STATE_FILES or fn.startswith("rng_state")):
+                    continue
                 s, d = os.path.join(dirpath, fn), os.path.join(target, fn)
                 try:
                     os.link(s, d)
@@ -539,7 +554,7 @@ class CometCallback(TrainerCallback, ExportableState):
             if not source or not os.path.isdir(source):
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
-            self._link_tree(source, folder)
+            self._link_tree(source, folder, model_only=True)
         else:
             model.save_pretrained(folder)
             if processor is not None and hasattr(processor, "save_pretrained"):

@@ -7,6 +7,7 @@ SERVER stored with what the Trainer recorded (``trainer.state.log_history``, sav
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -19,6 +20,7 @@ pytest.importorskip("accelerate")
 
 import torch  # noqa: E402
 from comet_callbacks.integrations.transformers import (  # noqa: E402
+    KEY_FILE,
     CometCallback,
     _parse_log_model,
     rewrite_logs,
@@ -166,3 +168,106 @@ def test_parameters_metrics_and_evaluate_after_train(
     assert reader.others(key)["status"] == "success"
     assert reader.models(key) == []  # log_model=False
     _assert_no_hook_failure(caplog)
+
+
+def _model_files(reader: Any, key: str) -> dict[str, bytes]:
+    """``fileName`` → bytes of every model file the server stored for the experiment."""
+    return {
+        a["fileName"]: reader.get_asset(key, a["assetId"])
+        for a in reader.assets(key, type="model-element")
+    }
+
+
+def _local_files(folder: Path, prefix: str) -> dict[str, bytes]:
+    return {
+        f"{prefix}/{p.relative_to(folder).as_posix()}": p.read_bytes()
+        for p in folder.rglob("*")
+        if p.is_file()
+    }
+
+
+def test_checkpoints_final_model_and_registry_from_env(
+    comet_env: Any,
+    reader: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """COMET_LOG_MODEL=all uploads each checkpoint (even one rotated away before its upload)
+    and the final model with its tokenizer, registered under COMET_MODEL_REGISTRY_NAME."""
+    monkeypatch.setenv("COMET_LOG_MODEL", "all")
+    monkeypatch.setenv("COMET_MODEL_REGISTRY_NAME", "tiny-bert")
+    out = tmp_path / "out"
+    cb = CometCallback(project_name=PROJECT)
+    trainer = _trainer(out, cb, save_strategy="steps", save_steps=3, save_total_limit=1)
+    trainer.train()
+    key = _only_experiment(reader)
+    assert reader.others(key)["status"] == "success"
+
+    name = "BertForSequenceClassification"
+    assert sorted(m["modelName"] for m in reader.models(key)) == sorted(
+        ["checkpoint-3", "checkpoint-6", name]
+    )
+    stored = _model_files(reader, key)
+    # checkpoint-3 was deleted by save_total_limit=1; its upload still holds every file
+    assert not (out / "checkpoint-3").exists()
+    ckpt3 = {f for f in stored if f.startswith("checkpoint-3/")}
+    assert {"checkpoint-3/model.safetensors", f"checkpoint-3/{KEY_FILE}"} <= ckpt3
+    assert json.loads(stored[f"checkpoint-3/{KEY_FILE}"]) == {"experiment_key": key}
+    # checkpoint-6: byte for byte the folder the Trainer saved
+    ckpt6 = {f: b for f, b in stored.items() if f.startswith("checkpoint-6/")}
+    assert ckpt6 == _local_files(out / "checkpoint-6", "checkpoint-6")
+    # the final model: what trainer.save_model writes, minus the pickled TrainingArguments
+    trainer.save_model(str(tmp_path / "final"))
+    expected = _local_files(tmp_path / "final", name)
+    expected.pop(f"{name}/training_args.bin")
+    assert {f"{name}/model.safetensors", f"{name}/tokenizer.json"} <= set(expected)
+    assert {f: b for f, b in stored.items() if f.startswith(f"{name}/")} == expected
+
+    # registered from this experiment's final model
+    assert [m["modelName"] for m in reader.registry_models("local")] == ["tiny-bert"]
+    versions = reader.registry_details("local", "tiny-bert")["versions"]
+    assert [v["version"] for v in versions] == ["1.0.0"]
+    assert versions[0]["experimentModel"]["experimentKey"] == key
+    assert versions[0]["experimentModel"]["experimentModelName"] == name
+
+    # the key is kept with the checkpoint (for resume) and staging folders are gone
+    assert json.loads((out / "checkpoint-6" / KEY_FILE).read_text()) == {"experiment_key": key}
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["CometCallback"]["attributes"] == {
+        "_saved_experiment_key": key
+    }
+    assert [p.name for p in out.iterdir() if p.name.startswith(".comet")] == []
+    _assert_no_hook_failure(caplog)
+
+
+def test_best_checkpoint_model(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    """log_model="best" without load_best_model_at_end uploads the best checkpoint's model
+    files (not its optimizer state) and nothing at each save."""
+    out = tmp_path / "out"
+    cb = CometCallback(project_name=PROJECT, log_model="best", model_name="best-bert")
+    trainer = _trainer(
+        out,
+        cb,
+        eval_strategy="steps",
+        eval_steps=2,
+        save_strategy="steps",
+        save_steps=2,
+        metric_for_best_model="eval_loss",
+        greater_is_better=False,
+        learning_rate=5e-3,
+    )
+    trainer.train()
+    key = _only_experiment(reader)
+    best = Path(trainer.state.best_model_checkpoint)
+    assert [m["modelName"] for m in reader.models(key)] == ["best-bert"]
+    expected = {
+        f: b
+        for f, b in _local_files(best, "best-bert").items()
+        if f.rsplit("/", 1)[1]
+        in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json")
+    }
+    stored = _model_files(reader, key)
+    assert len(expected) == 4 and stored.items() >= expected.items()
+    assert not any("optimizer" in f or "rng_state" in f for f in stored)
+    assert reader.registry_models("local") == []  # no registry name configured
