@@ -12,6 +12,7 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import re
 import zlib
 from typing import Any
 
@@ -20,7 +21,7 @@ from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
 from . import handlers_read, handlers_write  # noqa: F401  (register the routes)
@@ -34,6 +35,8 @@ log = logging.getLogger("comet_callbacks.server")
 SERVER_VERSION = "3.5.41"
 REST = "/api/rest/v2/"
 ALIAS = "/clientlib/rest/v2/"
+#: A ``\uD800``-``\uDFFF`` escape: JSON may carry a lone surrogate, which SQLite cannot store.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class CometJSON(JSONResponse):
@@ -119,6 +122,14 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return data
 
 
+def _check_unicode(parsed: Any) -> None:
+    """400 when a JSON string holds a lone surrogate (valid JSON, but not storable text)."""
+    try:
+        json.dumps(parsed, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise ApiError(400, "body: invalid unicode (lone surrogate escape)") from None
+
+
 def _response(result: Any) -> Response:
     if isinstance(result, Response):
         return result
@@ -167,6 +178,10 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                         parsed = json.loads(data)
                     except (ValueError, UnicodeDecodeError):
                         raise ApiError(400, "body: malformed JSON") from None
+                    except RecursionError:
+                        raise ApiError(400, "body: malformed JSON (nested too deeply)") from None
+                    if _SURROGATE_ESCAPE.search(data):
+                        _check_unicode(parsed)
                 body = validate(rt.body, parsed)
             else:
                 await _read_body(request, limits.max_json_bytes)
@@ -190,6 +205,9 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
             )
         except ApiError as exc:
             return error(exc.code, exc.msg, exc.headers)
+        except ClientDisconnect:  # the body was cut short: nothing stored, nobody to answer
+            log.debug("client disconnected during %s %s", request.method, request.url.path)
+            return error(400, "body: client disconnected before sending the whole body")
         except Exception:  # never a bare 500 page: log it and answer JSON
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error(500, "server: internal error")
