@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -271,3 +272,57 @@ def test_best_checkpoint_model(comet_env: Any, reader: Any, tmp_path: Path) -> N
     assert len(expected) == 4 and stored.items() >= expected.items()
     assert not any("optimizer" in f or "rng_state" in f for f in stored)
     assert reader.registry_models("local") == []  # no registry name configured
+
+
+def _failing_model(fail_at: int) -> Any:
+    spec = importlib.util.spec_from_file_location("train_fails", SCRIPTS / "train_fails.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod.failing_model(fail_at), mod.Boom
+
+
+def test_crash_in_script_ends_experiment_failed(
+    comet_env: Any, reader: Any, tmp_path: Path
+) -> None:
+    """An exception inside train() in a script: the experiment ends failed (the core's exit
+    hook), the traceback and the exit code are Python's own."""
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "train_fails.py"), str(tmp_path / "out")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "HF_TEST_PROJECT": PROJECT},
+    )
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    assert "Traceback (most recent call last)" in proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1] == "Boom: forward failed at call 3"
+    key = _only_experiment(reader)
+    others = reader.others(key)
+    assert others["status"] == "failed"
+    assert others["hasCrashed"] == "true"
+    meta = reader.metadata(key)
+    assert meta["running"] is False and meta["endTimeMillis"] is not None
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2]
+    assert float(reader.parameters(key)["args|max_steps"]) == 6
+
+
+def test_crash_in_process_is_ended_failed_by_next_train(
+    comet_env: Any, reader: Any, tmp_path: Path
+) -> None:
+    """In a long-lived process (notebook) the crashed run's experiment is ended as failed when
+    the callback's next train() begins; that one gets its own experiment."""
+    model, boom = _failing_model(3)
+    cb = CometCallback(project_name=PROJECT, log_model=False)
+    trainer = _trainer(tmp_path / "out", cb, model=model, max_steps=4)
+    with pytest.raises(boom):
+        trainer.train()
+    first = _only_experiment(reader)
+    assert reader.metadata(first)["running"] is True  # nothing told us yet
+    trainer.train()  # the model raises only once
+    exps = {e["experimentKey"] for e in reader.experiments("local", PROJECT)}
+    (second,) = exps - {first}
+    assert reader.others(first)["status"] == "failed"
+    assert reader.metadata(first)["running"] is False
+    assert reader.others(second)["status"] == "success"
+    assert [s for s, _, _ in _series(reader, second, "train/loss")] == [1, 2, 3, 4]
