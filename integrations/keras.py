@@ -22,12 +22,15 @@ What is logged, and when:
   then the experiment is ended (success).
 
 Experiment lifetime. Each ``fit()`` (or stand-alone ``evaluate()``) the callback sees is a
-*session*; the experiment is ended at the end of each session, so the run shows as finished,
-with its model, as soon as training returns, and nothing depends on interpreter exit (which
-never comes in a notebook). A later ``fit()``/``evaluate()`` with the same callback continues
-the same experiment by its key (online; offline, a new offline run is started). A ``fit()``
-that raises leaves the experiment open: :func:`autolog` ends it as failed, and otherwise the
-process-exit hooks do. An ``experiment=`` you pass in is yours and is never ended.
+*session*. Online, the experiment is ended at the end of each session, so the run shows as
+finished, with its model, as soon as training returns, and nothing depends on interpreter
+exit (which never comes in a notebook); a later ``fit()``/``evaluate()`` with the same
+callback continues the same experiment by its key. Offline, an experiment cannot be continued
+by key, and nobody sees it before it is uploaded, so it stays open until process exit or
+:meth:`CometCallback.end`. A ``fit()`` that raises leaves the experiment open: :func:`autolog`
+ends it as failed, and otherwise the process-exit hooks do (failed on an uncaught exception).
+An ``experiment=`` you pass in is yours and is never ended (``end_experiment=True`` to change
+that).
 
 Checkpoints. Keras does not show a callback the other callbacks, so the files of a
 ``ModelCheckpoint`` are uploaded when you say which: ``checkpoint=`` a ``ModelCheckpoint`` (or
@@ -174,7 +177,8 @@ class CometCallback(keras.callbacks.Callback):
         checkpoint: a ``keras.callbacks.ModelCheckpoint``, its ``filepath`` pattern or a folder
             (or a list of them) whose files are uploaded when ``log_checkpoints`` is on.
         end_experiment: end the experiment at the end of each ``fit()``/``evaluate()``
-            session; default true for an experiment the callback created.
+            session. Default: yes for an experiment the callback created online; an offline
+            one stays open until process exit (or :meth:`end`); never for ``experiment=``.
         experiment_kwargs: passed to :class:`~comet_callbacks.Experiment` (``project_name``,
             ``workspace``, ``experiment_name``, ``tags``, any setting...).
     """
@@ -203,7 +207,7 @@ class CometCallback(keras.callbacks.Callback):
             raise ValueError(f"log_batch_every must be a positive int, got {log_batch_every!r}")
         self._exp = experiment
         self._owns = experiment is None
-        self._end = self._owns if end_experiment is None else bool(end_experiment)
+        self._end = end_experiment if self._owns or end_experiment else False
         self._kwargs = experiment_kwargs
         self.log_batch_every = log_batch_every
         self._log_model = log_model
@@ -263,26 +267,36 @@ class CometCallback(keras.callbacks.Callback):
         self._exp, self._key = exp, exp.key
         return exp
 
-    def _close(self, status: str = "success") -> None:
-        """End an experiment the callback owns (after delivering what it logged), and remove
-        the temporary model files once they are delivered."""
+    def _close(self, status: str = "success", force: bool = False) -> None:
+        """End of a session: end the experiment when the callback owns it (after delivering
+        what it logged), then remove the temporary model files once they are delivered.
+
+        Offline (by default) the experiment stays open until process exit or :meth:`end`: an
+        offline run cannot be continued by key, and nobody sees it before it is uploaded."""
         exp = self._exp
-        if exp is None or exp.ended or not self._end:
+        if exp is None or exp.ended:
+            return
+        end = self._end
+        if end is None:
+            end = exp.mode != "offline"
+        if not (end or force):
+            if exp.mode == "offline":
+                self._remove_tmp()  # offline runs keep their own copies of the files
             return
         delivered = exp.flush()
         exp.end(status)
-        if self._tmpdir is not None and delivered:
+        if delivered or exp.mode == "offline":
+            self._remove_tmp()
+
+    def _remove_tmp(self) -> None:
+        if self._tmpdir is not None:
             shutil.rmtree(self._tmpdir, ignore_errors=True)
             self._tmpdir = None
 
     def end(self, status: str = "success") -> None:
         """End the experiment now (``success``, ``failed`` or ``interrupted``), even one passed
         in with ``experiment=``."""
-        end, self._end = self._end, True
-        try:
-            self._close(status)
-        finally:
-            self._end = end
+        self._close(status, force=True)
 
     def set_fit_args(self, **fit_args: Any) -> None:
         """Record ``fit()`` arguments (batch size...) to log as parameters; :func:`autolog`
@@ -446,6 +460,7 @@ class CometCallback(keras.callbacks.Callback):
         exp = self._exp
         if exp is None or exp.ended:
             return
+        exp.set_epoch(None)  # what follows (model, evaluation) belongs to no epoch
         if self._upload_checkpoints():
             self._log_new_checkpoints(exp, self._iterations())
         if self._log_model if self._log_model is not None else bool(exp.settings.log_model):
