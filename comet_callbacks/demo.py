@@ -54,7 +54,9 @@ def _train(max_epochs: int, registry_name: str) -> str:
     y = (x @ torch.linspace(-1, 1, 8)).unsqueeze(1) + 0.1 * torch.randn(512, 1)
     ds = torch.utils.data.TensorDataset(x, y)
     train, val = torch.utils.data.random_split(ds, [448, 64])
-    callback = CometCallback(project_name="demo", registry_name=registry_name)
+    callback = CometCallback(
+        project_name="demo", experiment_name="demo-regressor", registry_name=registry_name
+    )
     trainer = L.Trainer(
         max_epochs=max_epochs,
         accelerator="cpu",
