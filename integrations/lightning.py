@@ -744,7 +744,7 @@ class CometCallback(_Callback):
         lg._deferred = False
         self._attach(trainer)
         key, error = None, None
-        if trainer.global_rank == 0:
+        if trainer.global_rank == 0 and _rank() == 0:  # launcher vars (MPI...) count too
             try:
                 key = lg.experiment.key
             except ExperimentError as exc:

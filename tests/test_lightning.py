@@ -258,6 +258,19 @@ def test_fast_dev_run_creates_no_experiment(comet_env: Any, reader: Any, tmp_pat
     assert reader.projects("local") == []  # not even the default project was created
 
 
+def test_non_zero_launcher_rank_logs_nothing(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A process the launcher (MPI here) says is rank 1 creates no experiment, even when
+    Lightning itself was not told about the other ranks."""
+    monkeypatch.setenv("PMI_RANK", "1")
+    cb = CometCallback()
+    trainer = make_trainer(tmp_path, [cb], max_epochs=1)
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    assert cb.experiment is None and cb.experiment_key is None
+    assert reader.projects("local") == []
+
+
 def test_factory_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COMET_LIGHTNING_AUTO", raising=False)
     assert _callbacks_factory() == []
@@ -299,8 +312,11 @@ def test_zero_code_activation_via_entry_point(comet_env: Any, reader: Any, tmp_p
 
 
 @pytest.mark.slow
-def test_ddp_two_processes_one_experiment(comet_env: Any, reader: Any, tmp_path: Path) -> None:
-    _run_script("ddp", tmp_path, {"COMET_DISTRIBUTED_SYSTEM_METRICS": "1"}, timeout=400)
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+def test_ddp_two_processes_one_experiment(
+    comet_env: Any, reader: Any, tmp_path: Path, strategy: str
+) -> None:
+    _run_script(strategy, tmp_path, {"COMET_DISTRIBUTED_SYSTEM_METRICS": "1"}, timeout=400)
     key = only_experiment(reader)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["key"] for r in ranks] == [key, key]  # rank 1 learned the key by broadcast
@@ -313,7 +329,28 @@ def test_ddp_two_processes_one_experiment(comet_env: Any, reader: Any, tmp_path:
             assert (gs, ge) == (ws, we) and gv == pytest.approx(wv, rel=1e-6), name
     # 32 samples, 2 ranks, batch 8: 2 optimizer steps per epoch.
     assert [p["step"] for p in series(reader, key, "train_loss_step")] == [0, 1, 2, 3]
-    assert reader.parameters(key)["trainer|strategy"] == "DDPStrategy"
+    assert reader.parameters(key)["trainer|strategy"] == "DDPStrategy"  # ddp_spawn too
     assert reader.parameters(key)["trainer|world_size"] == "2"
     assert reader.others(key)["status"] == "success"
     assert reader.metadata(key)["running"] is False
+
+
+def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    example = HERE.parent / "examples" / "lightning_quickstart.py"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(example), "--max-steps", "6", "--project", "qs"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    exps = reader.experiments("local", "qs")
+    assert len(exps) == 1
+    key = exps[0]["experimentKey"]
+    assert f"Comet experiment: {key}" in proc.stdout
+    assert [p["step"] for p in series(reader, key, "train_loss_step")] == [4]  # every 5 steps
+    assert reader.parameters(key)["trainer|max_steps"] == "6"
+    assert reader.others(key)["status"] == "success"

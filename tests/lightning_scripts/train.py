@@ -29,21 +29,35 @@ COMMON = dict(
 )
 
 
-def ddp(out: str) -> None:
-    rec = RecordingLogger()
-    cb = CometCallback()
+class DumpRank(pl.Callback):
+    """Each rank writes what Lightning passed to its loggers and the key it learned (in the
+    worker process itself, so it works for ddp_spawn too)."""
+
+    def __init__(self, out: str) -> None:
+        self.out = out
+
+    def on_fit_end(self, trainer, pl_module) -> None:  # noqa: ANN001
+        rec = next(lg for lg in trainer.loggers if isinstance(lg, RecordingLogger))
+        cb = next(c for c in trainer.callbacks if isinstance(c, CometCallback))
+        with open(os.path.join(self.out, f"rank{trainer.global_rank}.json"), "w") as f:
+            json.dump({"calls": rec.calls, "key": cb.experiment_key}, f)
+
+
+def ddp(out: str, strategy: str = "ddp") -> None:
     trainer = pl.Trainer(
         devices=2,
-        strategy="ddp",
+        strategy=strategy,
         max_epochs=2,
-        callbacks=[cb],
-        logger=rec,
+        callbacks=[CometCallback(), DumpRank(out)],
+        logger=RecordingLogger(),
         default_root_dir=os.path.join(out, "run"),
         **COMMON,
     )
     trainer.fit(TinyModel(), loader(), loader(16, seed=1))
-    with open(os.path.join(out, f"rank{trainer.global_rank}.json"), "w") as f:
-        json.dump({"calls": rec.calls, "key": cb.experiment_key}, f)
+
+
+def ddp_spawn(out: str) -> None:
+    ddp(out, "ddp_spawn")
 
 
 def auto(out: str) -> None:
@@ -72,4 +86,4 @@ def auto(out: str) -> None:
 
 
 if __name__ == "__main__":
-    {"ddp": ddp, "auto": auto}[sys.argv[1]](sys.argv[2])
+    {"ddp": ddp, "ddp_spawn": ddp_spawn, "auto": auto}[sys.argv[1]](sys.argv[2])
