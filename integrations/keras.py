@@ -254,11 +254,12 @@ class CometCallback(keras.callbacks.Callback):
         if exp is not None and (not exp.ended or not self._owns):
             return None if exp.ended else exp
         if exp is not None and exp.mode == "online" and self._key:
-            kwargs = {k: v for k, v in self._kwargs.items() if k != "experiment_name"}
+            drop = ("experiment_name", "experiment_key")
+            kwargs = {k: v for k, v in self._kwargs.items() if k not in drop}
             kwargs.update(_NO_RECAPTURE)
             exp = Experiment(experiment_key=self._key, **kwargs)
         else:
-            if exp is not None:
+            if exp is not None and exp.mode == "offline":
                 log.warning(
                     "comet_callbacks: the previous offline experiment was ended; logging this "
                     "session to a new offline experiment"

@@ -188,6 +188,46 @@ def test_offline_run_stays_open_for_evaluate_and_uploads_as_one_experiment(
     assert reader.others(key)["status"] == "success"
 
 
+def test_a_bug_in_a_hook_never_breaks_training_unless_strict(
+    comet_env: Any, reader: Any, monkeypatch: Any, caplog: Any
+) -> None:
+    def broken(self: Any) -> dict[str, Any]:
+        raise KeyError("integration bug")
+
+    monkeypatch.setattr(CometCallback, "_parameters", broken)
+    x, y = _data(32)
+    cb = CometCallback(log_model=False)
+    _model().fit(x, y, epochs=2, batch_size=16, callbacks=[cb], verbose=0)
+    key = cb.experiment.key
+    assert [s for s, _, _ in _series(reader, key, "loss")] == [2, 4], "the rest still logged"
+    assert reader.others(key)["status"] == "success"
+    reports = [r for r in caplog.records if "on_train_begin failed" in r.getMessage()]
+    assert len(reports) == 1 and "integration bug" in reports[0].getMessage()
+
+    strict = CometCallback(strict=True)
+    with pytest.raises(KeyError, match="integration bug"):
+        _model().fit(x, y, epochs=1, callbacks=[strict], verbose=0)
+    strict.end("failed")
+    assert strict.experiment.ended
+
+
+def test_an_experiment_passed_in_is_logged_to_but_not_ended(comet_env: Any, reader: Any) -> None:
+    from comet_callbacks import Experiment
+
+    x, y = _data(32)
+    model = _model()
+    with Experiment(experiment_name="mine") as exp:
+        cb = CometCallback(exp, log_model=False)
+        model.fit(x, y, epochs=1, batch_size=16, callbacks=[cb], verbose=0)
+        assert cb.experiment is exp and not exp.ended
+        model.evaluate(x, y, callbacks=[cb], verbose=0)
+        assert not exp.ended
+        exp.log_metric("after", 1.0)
+    assert [s for s, _, _ in _series(reader, exp.key, "eval_loss")] == [2]
+    assert len(reader.metrics(exp.key, "after")) == 1
+    assert _keys(reader) == [exp.key]
+
+
 def test_batch_hooks_exist_only_when_batch_logging_is_on() -> None:
     from keras.src.utils.python_utils import is_default  # what CallbackList checks
 
