@@ -34,7 +34,7 @@ from .rest.errors import (
     NotFoundError,
     UnauthorizedError,
 )
-from .sender import Op, Sender
+from .sender import CALLER_QUEUE_LIMIT, Op, Sender
 from .values import (
     MAX_TEXT,
     check_name,
@@ -52,6 +52,7 @@ _time = time.time
 _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
 DEFAULT_PROJECT = "general"
+_INT64_MAX = 2**63 - 1
 SEMVER = _SEMVER
 
 
@@ -396,6 +397,19 @@ class Experiment:
         sender = self._sender
         if sender is not None and not self.ended:
             sender.put(item)
+        else:
+            self._dropped()
+
+    def _dropped(self) -> None:
+        """Called when a log_* call cannot log: after :meth:`end` that is reported (once)."""
+        if self.ended and self._mode != "disabled":
+            self._report(
+                "after end",
+                ValueError(
+                    "the experiment has ended: log_* calls after end() are not logged "
+                    "(start a new Experiment, or continue this one with experiment_key=)"
+                ),
+            )
 
     def _report(self, kind: str, exc: BaseException | str) -> None:
         """Strict: raise. Otherwise log the first problem of each kind and go on."""
@@ -438,7 +452,8 @@ class Experiment:
     @property
     def offline_path(self) -> str | None:
         """Folder of this run's event log (None when disabled)."""
-        return self._store.path if self._sender is not None else None
+        store = getattr(self, "_store", None)
+        return store.path if store is not None else None
 
     @property
     def step(self) -> int | None:
@@ -465,13 +480,13 @@ class Experiment:
         """Log one metric value. Only validates and enqueues: microseconds on this thread."""
         sender = self._sender
         if sender is None:
-            return
+            return self._dropped()
         tv = type(value)
         if (
             (tv is float or tv is int)
             and type(name) is str
-            and (step is None or (type(step) is int and step >= 0))
-            and (epoch is None or type(epoch) is int)
+            and (step is None or (type(step) is int and 0 <= step <= _INT64_MAX))
+            and (epoch is None or (type(epoch) is int and 0 <= epoch <= _INT64_MAX))
             and 0 < len(name) <= 1000
         ):
             if step is not None:
@@ -480,7 +495,10 @@ class Experiment:
                 step = self._step
             if epoch is None:
                 epoch = self._epoch
-            sender.queue.append((name, value, step, epoch, context or self._context, _time()))
+            q = sender.queue
+            q.append((name, value, step, epoch, context or self._context, _time()))
+            if len(q) > CALLER_QUEUE_LIMIT:
+                sender._backpressure()
             return
         self._log_metric_slow(name, value, step, epoch, context)
 
@@ -501,8 +519,10 @@ class Experiment:
             step = self._step
         if epoch is None:
             epoch = self._epoch
-        assert self._sender is not None
-        self._sender.put((name, value, step, epoch, context or self._context, _time()))
+        sender = self._sender
+        if sender is None:  # ended meanwhile (another thread)
+            return self._dropped()
+        sender.put((name, value, step, epoch, context or self._context, _time()))
 
     def log_metrics(
         self,
@@ -512,21 +532,51 @@ class Experiment:
         context: str | None = None,
         prefix: str | None = None,
     ) -> None:
-        """Log several metrics at the same step; nested dicts become ``outer/inner`` names."""
-        if self._sender is None:
-            return
-        if not isinstance(metrics, Mapping):
+        """Log several metrics at the same step; nested dicts become ``outer/inner`` names.
+
+        All points get the same timestamp. Plain ``float``/``int`` values take a fast path
+        (one tuple appended per metric); anything else goes through :meth:`log_metric`.
+        """
+        sender = self._sender
+        if sender is None:
+            return self._dropped()
+        if type(metrics) is not dict and not isinstance(metrics, Mapping):
             self._report(
                 "log_metrics",
                 ValueError(f"metrics must be a mapping, got {type(metrics).__name__}"),
             )
             return
         pre = f"{prefix}/" if prefix else ""
+        if not (
+            (step is None or (type(step) is int and 0 <= step <= _INT64_MAX))
+            and (epoch is None or (type(epoch) is int and 0 <= epoch <= _INT64_MAX))
+            and (context is None or type(context) is str)
+        ):  # odd step/epoch/context: validated (and reported) per metric by log_metric
+            for k, v in metrics.items():
+                if isinstance(v, Mapping):
+                    self.log_metrics(v, step, epoch, context, prefix=f"{pre}{k}")
+                else:
+                    self.log_metric(f"{pre}{k}" if type(k) is str else k, v, step, epoch, context)
+            return
+        if step is not None:
+            self._step = step
+        else:
+            step = self._step
+        if epoch is None:
+            epoch = self._epoch
+        ctx = context or self._context
+        t = _time()
+        q = sender.queue
         for k, v in metrics.items():
-            if isinstance(v, Mapping):
+            tv = type(v)
+            if (tv is float or tv is int) and type(k) is str and 0 < len(k) + len(pre) <= 1000:
+                q.append((pre + k if pre else k, v, step, epoch, ctx, t))
+            elif tv is not float and tv is not int and isinstance(v, Mapping):
                 self.log_metrics(v, step, epoch, context, prefix=f"{pre}{k}")
             else:
-                self.log_metric(f"{pre}{k}" if type(k) is str else k, v, step, epoch, context)
+                self._log_metric_slow(f"{pre}{k}" if type(k) is str else k, v, step, epoch, ctx)
+        if len(q) > CALLER_QUEUE_LIMIT:
+            sender._backpressure()
 
     # ------------------------------------------------------------------ parameters, others, tags
 
@@ -545,7 +595,7 @@ class Experiment:
     ) -> None:
         """Log parameters from a dict, dataclass, Namespace or mapping (e.g. OmegaConf), flattened."""
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             step = check_step(step, "step")
             flat, nested = flatten_params(parameters, prefix=f"{prefix}|" if prefix else "")
@@ -562,7 +612,7 @@ class Experiment:
     def log_other(self, key: str, value: Any) -> None:
         """Log an "other" value (string, number or boolean; anything else as text)."""
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             key = check_name(key, "other key")
         except ValueError as exc:
@@ -599,7 +649,7 @@ class Experiment:
     def add_tags(self, tags: Iterable[str]) -> None:
         """Add tags (set semantics on the server)."""
         if self._sender is None:
-            return
+            return self._dropped()
         if isinstance(tags, str):
             tags = [tags]
         clean = []
@@ -626,7 +676,7 @@ class Experiment:
     def log_html(self, html: str, clear: bool = False) -> None:
         """Append HTML to the experiment's HTML tab (``clear=True`` replaces it)."""
         if self._sender is None:
-            return
+            return self._dropped()
         if not isinstance(html, str):
             self._report(
                 "log_html", ValueError(f"html must be a string, got {type(html).__name__}")
@@ -639,7 +689,7 @@ class Experiment:
     ) -> None:
         """Log a text sample."""
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             if not isinstance(text, str):
                 raise ValueError(f"text must be a string, got {type(text).__name__}")
@@ -665,7 +715,7 @@ class Experiment:
     ) -> None:
         """Log source code: ``code`` text, a file, or every ``*.py`` under ``folder`` (as assets)."""
         if self._sender is None:
-            return
+            return self._dropped()
         from .capture import code as code_capture
 
         try:
@@ -700,14 +750,14 @@ class Experiment:
     def set_model_graph(self, graph: Any) -> None:
         """Log the model graph (a string, or anything whose ``str`` describes the model)."""
         if self._sender is None:
-            return
+            return self._dropped()
         text = graph if isinstance(graph, str) else str(graph)
         self._put(calls.set_graph(self._key, truncate(text, 10_000_000)))
 
     def log_system_info(self, key: str, value: Any) -> None:
         """Add one item to the system details (merged by key on the server)."""
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             key = check_name(key, "system info key")
         except ValueError as exc:
@@ -743,7 +793,7 @@ class Experiment:
     ) -> None:
         """Upload a file (path), bytes, or a binary file object as an asset."""
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             step = check_step(step)
             epoch = check_step(epoch, "epoch")
@@ -804,7 +854,7 @@ class Experiment:
         kept in the event log for ``comet-callbacks upload`` if delivery fails.
         """
         if self._sender is None:
-            return
+            return self._dropped()
         try:
             name = check_name(name, "model name")
             step = check_step(step)
@@ -915,7 +965,11 @@ class Experiment:
 
     def end(self, status: str = "success") -> None:
         """Stop capture and beats, flush (bounded by ``COMET_TIMEOUT_CLEANING``), set the end
-        time and stop the experiment. ``status``: ``success``, ``failed`` or ``interrupted``."""
+        time and stop the experiment. ``status``: ``success``, ``failed`` or ``interrupted``.
+
+        What could not be delivered in time stays in the run's event log, and the command
+        that sends it later is printed. Never raises unless ``strict``.
+        """
         global _current
         with self._lock:
             if self.ended:
@@ -925,6 +979,8 @@ class Experiment:
             _current = None
         if self._sender is None:
             return
+        if status not in ("success", "failed", "interrupted", "crashed"):
+            log.warning("comet_callbacks: end(status=%r) is not a known status; using it", status)
         self._status = status
         for part in (self._output, self._monitor):
             if part is not None:
@@ -935,8 +991,12 @@ class Experiment:
         self._beat_stop.set()
         sender, key = self._sender, self._key
         assert key is not None
+        timeout = max(0.0, float(self.settings.timeout_cleaning))
+        deadline = time.monotonic() + timeout
         end_ms = int(_time() * 1000)
         if not self._secondary:
+            # everything logged so far first, so that `stop` really is the last request
+            sender.flush(timeout)
             ts = end_ms
             sender.put(calls.log_other(key, "status", status, timestamp=ts))
             if status != "success":
@@ -946,7 +1006,8 @@ class Experiment:
             else:
                 sender.put(calls.set_start_end_time(key, None, end_ms))
             sender.put(calls.stop_experiment(key))
-        done = sender.close(self.settings.timeout_cleaning)
+        done = sender.close(max(0.0, deadline - time.monotonic()))
+        self._sender = None
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)
         if self._mode == "online":
             summary = sender.stats.summary()
@@ -954,11 +1015,13 @@ class Experiment:
                 self._store.remove()
                 if sender.stats.failed:
                     log.warning("comet_callbacks: %s", summary)
+                    if self.strict:
+                        raise ExperimentError(f"some events were refused by the server: {summary}")
             else:
                 self._store.close()
                 msg = (
                     f"comet_callbacks: {sender.pending()} events could not be delivered in "
-                    f"{self.settings.timeout_cleaning:g}s ({summary}). They are kept in "
+                    f"{timeout:g}s ({summary}). They are kept in "
                     f"{self._store.path}; send them with: comet-callbacks upload {self._store.path}"
                 )
                 print(msg, file=sys.stderr)

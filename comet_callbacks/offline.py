@@ -10,9 +10,13 @@ Layout of one run, ``<COMET_OFFLINE_DIRECTORY>/<run id>/``:
 * ``acks.log``   — one line per delivered (``a <seq>``) or permanently refused (``f <seq>``)
   event, so a replay never sends an event twice.
 * ``files/``     — copies of uploaded files that must survive the run (offline mode).
+* ``.lock``      — held (``flock``) while a process writes or uploads the run; the OS
+  releases it when that process dies, even by SIGKILL, so ``upload`` never replays a run
+  that is still being written.
 
-Both logs are flushed to the OS at least once a second and at the end, so a SIGKILL loses
-at most about a second of events.
+The event log is flushed to the OS at least every :data:`FLUSH_INTERVAL` and at the end, so a
+SIGKILL loses at most about a second of events. Acknowledgements are written through at
+once: an event the server stored is (but for the instant of the kill) never replayed.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import uuid
@@ -29,11 +34,44 @@ from typing import Any
 
 from .rest.call import INLINE_LIMIT, Call, FilePart
 
-__all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir"]
+__all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir", "RunLock"]
 
 log = logging.getLogger("comet_callbacks.offline")
 
 FLUSH_INTERVAL = 0.5
+
+
+class RunLock:
+    """An exclusive, non-blocking ``flock`` on ``<run>/.lock`` (no-op where flock is missing).
+
+    The kernel drops it when the holder dies, so a stale lock never blocks a later upload.
+    """
+
+    def __init__(self, run_path: str) -> None:
+        self.path = os.path.join(run_path, ".lock")
+        self._fh: Any = None
+
+    def acquire(self) -> bool:
+        """True if acquired (or locking is unsupported); False if another process holds it."""
+        if sys.platform == "win32":
+            return True
+        import fcntl
+
+        fh = open(self.path, "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            fh.close()
+            return False
+        self._fh = fh
+        return True
+
+    def release(self) -> None:
+        if self._fh is not None:
+            try:
+                self._fh.close()  # closing releases the flock
+            finally:
+                self._fh = None
 
 
 class RunStore:
@@ -55,6 +93,8 @@ class RunStore:
         self._last_flush = time.monotonic()
         self._dirty = False
         self.closed = False
+        self.lock = RunLock(self.path)
+        self.lock.acquire()
 
     # ------------------------------------------------------------------ meta
 
@@ -122,12 +162,25 @@ class RunStore:
             self._dirty = True
 
     def ack(self, seq: int, ok: bool = True) -> None:
-        """Record that event ``seq`` was delivered (or refused for good: it is not replayed)."""
+        """Record that event ``seq`` was delivered (or refused for good: it is not replayed).
+
+        Written through to the OS at once (one small ``write``, no fsync): the answer of an
+        HTTP request costs a thousand times more, and a SIGKILL then cannot lose an ack and
+        make ``upload`` send the event again. A late ack (a request that finished after
+        :meth:`close`) is still appended, unless the run folder was removed.
+        """
+        line = ("a " if ok else "f ") + str(seq) + "\n"
         with self._lock:
-            if self.closed:
+            if not self.closed:
+                self._acks.write(line)
+                self._acks.flush()
                 return
-            self._acks.write(("a " if ok else "f ") + str(seq) + "\n")
-            self._dirty = True
+        try:
+            if os.path.isdir(self.path):
+                with open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8") as fh:
+                    fh.write(line)
+        except OSError:
+            pass
 
     def maybe_flush(self) -> None:
         if self._dirty and time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
@@ -154,6 +207,7 @@ class RunStore:
                 except OSError:
                     pass
                 fh.close()
+            self.lock.release()
 
     def remove(self) -> None:
         """Delete the run folder (after everything was delivered)."""

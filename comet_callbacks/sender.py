@@ -13,6 +13,9 @@
   retries) the sender backs off and probes; nothing is lost because every event is in the
   event log until it is acknowledged. Past ``max_pending`` events in the lanes, new events are
   kept on disk only and read back from the log as the lanes drain (bounded memory).
+* Memory: a metric waits in a lane as its small tuple (the :class:`Call` is built when it is
+  sent), and the caller queue is capped at :data:`CALLER_QUEUE_LIMIT` (the caller then waits
+  for the dispatcher, which only writes to disk: tens of µs per event).
 """
 
 from __future__ import annotations
@@ -38,7 +41,20 @@ log = logging.getLogger("comet_callbacks.sender")
 
 #: Above this many events waiting in the caller queue, the caller waits briefly (backpressure),
 #: so memory stays bounded even when logging far faster than events can be written out.
-CALLER_QUEUE_LIMIT = 200_000
+CALLER_QUEUE_LIMIT = 50_000
+
+#: The dispatcher handles at most this many events between two looks at the clock (to flush
+#: the event log and refill the lanes), so a caller logging non-stop cannot starve either.
+DISPATCH_BATCH = 1000
+
+
+class _Barrier:
+    """Put in the caller queue by :meth:`Sender.flush`; set once the dispatcher reaches it."""
+
+    __slots__ = ("event",)
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
 
 
 class Op:
@@ -52,38 +68,48 @@ class Op:
 
 
 class DeliveryStats:
-    """Counts of delivered and failed events, per endpoint and status."""
+    """Counts of delivered events, of events refused for good (``failed``) and of transient
+    failures that were retried later (``retried``), per endpoint and status."""
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sent = 0
         self.failed: collections.Counter[tuple[str, str]] = collections.Counter()
+        self.retried: collections.Counter[tuple[str, str]] = collections.Counter()
         self.first_errors: dict[tuple[str, str], str] = {}
 
-    def record_failure(self, path: str, exc: BaseException) -> bool:
+    def record_failure(self, path: str, exc: BaseException, retried: bool = False) -> bool:
         """Count a failure; True the first time this (endpoint, status) is seen."""
         status = str(getattr(exc, "status", None) or exc.__class__.__name__)
         key = (path, status)
         with self.lock:
-            self.failed[key] += 1
+            (self.retried if retried else self.failed)[key] += 1
             first = key not in self.first_errors
             if first:
                 self.first_errors[key] = str(exc)
         return first
 
     def summary(self) -> str:
+        """One line: delivered, failed per endpoint and status, transient failures retried."""
         with self.lock:
-            if not self.failed:
-                return f"{self.sent} events delivered, none failed"
-            parts = [f"{path} ({status}): {n}" for (path, status), n in sorted(self.failed.items())]
-            return f"{self.sent} events delivered; failed: " + ", ".join(parts)
+            out = f"{self.sent} events delivered"
+            if self.failed:
+                parts = [f"{p} ({st}): {n}" for (p, st), n in sorted(self.failed.items())]
+                out += "; failed for good: " + ", ".join(parts)
+            else:
+                out += ", none failed"
+            if self.retried:
+                parts = [f"{p} ({st}): {n}" for (p, st), n in sorted(self.retried.items())]
+                out += "; transient errors (retried): " + ", ".join(parts)
+            return out
 
 
 class _Lane:
     __slots__ = ("items", "cond", "busy", "thread")
 
     def __init__(self) -> None:
-        self.items: collections.deque[tuple[int, Call]] = collections.deque()
+        # (seq, Call) or (seq, metric tuple): a metric's Call is built when it is sent
+        self.items: collections.deque[tuple[int, Any]] = collections.deque()
         self.cond = threading.Condition()
         self.busy = False
         self.thread: threading.Thread | None = None
@@ -118,6 +144,7 @@ class Sender:
         self._dispatching = False
         self._down_until = 0.0
         self._down_backoff = 0.5
+        self._outage = False
         self._auth_failed = False
         self._abandon = threading.Event()
         self._rr = 0
@@ -147,6 +174,7 @@ class Sender:
             self._backpressure()
 
     def _backpressure(self) -> None:
+        """Wait (1 ms sleeps) until the dispatcher has halved the caller queue."""
         self._wake.set()
         while len(self.queue) > CALLER_QUEUE_LIMIT // 2 and self._dispatcher.is_alive():
             time.sleep(0.001)
@@ -162,31 +190,37 @@ class Sender:
     def _dispatch_loop(self) -> None:
         q = self.queue
         store = self.store
+        online = self.client is not None
         while True:
-            self._dispatching = True
             worked = False
-            try:
-                while q:
-                    item = q.popleft()
-                    worked = True
-                    try:
-                        ev = self._build(item)
-                        self._seq += 1
-                        seq = self._seq
-                        if isinstance(ev, Op):
-                            store.append_op(seq, ev.name, **ev.args)
-                            continue
-                        store.append(seq, ev)
-                        if self.client is not None:
-                            self._route(seq, ev)
-                    except Exception as exc:  # never let one bad event stop the pipeline
-                        if self.stats.record_failure("<encode>", exc):
-                            log.warning("comet_callbacks: could not record an event: %s", exc)
-                if self._spill_from is not None:
+            n = 0
+            while q and n < DISPATCH_BATCH:
+                item = q.popleft()
+                worked = True
+                n += 1
+                if type(item) is _Barrier:
+                    item.event.set()
+                    continue
+                try:
+                    ev = self._build(item)
+                    self._seq += 1
+                    seq = self._seq
+                    if type(ev) is Op:
+                        store.append_op(seq, ev.name, **ev.args)
+                        continue
+                    store.append(seq, ev)
+                    if online:
+                        # a metric waits in its lane as the small tuple, not as the Call
+                        self._route(seq, item if type(item) is tuple else ev)
+                except Exception as exc:  # never let one bad event stop the pipeline
+                    if self.stats.record_failure("<encode>", exc):
+                        log.warning("comet_callbacks: could not record an event: %s", exc)
+            if self._spill_from is not None:
+                try:
                     self._refill()
-                store.maybe_flush()
-            finally:
-                self._dispatching = False
+                except Exception as exc:  # e.g. the log became unreadable: retry next round
+                    log.debug("sender: refill failed: %r", exc)
+            store.maybe_flush()
             if self._stop.is_set() and not q:
                 store.flush()
                 return
@@ -194,7 +228,9 @@ class Sender:
                 self._wake.wait(0.05)
                 self._wake.clear()
 
-    def _route(self, seq: int, call: Call) -> None:
+    def _route(self, seq: int, item: Any) -> None:
+        if self._abandon.is_set():
+            return  # closing with the server down: the event stays in the log for upload
         with self._pending_lock:
             if self._spill_from is not None or self._pending >= self.max_pending:
                 if self._spill_from is None:
@@ -202,52 +238,64 @@ class Sender:
                     log.debug("sender: %d events pending; keeping new ones on disk", self._pending)
                 return
             self._pending += 1
-        lane = self._lane_for(call)
-        lane.items.append((seq, call))
+        lane = self._lane_for(item)
+        lane.items.append((seq, item))
         with lane.cond:
             lane.cond.notify()
 
-    def _lane_for(self, call: Call) -> _Lane:
+    def _lane_for(self, item: Any) -> _Lane:
+        n = len(self._lanes) - 1
+        if type(item) is tuple:
+            # metric points carry their own step and timestamp: spread them over all lanes
+            self._rr = (self._rr + 1) % n
+            return self._lanes[self._rr]
+        call: Call = item
         if call.file is not None:
             return self._lanes[-1]
         body = call.json
+        k = None
         if isinstance(body, dict):
             if "metricName" in body:
-                # metric points carry their own step and timestamp: spread them over all lanes
-                self._rr = (self._rr + 1) % (len(self._lanes) - 1)
+                self._rr = (self._rr + 1) % n
                 return self._lanes[self._rr]
+            # same parameter / other in the same lane: the last value wins; output by offset
             k = body.get("parameterName") or body.get("key")
             if k is None and "outputLines" in body:
                 k = "<output>"
-        else:
-            k = None
-        n = len(self._lanes) - 1
         return self._lanes[hash(k or call.path) % n]
 
     def _refill(self) -> None:
-        """Route events kept on disk while the lanes were full, once they have room."""
+        """Route events kept on disk while the lanes were full, once they have room.
+
+        Reads ``events.jsonl`` forward from where it stopped; lines before the first spilled
+        event are skipped by their ``{"seq":N`` prefix without parsing them.
+        """
         with self._pending_lock:
             room = self.max_pending // 2 - self._pending
-        if room <= 0:
+        if room <= 0 or self._abandon.is_set():
             return
         self.store.flush()
         if self._wal_reader is None:
             self._wal_reader = open(os.path.join(self.store.path, "events.jsonl"), encoding="utf-8")  # noqa: SIM115
+        reader = self._wal_reader
         start = self._spill_from or 0
         routed = 0
         while routed < room:
-            pos = self._wal_reader.tell()
-            line = self._wal_reader.readline()
+            pos = reader.tell()
+            line = reader.readline()
             if not line.endswith("\n"):
-                self._wal_reader.seek(pos)
+                reader.seek(pos)
                 break
+            seq = _line_seq(line)
+            if seq is None or seq < start:
+                continue
+            self._spill_from = start = seq + 1
             try:
                 obj = json.loads(line)
             except ValueError:
                 continue
-            seq = obj.get("seq", 0)
-            if seq < start or "call" not in obj:
-                continue
+            if "call" not in obj:
+                continue  # an Op: performed at replay time, never routed
             call = Call.from_json(obj["call"])
             with self._pending_lock:
                 self._pending += 1
@@ -256,11 +304,10 @@ class Sender:
             with lane.cond:
                 lane.cond.notify()
             routed += 1
-            self._spill_from = seq + 1
         if self._spill_from is not None and self._spill_from > self._seq:
             with self._pending_lock:
                 self._spill_from = None
-            self._wal_reader.close()
+            reader.close()
             self._wal_reader = None
 
     # ------------------------------------------------------------------ lanes
@@ -274,17 +321,16 @@ class Sender:
                     lane.cond.wait(0.2)
                 if not lane.items and self._stop.is_set():
                     return
+            if self._abandon.is_set():
+                return
             now = time.monotonic()
             if self._down_until > now:
                 time.sleep(min(self._down_until - now, 0.2))
-                if self._stop.is_set() and self._abandon.is_set():
-                    return
                 continue
-            if self._abandon.is_set():
-                return
-            seq, call = lane.items[0]
+            seq, item = lane.items[0]
             lane.busy = True
             try:
+                call = item if type(item) is not tuple else self._build(item)
                 client.send(call)
             except CometAPIError as exc:
                 if is_retryable(exc):
@@ -294,22 +340,27 @@ class Sender:
                 self._finish(lane, seq, ok=False, call=call, exc=exc)
                 continue
             except Exception as exc:  # a bug or an unreadable file: do not retry forever
-                self._finish(lane, seq, ok=False, call=call, exc=exc)
+                self._finish(lane, seq, ok=False, call=None, exc=exc)
                 continue
             self._down_backoff = 0.5
             self._down_until = 0.0
+            if self._outage:
+                self._outage = False
+                log.info("comet_callbacks: delivery resumed")
             self._finish(lane, seq, ok=True)
 
     def _mark_down(self, call: Call, exc: CometAPIError) -> None:
-        first = self.stats.record_failure(call.path, exc)
+        self.stats.record_failure(call.path, exc, retried=True)
         wait = self._down_backoff
         if getattr(exc, "retry_after", None):
             wait = max(wait, float(exc.retry_after))  # type: ignore[attr-defined]
         self._down_until = time.monotonic() + wait
         self._down_backoff = min(self._down_backoff * 2, 5.0)
-        if first:
+        if not self._outage:  # one warning per outage, whatever the endpoints
+            self._outage = True
             log.warning(
-                "comet_callbacks: delivery is failing (%s); retrying in the background, events are kept on disk",
+                "comet_callbacks: delivery is failing (%s); retrying in the background, "
+                "events are kept on disk",
                 exc,
             )
 
@@ -335,7 +386,8 @@ class Sender:
                 self.store.ack(seq, False)
             else:
                 self._auth_failed = True
-            if exc is not None and call is not None and self.stats.record_failure(call.path, exc):
+            path = call.path if call is not None else "<send>"
+            if exc is not None and self.stats.record_failure(path, exc):
                 msg = f"comet_callbacks: {exc}"
                 log.warning(msg)
                 if self._on_first_failure is not None:
@@ -361,18 +413,20 @@ class Sender:
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything enqueued so far is written (offline) or delivered (online).
 
-        Returns False if the timeout passed first; what is left stays in the event log.
+        Returns False if the timeout passed first; what is left stays in the event log (or,
+        not yet written, in the queue: :meth:`close` writes it out).
         """
         deadline = time.monotonic() + max(0.0, timeout)
+        barrier = _Barrier()
+        self.queue.append(barrier)
         self._wake.set()
-        # wait until the dispatcher has taken (and routed) everything enqueued so far
-        while self.queue or self._dispatching:
-            if time.monotonic() >= deadline:
+        # the dispatcher has numbered, written and routed everything before the barrier
+        while not barrier.event.wait(0.05):
+            if time.monotonic() >= deadline or not self._dispatcher.is_alive():
                 return False
-            time.sleep(0.001)
         self.store.flush()
         if self.client is None:
-            return not self.queue
+            return True
         with self._idle:
             while self._pending > 0 or self._spill_from is not None:
                 left = deadline - time.monotonic()
@@ -381,18 +435,30 @@ class Sender:
                 if self._spill_from is not None:
                     self._wake.set()
                 self._idle.wait(min(left, 0.05))
-        self.store.flush()
-        return not self.queue
+        return True
 
     def close(self, timeout: float = 30.0) -> bool:
-        """Flush with a bounded wait, then stop every thread. Returns True if all was delivered."""
+        """Flush with a bounded wait, then stop every thread. Returns True if all was delivered.
+
+        Whatever could not be delivered in ``timeout`` stays in the event log: the caller
+        queue is always written out to disk (that takes tens of µs per event, and is only
+        abandoned when the dispatcher makes no progress for 5 s).
+        """
         done = self.flush(timeout)
+        if not done:
+            # lanes may be waiting on a dead server: abandon them, the events stay on disk
+            self._abandon.set()
         self._stop.set()
         self._wake.set()
-        self._dispatcher.join(timeout=5)
-        if not done:
-            # lanes may be waiting on a dead server: abandon, the events stay on disk
-            self._abandon_lanes()
+        last, still = (-1, -1), time.monotonic()
+        while self._dispatcher.is_alive():
+            self._dispatcher.join(timeout=0.1)
+            progress = (len(self.queue), self._seq)
+            if progress != last:
+                last, still = progress, time.monotonic()
+            elif time.monotonic() - still > 5.0:
+                log.warning("comet_callbacks: the event log writer is stuck; giving up")
+                break
         for lane in self._lanes:
             with lane.cond:
                 lane.cond.notify_all()
@@ -401,5 +467,13 @@ class Sender:
         self.store.flush()
         return done and self.pending() == 0
 
-    def _abandon_lanes(self) -> None:
-        self._abandon.set()
+
+def _line_seq(line: str) -> int | None:
+    """The ``seq`` of an event-log line (``{"seq":N,...``) without parsing the JSON."""
+    if not line.startswith('{"seq":'):
+        return None
+    end = line.find(",", 7)
+    try:
+        return int(line[7:end])
+    except ValueError:
+        return None

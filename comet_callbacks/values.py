@@ -33,6 +33,7 @@ __all__ = [
 MAX_NAME = 1000
 MAX_TEXT = 100_000
 MAX_DEPTH = 20
+INT64_MAX = 2**63 - 1
 
 
 def truncate(text: str, limit: int) -> str:
@@ -75,6 +76,8 @@ def check_step(value: Any, what: str = "step") -> int | None:
             )
     if value < 0:
         raise ValueError(f"{what} must be a non-negative integer, got {value}")
+    if value > INT64_MAX:
+        raise ValueError(f"{what} must fit in 64 bits, got {value}")
     return value
 
 
