@@ -465,7 +465,7 @@ class CometCallback(TrainerCallback, ExportableState):
     ) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        self._log_metrics(args, state, model, logs)
+        self._log_metrics(args, state, model, _unmutated(logs, state))
 
     @_guard
     def on_predict(
@@ -572,6 +572,19 @@ class CometCallback(TrainerCallback, ExportableState):
                 log.info(
                     "comet_callbacks: registered model %r version %s", registry, res.get("version")
                 )
+
+
+def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
+    """The entry ``Trainer.log`` recorded for these logs: callbacks called before this one may
+    have removed keys from ``logs`` (``PrinterCallback`` pops ``total_flos``), not from
+    ``state.log_history``."""
+    history = getattr(state, "log_history", None)
+    if history:
+        last = history[-1]
+        if isinstance(last, Mapping) and last.get("step") == state.global_step:
+            if all(k in last and last[k] is v for k, v in logs.items()):
+                return {k: v for k, v in last.items() if k != "step"}
+    return logs
 
 
 def _none_to_text(value: Any) -> Any:

@@ -326,3 +326,41 @@ def test_crash_in_process_is_ended_failed_by_next_train(
     assert reader.metadata(first)["running"] is False
     assert reader.others(second)["status"] == "success"
     assert [s for s, _, _ in _series(reader, second, "train/loss")] == [1, 2, 3, 4]
+
+
+@pytest.mark.parametrize("restore_callbacks", [False, True])
+def test_resume_continues_the_experiment(
+    comet_env: Any, reader: Any, tmp_path: Path, restore_callbacks: bool
+) -> None:
+    """train(resume_from_checkpoint=...) in a new Trainer with a new callback (as in a new
+    process) continues the experiment stored with the checkpoint, steps going on; also when
+    the Trainer rebuilds the callback from its saved state."""
+    out = tmp_path / "out"
+    first = _trainer(
+        out,
+        CometCallback(project_name=PROJECT, log_model=False),
+        max_steps=4,
+        save_strategy="steps",
+        save_steps=2,
+    )
+    first.train()
+    key = _only_experiment(reader)
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2, 3, 4]
+
+    second = _trainer(
+        out,
+        CometCallback(project_name=PROJECT, log_model=False),
+        max_steps=6,
+        save_strategy="steps",
+        save_steps=2,
+        restore_callback_states_from_checkpoint=restore_callbacks,
+    )
+    second.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    assert _only_experiment(reader) == key
+    resumed = [e for e in second.state.log_history if e["step"] > 4]
+    assert resumed and all(e["step"] in (5, 6) for e in resumed)
+    _assert_logged(reader, key, resumed)
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2, 3, 4, 5, 6]
+    assert reader.others(key)["status"] == "success"
+    assert reader.metadata(key)["running"] is False
+    assert json.loads((out / "checkpoint-6" / KEY_FILE).read_text()) == {"experiment_key": key}
