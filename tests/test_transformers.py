@@ -364,3 +364,55 @@ def test_resume_continues_the_experiment(
     assert reader.others(key)["status"] == "success"
     assert reader.metadata(key)["running"] is False
     assert json.loads((out / "checkpoint-6" / KEY_FILE).read_text()) == {"experiment_key": key}
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes_make_one_experiment(
+    comet_env: Any, reader: Any, tmp_path: Path
+) -> None:
+    """torchrun --nproc_per_node 2 (CPU, gloo): rank 0 creates, logs, uploads and ends the one
+    experiment; rank 1 adds only its system metrics (context ``rank1``) when
+    COMET_DISTRIBUTED_SYSTEM_METRICS is on."""
+    out = tmp_path / "out"
+    env = {
+        **os.environ,
+        "HF_TEST_PROJECT": PROJECT,
+        "COMET_DISTRIBUTED_SYSTEM_METRICS": "true",
+        "OMP_NUM_THREADS": "1",
+    }
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+            str(SCRIPTS / "train_ddp.py"),
+            str(out),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        env=env,
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ranks = [json.loads((out / f"rank{r}.json").read_text()) for r in (0, 1)]
+    assert [r["world_size"] for r in ranks] == [2, 2]
+    key = _only_experiment(reader)
+    assert ranks[0]["key"] == key
+    assert ranks[1]["key"] is None  # rank 1 never created nor continued an experiment
+
+    _assert_logged(reader, key, ranks[0]["log_history"])
+    loss = reader.metrics(key, "train/loss")
+    assert sorted(p["step"] for p in loss) == [1, 2, 3, 4]  # once per step: rank 1 logs none
+    assert {p["runContext"] for p in loss} == {None}
+    assert [m["modelName"] for m in reader.models(key)] == ["BertForSequenceClassification"]
+    files = [a["fileName"] for a in reader.assets(key, type="model-element")]
+    assert len(files) == len(set(files))  # uploaded once
+    assert reader.others(key)["status"] == "success"
+    assert reader.metadata(key)["running"] is False
+    # rank 1's own system metrics, under its context
+    contexts = {p["runContext"] for p in reader.metrics(key, "sys.ram.used")}
+    assert "rank1" in contexts
