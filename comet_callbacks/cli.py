@@ -22,6 +22,12 @@ def _cmd_upload(args: argparse.Namespace) -> int:
         return 2
     paths = args.paths or [settings.offline_directory]
     results = upload_paths(paths, settings, progress=not args.quiet)
+    if args.remove:
+        import shutil
+
+        for r in results:
+            if r.complete:
+                shutil.rmtree(r.path, ignore_errors=True)
     if not results:
         print(f"nothing to upload under {', '.join(paths)}")
         return 0
@@ -69,6 +75,11 @@ def main(argv: list[str] | None = None) -> int:
         "paths", nargs="*", help="run folders or folders of runs (default: COMET_OFFLINE_DIRECTORY)"
     )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    up.add_argument(
+        "--remove",
+        action="store_true",
+        help="delete each run folder once it is completely uploaded",
+    )
     sub.add_parser(
         "server",
         help="run the local Comet-compatible server (see: comet-callbacks server --help)",

@@ -306,6 +306,13 @@ FIELDS: tuple[_Field, ...] = (
         "Seconds between GPU samples (default: server's).",
     ),
     _Field(
+        "background_upload",
+        "COMET_BACKGROUND_UPLOAD",
+        _parse_bool,
+        False,
+        "At the end, hand undelivered events to a background `comet-callbacks upload` process instead of waiting.",
+    ),
+    _Field(
         "distributed_system_metrics",
         "COMET_DISTRIBUTED_SYSTEM_METRICS",
         _parse_bool,

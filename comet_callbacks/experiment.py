@@ -21,7 +21,13 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from . import __version__
-from .config import ConfigError, Settings
+from .capture import cloud as cloud_capture
+from .capture import code as code_capture
+from .capture import git as git_capture
+from .capture import system
+from .capture.monitor import SystemMonitor
+from .capture.output import OutputCapture
+from .config import ConfigError, Settings, scrub
 from .offline import RunStore
 from .registry import _SEMVER
 from .rest.call import Call, FilePart
@@ -111,6 +117,7 @@ class Experiment:
         self._sender: Sender | None = None
         self._client: RestClient | None = None
         self._monitor: Any = None
+        self._capture_thread: threading.Thread | None = None
         self._output: Any = None
         self._beat_thread: threading.Thread | None = None
         self._beat_stop = threading.Event()
@@ -246,7 +253,10 @@ class Experiment:
     def _start_background(self) -> None:
         s = self.settings
         if not self._secondary:
-            threading.Thread(target=self._capture_start, name="comet-capture", daemon=True).start()
+            self._capture_thread = threading.Thread(
+                target=self._capture_start, name="comet-capture", daemon=True
+            )
+            self._capture_thread.start()
             if s.auto_log_output_logger:
                 self._start_output()
         if self._mode == "online":
@@ -258,8 +268,6 @@ class Experiment:
         if self._secondary and not self._send_system_metrics_allowed():
             cpu = gpu = False
         if cpu or gpu:
-            from .capture.monitor import SystemMonitor
-
             self._monitor = SystemMonitor(
                 self._emit_system_metric,
                 cpu_interval=s.cpu_monitor_interval or 68.0,
@@ -277,64 +285,64 @@ class Experiment:
 
     def _capture_start(self) -> None:
         """Everything captured once at start (runs in the background; each part may fail alone)."""
-        from .capture import code as code_capture
-        from .capture import git as git_capture
-        from .capture import system
-
         s, key = self.settings, self._key
         assert key is not None
+
+        def put(call: Any) -> None:  # also accepted while end() waits for this thread
+            sender = self._sender
+            if sender is not None:
+                sender.put(call)
+
         try:
             path = code_capture.entry_script_path()
             if path:
-                self._put(calls.set_file_path(key, path))
+                put(calls.set_file_path(key, path))
                 if s.auto_log_code:
                     src = code_capture.read_source(path)
                     if src is not None:
-                        self._put(calls.set_code(key, src))
+                        put(calls.set_code(key, src))
             if s.auto_log_env_details:
                 details = system.collect_host_details()
+                if isinstance(details.get("command"), list):  # e.g. `train.py --api-key KEY`
+                    details["command"] = [scrub(str(a)) for a in details["command"]]
                 if not s.auto_log_env_host:
                     for k in ("hostname", "ip", "networkInterfaceIps", "user"):
                         details.pop(k, None)
-                self._put(
+                put(
                     Call(
                         "POST",
                         "write/experiment/system-details",
                         json={"experimentKey": key, **details},
                     )
                 )
-                self._put(
+                put(
                     calls.log_system_details(
                         key, installed_packages=system.collect_installed_packages()
                     )
                 )
                 gpus = system.collect_gpu_static_info() if s.auto_log_env_gpu else []
                 if gpus:
-                    self._put(calls.log_system_details(key, gpu_static_info_list=gpus))
-                from .capture.cloud import collect_cloud_details
-
-                cloud = collect_cloud_details()
+                    put(calls.log_system_details(key, gpu_static_info_list=gpus))
+                cloud = cloud_capture.collect_cloud_details()
                 if cloud:
-                    self._put(calls.log_cloud_details(key, cloud[0], cloud[1]))
+                    put(calls.log_cloud_details(key, cloud[0], cloud[1]))
                 os_pkgs = system.collect_os_packages()
                 if os_pkgs:
-                    self._put(calls.log_system_details(key, os_packages=os_pkgs))
+                    put(calls.log_system_details(key, os_packages=os_pkgs))
             if s.auto_log_git_metadata or s.auto_log_git_patch:
                 start_dir = os.path.dirname(path) if path else None
                 if s.auto_log_git_metadata:
                     meta = git_capture.collect_git_metadata(start_dir)
                     if meta:
-                        self._put(calls.log_git_metadata(key, **meta))
+                        put(calls.log_git_metadata(key, **meta))
                 if s.auto_log_git_patch:
                     patch = git_capture.collect_git_patch(start_dir)
                     if patch:
-                        self._put(calls.upload_git_patch(key, patch))
+                        put(calls.upload_git_patch(key, patch))
         except Exception as exc:  # capture must never break anything
             log.debug("comet_callbacks: start-up capture failed: %r", exc)
 
     def _start_output(self) -> None:
-        from .capture.output import OutputCapture
-
         start_offset = 0 if not self.settings.experiment_key else int(_time() * 1000) * 1000
         key = self._key
 
@@ -604,6 +612,10 @@ class Experiment:
             return
         ts = int(_time() * 1000)
         for k, v in flat.items():
+            if (
+                v is None
+            ):  # null means "not given" on the wire: keep the value visible, like the SDK
+                v = "None"
             self._put(calls.log_parameter(self._key, k, v, step=step, timestamp=ts))
         if nested and not getattr(self, "_nested_logged", False):
             self._nested_logged = True
@@ -716,8 +728,6 @@ class Experiment:
         """Log source code: ``code`` text, a file, or every ``*.py`` under ``folder`` (as assets)."""
         if self._sender is None:
             return self._dropped()
-        from .capture import code as code_capture
-
         try:
             if code is not None:
                 if not isinstance(code, str):
@@ -772,7 +782,7 @@ class Experiment:
     # ------------------------------------------------------------------ assets and models
 
     def _asset_call(self, part: FilePart, file_name: str, type: str, **kw: Any) -> Call:
-        if self._mode == "offline":
+        if type == "model-element" or self._mode == "offline":
             part = self._store.copy_file(part) if part.path else self._store.keep_file(part)
         elif part.data is not None:
             part = self._store.keep_file(part)
@@ -944,10 +954,10 @@ class Experiment:
             assert self._workspace is not None and self._key is not None
             res = registry.register(self._client, self._workspace, self._key, **args)
             return RegisteredModel(res)
-        except (registry.RegistryError, CometAPIError) as exc:
+        except Exception as exc:  # never break training unless strict
             if self.strict:
                 raise
-            log.error("comet_callbacks: model registration failed: %s", exc)
+            log.error("comet_callbacks: model registration of %r failed: %s", name, exc)
             return None
 
     # ------------------------------------------------------------------ flush and end
@@ -989,11 +999,20 @@ class Experiment:
                 except Exception as exc:
                     log.debug("comet_callbacks: stopping capture failed: %r", exc)
         self._beat_stop.set()
+        capture = self._capture_thread
+        if capture is not None and capture.is_alive():
+            # a very short run: let the start-up capture (system details, git) finish first
+            capture.join(timeout=min(10.0, max(0.0, float(self.settings.timeout_cleaning))))
         sender, key = self._sender, self._key
         assert key is not None
         timeout = max(0.0, float(self.settings.timeout_cleaning))
         deadline = time.monotonic() + timeout
         end_ms = int(_time() * 1000)
+        background = self._mode == "online" and bool(self.settings.background_upload)
+        if background:
+            # hand over quickly: whatever is not delivered in a moment goes to a detached uploader
+            timeout = min(timeout, 0.5)
+            deadline = time.monotonic() + timeout
         if not self._secondary:
             # everything logged so far first, so that `stop` really is the last request
             sender.flush(timeout)
@@ -1017,6 +1036,9 @@ class Experiment:
                     log.warning("comet_callbacks: %s", summary)
                     if self.strict:
                         raise ExperimentError(f"some events were refused by the server: {summary}")
+            elif background:
+                self._store.close()
+                self._upload_in_background(sender.pending())
             else:
                 self._store.close()
                 msg = (
@@ -1038,6 +1060,44 @@ class Experiment:
         if self._client is not None:
             self._client.close()
         _live.discard(self)
+
+    def _upload_in_background(self, pending: int) -> None:
+        """Start a detached ``comet-callbacks upload --remove <run>`` that delivers the rest.
+
+        The key travels in the child's environment only (never on disk). If the child cannot
+        start, the usual "upload later" line is printed: nothing is lost either way.
+        """
+        import subprocess
+
+        env = dict(os.environ)
+        env["COMET_URL_OVERRIDE"] = self.settings.root
+        if self.settings.api_key:
+            env["COMET_API_KEY"] = self.settings.api_key
+        path = self._store.path
+        cmd = [sys.executable, "-m", "comet_callbacks.cli", "upload", "--quiet", "--remove", path]
+        try:
+            with open(os.path.join(path, "upload.log"), "ab") as log_file:
+                proc = subprocess.Popen(
+                    cmd,
+                    env=env,
+                    stdin=subprocess.DEVNULL,
+                    stdout=log_file,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                    close_fds=True,
+                )
+        except OSError as exc:
+            print(
+                f"comet_callbacks: could not start the background upload ({exc}); send the "
+                f"{pending} remaining events with: comet-callbacks upload {path}",
+                file=sys.stderr,
+            )
+            return
+        print(
+            f"comet_callbacks: delivering the last {pending} events in the background "
+            f"(pid {proc.pid}, log {os.path.join(path, 'upload.log')})",
+            file=sys.stderr,
+        )
 
     # ------------------------------------------------------------------ context manager
 

@@ -39,6 +39,8 @@ __all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir", "R
 log = logging.getLogger("comet_callbacks.offline")
 
 FLUSH_INTERVAL = 0.5
+#: Files up to this size are copied when logged as models or offline assets (see copy_file).
+SNAPSHOT_LIMIT = 2 * 1024**3
 
 
 class RunLock:
@@ -128,14 +130,24 @@ class RunStore:
         return part
 
     def copy_file(self, part: FilePart) -> FilePart:
-        """Copy a path-backed file into ``files/`` (offline runs must not depend on the original)."""
+        """Snapshot a path-backed file into ``files/``, so the upload sends the content it had
+        when it was logged (a checkpoint such as ``last.ckpt`` is rewritten in place later) and
+        offline runs do not depend on the original.
+
+        Files up to :data:`SNAPSHOT_LIMIT` are copied (a hard link would share later in-place
+        rewrites); larger ones are hard-linked, or referenced where linking is impossible.
+        """
         if part.path is None:
             return self.keep_file(part)
         dest = os.path.join(self.path, "files", uuid.uuid4().hex)
         try:
-            os.link(part.path, dest)
-        except OSError:
-            shutil.copyfile(part.path, dest)
+            if os.path.getsize(part.path) <= SNAPSHOT_LIMIT:
+                shutil.copyfile(part.path, dest)
+            else:
+                os.link(part.path, dest)
+        except OSError as exc:
+            log.debug("snapshot of %s failed (%r); uploading from the original", part.path, exc)
+            return part
         return FilePart(part.filename, path=dest, content_type=part.content_type)
 
     def append(self, seq: int, call: Call) -> None:

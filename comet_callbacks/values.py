@@ -240,4 +240,9 @@ def _safe_str(value: Any) -> str:
 
 
 def _short(value: Any) -> str:
-    return truncate(repr(value) if not isinstance(value, str) else repr(value), 80)
+    """A short, never-raising description of a user value for error messages."""
+    try:
+        text = repr(value)
+    except Exception:
+        text = f"<unprintable {type(value).__name__}>"
+    return truncate(text, 80)
