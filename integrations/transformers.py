@@ -22,7 +22,9 @@ Lifecycle decisions (and why):
   finished training shows a stopped, successful experiment right away (notebooks never exit).
   A later ``trainer.evaluate()``/``predict()`` continues the same experiment by its key, logs,
   and ends it again: each such call is a short, self-contained session, so nothing is left
-  running in between.
+  running in between. Offline, an experiment cannot be continued into the same run folder, so
+  it is kept open after training instead, and ended by the next ``train()`` of this callback or
+  at process exit (the core's exit hook).
 * **Failure.** Transformers does not call ``on_train_end`` when training raises. In a script,
   the core's exit hook sees the uncaught exception and ends the experiment as ``failed``
   (``interrupted`` for Ctrl-C); the traceback and exit code are untouched. In a long-lived
@@ -194,6 +196,7 @@ class CometCallback(TrainerCallback, ExportableState):
         self._exp: Experiment | None = experiment
         self._key: str | None = experiment.key if experiment is not None else None
         self._training = False
+        self._kept_open = False
         self._params_logged = False
         self._secondary: Experiment | None = None
         self._staging: list[str] = []
@@ -215,6 +218,11 @@ class CometCallback(TrainerCallback, ExportableState):
         """The experiment currently logged to (None before training, on other ranks, or
         after it ended)."""
         return self._exp if self._exp is not None and not self._exp.ended else None
+
+    @property
+    def experiment_key(self) -> str | None:
+        """Key of the experiment this callback logs to (kept after the experiment ended)."""
+        return self._key
 
     @property
     def log_model(self) -> bool | str:
@@ -417,6 +425,9 @@ class CometCallback(TrainerCallback, ExportableState):
         if self._training and self._exp is not None and not self._exp.ended:
             # the previous train() of this callback never reached on_train_end: it raised
             self._end("failed")
+        elif self._kept_open:
+            self._end("success")  # an offline experiment kept open after its training
+        self._kept_open = False
         self._training = True
         if state.is_world_process_zero:
             resume_key = self._stored_key(args, state)
@@ -532,7 +543,12 @@ class CometCallback(TrainerCallback, ExportableState):
             if exp is not None and self.log_model:
                 self._log_final_model(args, state, model, processing_class or tokenizer)
         finally:
-            self._end("success")
+            if exp is not None and exp.mode == "offline" and exp is not self._user_experiment:
+                # An offline experiment cannot be continued by key into the same run: keep it
+                # open for a later evaluate()/predict(); the next train() or exit ends it.
+                self._kept_open = True
+            else:
+                self._end("success")
 
     def _log_final_model(self, args: Any, state: Any, model: Any, processor: Any) -> None:
         """Upload the final (or best) model with its processor; register it when asked."""

@@ -416,3 +416,57 @@ def test_torchrun_two_processes_make_one_experiment(
     # rank 1's own system metrics, under its context
     contexts = {p["runContext"] for p in reader.metrics(key, "sys.ram.used")}
     assert "rank1" in contexts
+
+
+def test_offline_run_with_evaluate_uploads_as_one_experiment(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Offline, train() + evaluate() stay in one run folder (the experiment is kept open after
+    training), registry included; `comet-callbacks upload` then makes one experiment of it."""
+    from comet_callbacks.upload import upload_paths
+
+    offline = Path(os.environ["COMET_OFFLINE_DIRECTORY"])
+    cb = CometCallback(project_name=PROJECT, mode="offline", registry_name="offline-bert")
+    trainer = _trainer(tmp_path / "out", cb, max_steps=4, eval_strategy="steps", eval_steps=2)
+    trainer.train()
+    assert cb.experiment is not None and cb.experiment.mode == "offline"  # kept open
+    trainer.evaluate()
+    cb.experiment.end()  # what process exit does
+    runs = [p for p in offline.iterdir() if p.is_dir()]
+    assert len(runs) == 1
+    assert PROJECT not in {p["projectName"] for p in reader.projects("local")}  # nothing sent
+
+    (result,) = upload_paths([str(offline)], progress=False)
+    assert not result.errors, result.errors
+    key = _only_experiment(reader)
+    _assert_logged(reader, key, trainer.state.log_history)
+    assert len(_series(reader, key, "eval/loss")) == 3  # 2 during training, 1 after
+    assert [m["modelName"] for m in reader.models(key)] == ["BertForSequenceClassification"]
+    assert [m["modelName"] for m in reader.registry_models("local")] == ["offline-bert"]
+    assert reader.others(key)["status"] == "success"
+
+
+def test_quickstart_example(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "examples" / "transformers_quickstart.py"),
+            "--max-steps",
+            "4",
+            "--project",
+            PROJECT,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        cwd=str(tmp_path),
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    key = _only_experiment(reader)
+    assert f"experiment key {key}" in proc.stdout
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2, 3, 4]
+    assert len(_series(reader, key, "eval/loss")) == 5  # steps 1..4 and the final evaluate()
+    assert reader.tags(key) == ["quickstart"]
+    assert [m["modelName"] for m in reader.models(key)] == ["BertForSequenceClassification"]
+    assert reader.others(key)["status"] == "success"

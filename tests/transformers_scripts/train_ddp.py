@@ -35,7 +35,7 @@ def main() -> None:
     report = {
         "rank": rank,
         "world_size": trainer.args.world_size,
-        "key": cb._key,
+        "key": cb.experiment_key,
         "log_history": trainer.state.log_history,
     }
     with open(os.path.join(out, f"rank{rank}.json"), "w", encoding="utf-8") as fh:
