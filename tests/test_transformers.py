@@ -470,3 +470,47 @@ def test_quickstart_example(comet_env: Any, reader: Any, tmp_path: Path) -> None
     assert reader.tags(key) == ["quickstart"]
     assert [m["modelName"] for m in reader.models(key)] == ["BertForSequenceClassification"]
     assert reader.others(key)["status"] == "success"
+
+
+class _SaveFailed(RuntimeError):
+    pass
+
+
+def _broken_tokenizer() -> Any:
+    tok = tiny.tokenizer()
+
+    def save_pretrained(*args: Any, **kwargs: Any) -> None:
+        raise _SaveFailed("disk full")
+
+    tok.save_pretrained = save_pretrained
+    return tok
+
+
+def test_hook_failure_never_breaks_training_unless_strict(
+    comet_env: Any, reader: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from transformers import Trainer
+
+    def trainer(cb: CometCallback, out: str) -> Any:
+        return Trainer(
+            model=tiny.model(),
+            args=tiny.args(str(tmp_path / out), max_steps=2),
+            train_dataset=tiny.Data(16),
+            processing_class=_broken_tokenizer(),
+            callbacks=[cb],
+        )
+
+    t = trainer(CometCallback(project_name=PROJECT), "lenient")
+    t.train()  # the failing tokenizer save is reported, not raised
+    key = _only_experiment(reader)
+    failures = [r.getMessage() for r in caplog.records if "CometCallback." in r.getMessage()]
+    assert len(failures) == 1 and "on_train_end" in failures[0] and "disk full" in failures[0]
+    assert reader.others(key)["status"] == "success"
+    assert reader.metadata(key)["running"] is False
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2]
+
+    strict = CometCallback(project_name=PROJECT, strict=True)
+    with pytest.raises(_SaveFailed, match="disk full"):
+        trainer(strict, "strict").train()
+    assert strict.experiment is None  # ended all the same
+    assert reader.others(strict.experiment_key)["status"] == "success"
