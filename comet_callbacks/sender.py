@@ -331,7 +331,7 @@ class Sender:
             lane.busy = True
             try:
                 call = item if type(item) is not tuple else self._build(item)
-                client.send(call)
+                client.send(call, request_id=f"{self.store.run_id}-{seq}")
             except CometAPIError as exc:
                 if is_retryable(exc):
                     self._mark_down(call, exc)

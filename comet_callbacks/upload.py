@@ -176,6 +176,7 @@ def _upload_locked(
     meta = read_meta(path)
     done = read_acks(path)
     recorded_key = meta.get("experimentKey")
+    run_id = meta.get("runId") or os.path.basename(os.path.normpath(path))
     key = meta.get("uploadedKey")
     workspace = meta.get("uploadedWorkspace") or meta.get("workspace")
     project = meta.get("project") or settings.project_name or "general"
@@ -229,7 +230,7 @@ def _upload_locked(
                         raise FileNotFoundError(
                             f"file {call.file.path!r} of {call.file.filename!r} no longer exists"
                         )
-                    client.send(call)
+                    client.send(call, request_id=f"{run_id}-{seq}")
                 elif ev.get("op") == "register_model":
                     args = dict(ev.get("args") or {})
                     args.pop("workspace", None)

@@ -206,12 +206,6 @@ def test_asset_upload_cut_after_commit_then_retried_is_stored_once(
     assert [a["fileName"] for a in assets] == ["a.bin"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="non-idempotent endpoints: a retried asset upload (overwrite=False), log_html append "
-    "and text sample are stored twice when the answer is lost after the server committed; "
-    "needs an idempotency key (or, for html, override with the full text) in the core",
-)
 def test_non_idempotent_writes_cut_after_commit_are_stored_once(
     comet_env: ServerHandle, reader: Reader, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,9 +33,10 @@ class RestClient(Endpoints):
     def root(self) -> str:
         return self.transport.root
 
-    def send(self, call: Call, timeout: float | None = None) -> Any:
-        """Send a prepared call (as built by :class:`~.endpoints.CallBuilder`)."""
-        return self.transport.send(call, timeout=timeout)
+    def send(self, call: Call, timeout: float | None = None, request_id: str | None = None) -> Any:
+        """Send a prepared call (as built by :class:`~.endpoints.CallBuilder`); ``request_id``
+        makes a retried or replayed write idempotent on servers that support it."""
+        return self.transport.send(call, timeout=timeout, request_id=request_id)
 
     def _dispatch(self, call: Call) -> Any:
         return self.transport.send(call)

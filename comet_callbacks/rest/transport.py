@@ -21,11 +21,12 @@ from ..config import register_secret, scrub
 from .call import Call, MultipartStream
 from .errors import CometAPIError, CometConnectionError, CometTimeoutError, error_for_status
 
-__all__ = ["Transport", "USER_AGENT", "RETRY_STATUSES"]
+__all__ = ["Transport", "USER_AGENT", "RETRY_STATUSES", "REQUEST_ID_HEADER"]
 
 log = logging.getLogger("comet_callbacks.rest")
 USER_AGENT = f"comet-callbacks/{__version__}"
 RETRY_STATUSES = (429, 500, 502, 503, 504)
+REQUEST_ID_HEADER = "X-Comet-Request-Id"
 
 
 class _Retry(Retry):
@@ -108,10 +109,16 @@ class Transport:
         """Absolute URL of a call (a path starting with ``/`` is relative to the root)."""
         return self.root + call.path if call.path.startswith("/") else self.base + call.path
 
-    def send(self, call: Call, timeout: float | None = None) -> Any:
-        """Perform ``call``; return the parsed JSON (or bytes, or None for 204). Raises CometAPIError."""
+    def send(self, call: Call, timeout: float | None = None, request_id: str | None = None) -> Any:
+        """Perform ``call``; return the parsed JSON (or bytes, or None for 204). Raises CometAPIError.
+
+        ``request_id`` names this write uniquely (``X-Comet-Request-Id``): a server that knows
+        the header performs a repeated id only once, so retries and replays stay exactly-once;
+        others ignore it (WIRE.md §1: unknown headers are ignored).
+        """
         url = self.url_for(call)
         kwargs: dict[str, Any] = {"params": call.query or None}
+        extra = {REQUEST_ID_HEADER: request_id} if request_id else {}
         stream = None
         if call.file is not None:
             stream = MultipartStream(call.file, call.metadata)
@@ -119,6 +126,7 @@ class Transport:
             kwargs["headers"] = {
                 "Content-Type": stream.content_type,
                 "Content-Length": str(stream.length),
+                **extra,
             }
             t = timeout or self.timeout
             kwargs["timeout"] = (t, max(self.upload_timeout, t))
@@ -128,7 +136,9 @@ class Transport:
                     call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
                 )
                 kwargs["data"] = data.encode("utf-8")
-                kwargs["headers"] = {"Content-Type": "application/json"}
+                kwargs["headers"] = {"Content-Type": "application/json", **extra}
+            elif extra:
+                kwargs["headers"] = extra
             kwargs["timeout"] = timeout or self.timeout
         try:
             resp = self.session.request(call.method, url, **kwargs)

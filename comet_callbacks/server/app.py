@@ -26,9 +26,12 @@ from starlette.responses import JSONResponse, Response
 
 from . import handlers_read, handlers_write  # noqa: F401  (register the routes)
 from .routes import ROUTES, Ctx, Limits, Principal, Route
-from .store import Store, Tx
+from .store import Store, Tx, now_ms
 from .validate import ApiError, json_schema, parse_query, validate
 from .webhooks import Notifier
+
+#: Header naming a write uniquely; a repeated id is answered without writing again.
+REQUEST_ID_HEADER = "x-comet-request-id"
 
 log = logging.getLogger("comet_callbacks.server")
 
@@ -187,6 +190,11 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                 await _read_body(request, limits.max_json_bytes)
             root = f"{request.url.scheme}://{request.url.netloc}"
             header = request.headers.get("authorization")
+            request_id = request.headers.get(REQUEST_ID_HEADER)
+            if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
+                raise ApiError(
+                    400, f"{REQUEST_ID_HEADER}: expected at most 200 printable characters"
+                )
             return _response(
                 await run_in_threadpool(
                     _run,
@@ -201,6 +209,7 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     files,
                     form_fields,
                     app_state["notifier"],
+                    request_id,
                 )
             )
         except ApiError as exc:
@@ -231,10 +240,27 @@ def _run(
     files: dict[str, tuple[str | None, bytes]],
     form: dict[str, str],
     notifier: Notifier,
+    request_id: str | None = None,
 ) -> Any:
-    """Authenticate and run the handler in one transaction (worker thread)."""
+    """Authenticate and run the handler in one transaction (worker thread).
+
+    A write carrying ``X-Comet-Request-Id`` that was already performed for this user is not
+    performed again: the first answer is returned (idempotent retries, exactly-once replay).
+    """
     with store.tx() as tx:
         principal = authenticate(tx, header) if rt.auth else None
+        idempotent = (
+            request_id is not None
+            and principal is not None
+            and rt.path.startswith(("write/", "webhooks/"))
+        )
+        if idempotent:
+            row = tx.one(
+                "SELECT response FROM request_ids WHERE user_id=? AND request_id=?",
+                (principal.user_id, request_id),
+            )
+            if row is not None:
+                return json.loads(row[0])
         ctx = Ctx(
             tx=tx,
             store=store,
@@ -248,7 +274,13 @@ def _run(
             form=form,
             notify=notifier.notify,
         )
-        return rt.handler(ctx)
+        result = rt.handler(ctx)
+        if idempotent and (result is None or isinstance(result, dict)):
+            tx.execute(
+                "INSERT OR REPLACE INTO request_ids VALUES (?,?,?,?,?)",
+                (principal.user_id, request_id, rt.path, json.dumps(result), now_ms()),
+            )
+        return result
 
 
 def build_app(store: Store, limits: Limits | None = None) -> FastAPI:

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -119,7 +119,17 @@ CREATE TABLE artifact_versions (
 CREATE TABLE viz_store (instance_id TEXT PRIMARY KEY, project_id TEXT NOT NULL, store TEXT NOT NULL);
 """
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1}
+# v2: answers of writes sent with an `X-Comet-Request-Id`, so a retried write (the client
+# never saw the first answer) is acknowledged with the first answer instead of stored twice.
+_SCHEMA_V2 = """
+CREATE TABLE request_ids (
+    user_id TEXT NOT NULL, request_id TEXT NOT NULL, path TEXT NOT NULL,
+    response TEXT NOT NULL, created_at INTEGER NOT NULL,
+    PRIMARY KEY (user_id, request_id)
+)
+"""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
 
 
 def now_ms() -> int:
