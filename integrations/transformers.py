@@ -300,8 +300,11 @@ class CometCallback(TrainerCallback, ExportableState):
         base = self.settings.replace(**settings) if settings else self.settings
         return Experiment(settings=base, **kwargs)
 
-    def _ensure_experiment(self, args: Any, state: Any, model: Any) -> Experiment | None:
-        """The experiment to log to on the main process, created (or continued) on first use."""
+    def _ensure_experiment(
+        self, args: Any, state: Any, model: Any, resume_key: str | None = None
+    ) -> Experiment | None:
+        """The experiment to log to on the main process, created (or continued, given the key
+        stored with the checkpoint being resumed) on first use."""
         if self._user_experiment is not None:
             if self._user_experiment.ended:
                 return None  # the user's experiment has ended: nothing to log to
@@ -310,7 +313,7 @@ class CometCallback(TrainerCallback, ExportableState):
             return self._exp
         if self._exp is not None and not self._exp.ended:
             return self._exp
-        self._exp = self._new_experiment(args, self._stored_key(args, state))
+        self._exp = self._new_experiment(args, resume_key)
         self._key = self._exp.key
         self._params_logged = False
         self._log_setup(args, state, model)
@@ -422,22 +425,25 @@ class CometCallback(TrainerCallback, ExportableState):
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        if self._training and self._exp is not None and not self._exp.ended:
-            # the previous train() of this callback never reached on_train_end: it raised
-            self._end("failed")
-        elif self._kept_open:
-            self._end("success")  # an offline experiment kept open after its training
-        self._kept_open = False
-        self._training = True
-        if state.is_world_process_zero:
-            resume_key = self._stored_key(args, state)
-            if resume_key and self._exp is not None and self._exp.key != resume_key:
-                self._end("success")  # an experiment opened by an earlier evaluate()
-            self._ensure_experiment(args, state, model)
-            self._log_setup(args, state, model)
-            self._remember_in_state(state)
-        if self.settings.distributed_system_metrics:
-            self._join_as_secondary(state)
+        resume_key = self._stored_key(args, state) if state.is_world_process_zero else None
+        self._remember_in_state(state)
+        try:
+            if self._training and self._exp is not None and not self._exp.ended:
+                # the previous train() of this callback never reached on_train_end: it raised
+                self._end("failed")
+            elif self._kept_open:
+                self._end("success")  # an offline experiment kept open after its training
+            self._kept_open = False
+            self._training = True
+            if state.is_world_process_zero:
+                if resume_key and self._exp is not None and self._exp.key != resume_key:
+                    self._end("success")  # an experiment opened by an earlier evaluate()
+                self._ensure_experiment(args, state, model, resume_key)
+                self._log_setup(args, state, model)
+        finally:
+            # a collective: every rank reaches it, whatever happened above on rank 0
+            if self.settings.distributed_system_metrics:
+                self._join_as_secondary(state)
 
     def _remember_in_state(self, state: Any) -> None:
         """Make sure ``trainer_state.json`` can hold our entry: a checkpoint saved without this
@@ -519,6 +525,8 @@ class CometCallback(TrainerCallback, ExportableState):
                 json.dump({"experiment_key": self._key}, fh)
         exp = self.experiment
         if exp is not None and self.log_model == "all":
+            if self._staging and exp.flush(timeout=0.0):
+                self._clean_staging()  # earlier checkpoints are uploaded: free their links
             staged = os.path.join(self._stage_dir(args), os.path.basename(folder))
             self._link_tree(folder, staged)
             exp.log_model(os.path.basename(folder), staged, step=state.global_step)

@@ -514,3 +514,25 @@ def test_hook_failure_never_breaks_training_unless_strict(
         trainer(strict, "strict").train()
     assert strict.experiment is None  # ended all the same
     assert reader.others(strict.experiment_key)["status"] == "success"
+
+
+def test_resume_from_checkpoint_saved_without_the_callback(
+    comet_env: Any, reader: Any, tmp_path: Path
+) -> None:
+    """A checkpoint saved before Comet was added: resuming starts a new experiment, and the
+    Trainer's next save does not trip over the callback state missing from the checkpoint."""
+    from transformers import Trainer
+
+    out = tmp_path / "out"
+    kw = dict(save_strategy="steps", save_steps=2)
+    Trainer(
+        model=tiny.model(), args=tiny.args(str(out), max_steps=4, **kw), train_dataset=tiny.Data(32)
+    ).train()
+    trainer = _trainer(out, CometCallback(project_name=PROJECT, log_model=False), max_steps=6, **kw)
+    trainer.train(resume_from_checkpoint=str(out / "checkpoint-4"))
+    key = _only_experiment(reader)
+    assert [s for s, _, _ in _series(reader, key, "train/loss")] == [5, 6]
+    state = json.loads((out / "checkpoint-6" / "trainer_state.json").read_text())
+    assert state["stateful_callbacks"]["CometCallback"]["attributes"] == {
+        "_saved_experiment_key": key
+    }
