@@ -124,15 +124,35 @@ def test_import_is_lazy() -> None:
 # ---------------------------------------------------------------------- end to end
 
 
+class _AdapterConfig:
+    """Stand-in for a ``peft.PeftConfig`` (peft is not a dependency): has ``to_dict()``."""
+
+    def __init__(self, **values: Any) -> None:
+        self.values = values
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.values)
+
+
 def test_parameters_metrics_and_evaluate_after_train(
     comet_env: Any, reader: Any, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
+    model = tiny.model()
+    model.bert.embeddings.requires_grad_(False)  # so that trainable < total
+    # what a PEFT model carries: adapter name -> config with to_dict()
+    model.peft_config = {"default": _AdapterConfig(r=4, target_modules=["query", "value"])}
     cb = CometCallback(project_name=PROJECT, log_model=False)
     trainer = _trainer(
-        tmp_path / "out", cb, eval_strategy="steps", eval_steps=3, learning_rate=3e-4
+        tmp_path / "out",
+        cb,
+        model=model,
+        eval_strategy="steps",
+        eval_steps=3,
+        learning_rate=3e-4,
     )
     trainer.train()
     key = _only_experiment(reader)
+    assert cb.experiment_key == key
     assert cb.experiment is None  # ended at on_train_end
     meta = reader.metadata(key)
     assert meta["running"] is False
@@ -146,8 +166,12 @@ def test_parameters_metrics_and_evaluate_after_train(
     assert params["config|num_hidden_layers"] == "2"
     assert params["args|hub_model_id"] == "None"  # unset options are shown as unset
     n = sum(p.numel() for p in trainer.model.parameters())
+    trainable = sum(p.numel() for p in trainer.model.parameters() if p.requires_grad)
+    assert 0 < trainable < n
     assert params["model|num_parameters"] == str(n)
-    assert params["model|num_trainable_parameters"] == str(n)
+    assert params["model|num_trainable_parameters"] == str(trainable)
+    assert params["peft|default|r"] == "4"
+    assert json.loads(params["peft|default|target_modules"]) == ["query", "value"]
 
     # metrics: every log_history value at its step; fractional epoch as its own metric
     history = list(trainer.state.log_history)
