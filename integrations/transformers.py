@@ -288,17 +288,18 @@ class CometCallback(TrainerCallback, ExportableState):
         # thread and its constructor otherwise race on a first import of it (see the report).
         import comet_callbacks.capture  # noqa: F401
 
-        kwargs = dict(self._experiment_kwargs)
-        kwargs.update(extra)
+        # self.settings already holds this callback's setting arguments, parsed; only the
+        # experiment's own overrides (parsed values) are applied on top
+        overrides: dict[str, Any] = dict(extra)
         if key:
-            kwargs["experiment_key"] = key
-        elif not kwargs.get("experiment_name") and not self.settings.experiment_name:
+            overrides["experiment_key"] = key
+        elif not self.settings.experiment_name and not self.settings.experiment_key:
             run_name = getattr(args, "run_name", None)
             if run_name and run_name != getattr(args, "output_dir", None):
-                kwargs["experiment_name"] = run_name
-        settings = {k: kwargs.pop(k) for k in list(kwargs) if k in _SETTING_NAMES}
-        base = self.settings.replace(**settings) if settings else self.settings
-        return Experiment(settings=base, **kwargs)
+                overrides["experiment_name"] = run_name
+        settings = self.settings.replace(**overrides) if overrides else self.settings
+        others = {k: v for k, v in self._experiment_kwargs.items() if k not in _SETTING_NAMES}
+        return Experiment(settings=settings, **others)
 
     def _ensure_experiment(
         self, args: Any, state: Any, model: Any, resume_key: str | None = None

@@ -149,10 +149,12 @@ def test_parameters_metrics_and_evaluate_after_train(
         eval_strategy="steps",
         eval_steps=3,
         learning_rate=3e-4,
+        run_name="tiny-run",
     )
     trainer.train()
     key = _only_experiment(reader)
     assert cb.experiment_key == key
+    assert reader.metadata(key)["experimentName"] == "tiny-run"  # the Trainer's run name
     assert cb.experiment is None  # ended at on_train_end
     meta = reader.metadata(key)
     assert meta["running"] is False
