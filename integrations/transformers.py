@@ -567,18 +567,16 @@ class CometCallback(TrainerCallback, ExportableState):
         folder = os.path.join(self._stage_dir(args), name)
         best = state.best_model_checkpoint
         sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
-        if (
-            (self.log_model == "best" and not args.load_best_model_at_end)
-            or sharded
-            or model is None
-        ):
-            # the model in memory is not the one wanted (or cannot be saved from one rank):
-            # upload the checkpoint the Trainer saved
-            source = best if self.log_model == "best" else None
-            source = source or _last_checkpoint(args.output_dir)
-            if not source or not os.path.isdir(source):
+        source = None
+        if self.log_model == "best" and not args.load_best_model_at_end and best:
+            source = best  # the model in memory is the last one, not the best
+        elif sharded or model is None:
+            # a sharded model cannot be saved from one rank: take what the Trainer saved
+            source = _last_checkpoint(args.output_dir)
+            if source is None:
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
+        if source is not None and os.path.isdir(source):
             self._link_tree(source, folder, model_only=True)
         else:
             model.save_pretrained(folder)
