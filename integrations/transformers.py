@@ -284,10 +284,6 @@ class CometCallback(TrainerCallback, ExportableState):
             return None
 
     def _new_experiment(self, args: Any, key: str | None, **extra: Any) -> Experiment:
-        # Import the capture package on this thread first: the Experiment's background capture
-        # thread and its constructor otherwise race on a first import of it (see the report).
-        import comet_callbacks.capture  # noqa: F401
-
         # self.settings already holds this callback's setting arguments, parsed; only the
         # experiment's own overrides (parsed values) are applied on top
         overrides: dict[str, Any] = dict(extra)
@@ -361,7 +357,7 @@ class CometCallback(TrainerCallback, ExportableState):
             counts = _parameter_counts(model)
             if counts:
                 params["model"] = counts
-            exp.log_parameters(_none_to_text(params))
+            exp.log_parameters(params)
             if getattr(state, "is_hyper_param_search", False) and getattr(
                 state, "trial_params", None
             ):
@@ -608,18 +604,6 @@ def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
             if all(k in last and last[k] is v for k, v in logs.items()):
                 return {k: v for k, v in last.items() if k != "step"}
     return logs
-
-
-def _none_to_text(value: Any) -> Any:
-    """``None`` → ``"None"`` in nested dicts/lists: a parameter needs a value on the wire
-    (``TrainingArguments`` has dozens of unset options, worth showing as unset)."""
-    if value is None:
-        return "None"
-    if isinstance(value, Mapping):
-        return {k: _none_to_text(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_none_to_text(v) for v in value]
-    return value
 
 
 def _parameter_counts(model: Any) -> dict[str, int]:

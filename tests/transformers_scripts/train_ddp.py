@@ -25,7 +25,7 @@ def main() -> None:
     cb = CometCallback(project_name=os.environ.get("HF_TEST_PROJECT", "hf"))
     trainer = Trainer(
         model=tiny.model(),
-        args=tiny.args(out, max_steps=4, ddp_backend="gloo"),
+        args=tiny.args(out, max_steps=8, ddp_backend="gloo"),
         train_dataset=tiny.Data(32),
         processing_class=tiny.tokenizer(),
         callbacks=[cb],
