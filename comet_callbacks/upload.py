@@ -180,7 +180,7 @@ def _upload_locked(
     key = meta.get("uploadedKey")
     workspace = meta.get("uploadedWorkspace") or meta.get("workspace")
     project = meta.get("project") or settings.project_name or "general"
-    if key is None and meta.get("online") and recorded_key:
+    if key is None and (meta.get("online") or meta.get("continued")) and recorded_key:
         # leftovers of an online run: the experiment exists on the server
         client.get_experiment_metadata(recorded_key)
         key = recorded_key

@@ -71,3 +71,21 @@ def test_none_parameters_are_logged_as_text(comet_env, reader) -> None:
     assert params["a"] == "None"
     assert params["opt|eps"] == "None"
     assert params["opt|lr"] == "0.1"
+
+
+def test_offline_continuation_of_an_existing_key_uploads_into_that_experiment(
+    comet_env, reader, tmp_path
+) -> None:
+    from comet_callbacks.upload import upload_paths
+
+    with comet_callbacks.Experiment(project_name="cont") as online:
+        online.log_metric("m", 1.0, step=1)
+    offline_dir = str(tmp_path / "off")
+    with comet_callbacks.Experiment(
+        experiment_key=online.key, mode="offline", offline_directory=offline_dir
+    ) as cont:
+        cont.log_metric("m", 2.0, step=2)
+    [result] = upload_paths([offline_dir], progress=False)
+    assert result.complete and result.experiment_key == online.key
+    assert len(reader.experiments(comet_env.workspace, "cont")) == 1
+    assert sorted(p["step"] for p in reader.metrics(online.key, "m")) == [1, 2]
