@@ -1,0 +1,12 @@
+# Developer shortcuts. `make bench` runs the benchmarks against the peers (needs the `bench`
+# extra: pip install torch first, then pip install -e ".[bench]"; see benchmarks/RESULTS.md).
+
+PYTHON ?= $(shell test -x .venv-bench/bin/python && echo .venv-bench/bin/python || echo python)
+
+.PHONY: bench bench-quick
+
+bench:
+	$(PYTHON) -m benchmarks
+
+bench-quick:
+	$(PYTHON) -m benchmarks --quick

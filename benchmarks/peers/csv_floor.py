@@ -1,0 +1,56 @@
+"""The local-file floor: Lightning's ``CSVLogger`` (and ``keras.callbacks.CSVLogger``).
+
+``CSVLogger.log_metrics`` keeps rows in memory and writes the CSV every
+``flush_logs_every_n_steps`` (100) steps and at the end: the cheapest tracker that writes
+anything. Keras' ``CSVLogger`` writes one row per epoch (it has no per-batch mode). The
+Hugging Face Trainer has no file logger (its in-memory ``log_history`` is in the baseline).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from . import Peer, Skip
+
+
+class CsvFloor(Peer):
+    key = "csv"
+    label = "CSVLogger (local file)"
+    dist = "lightning"
+    mode = "Lightning `CSVLogger` (Keras: `keras.callbacks.CSVLogger`, per epoch)"
+
+    def open(self, workdir: str) -> None:
+        from lightning.pytorch.loggers import CSVLogger
+
+        self._logger = CSVLogger(save_dir=workdir, name="bench")
+
+    def log_scalar(self) -> Callable[[str, float, int], Any]:
+        log = self._logger.log_metrics
+
+        def f(name: str, value: float, step: int) -> None:
+            log({name: value}, step)
+
+        return f
+
+    def log_dict(self) -> Callable[[dict[str, float], int], Any]:
+        return self._logger.log_metrics
+
+    def close(self) -> dict[str, Any] | None:
+        self._logger.save()
+        self._logger.finalize("success")
+        return None
+
+    def lightning(self, workdir: str) -> dict[str, Any]:
+        from lightning.pytorch.loggers import CSVLogger
+
+        return {"logger": CSVLogger(save_dir=workdir, name="bench"), "callbacks": []}
+
+    def hf(self, workdir: str) -> dict[str, Any]:
+        raise Skip("the HF Trainer has no CSV logger")
+
+    def keras(self, workdir: str) -> list[Any]:
+        import keras
+
+        return [keras.callbacks.CSVLogger(os.path.join(workdir, "log.csv"))]

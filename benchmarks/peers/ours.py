@@ -1,0 +1,210 @@
+"""comet-callbacks (this project): offline, and online to a local server in its own process.
+
+Online, the worker starts ``python -m comet_callbacks.server`` as a child process (so the
+server does not share the client's GIL; a real Comet server is on another machine anyway) and
+points the client at it with ``COMET_URL_OVERRIDE``/``COMET_API_KEY``.
+
+The default variants measure our defaults (output capture, system monitor, code, git, system
+details, final model upload); the ``metrics only`` variants switch every ``auto_log_*`` capture
+off and ``COMET_LOG_MODEL=false``, keeping only metrics and parameters.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from typing import Any
+
+from . import Peer
+
+API_KEY = "benchmark-admin-key-0123456789"
+
+#: every capture off: what remains is metrics and parameters
+METRICS_ONLY_ENV = {
+    "COMET_AUTO_LOG_CODE": "false",
+    "COMET_AUTO_LOG_GIT_METADATA": "false",
+    "COMET_AUTO_LOG_GIT_PATCH": "false",
+    "COMET_AUTO_LOG_ENV_DETAILS": "false",
+    "COMET_AUTO_LOG_ENV_HOST": "false",
+    "COMET_AUTO_LOG_ENV_CPU": "false",
+    "COMET_AUTO_LOG_ENV_GPU": "false",
+    "COMET_AUTO_LOG_OUTPUT_LOGGER": "false",
+    "COMET_AUTO_LOG_GRAPH": "false",
+    "COMET_LOG_MODEL": "false",
+}
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LocalServer:
+    """``python -m comet_callbacks.server`` in a child process, with a known admin key."""
+
+    def __init__(self, data_dir: str) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.api_key = API_KEY
+        env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "comet_callbacks.server",
+                "--port",
+                str(self.port),
+                "--data-dir",
+                data_dir,
+                "--api-key",
+                API_KEY,
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env=env,
+        )
+        deadline = time.monotonic() + 60
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"local server exited with {self.proc.returncode}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("local server did not start in 60 s") from None
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+class _Ours(Peer):
+    dist = "comet-callbacks"
+    online = False
+    metrics_only = False
+
+    def env(self, workdir: str) -> dict[str, str]:
+        env = {"COMET_OFFLINE_DIRECTORY": os.path.join(workdir, "comet-offline")}
+        if self.metrics_only:
+            env.update(METRICS_ONLY_ENV)
+        if not self.online:
+            env["COMET_MODE"] = "offline"
+        return env
+
+    def _server(self, workdir: str) -> None:
+        """Start the local server once per worker and point the client at it."""
+        if self.online and getattr(self, "_srv", None) is None:
+            self._srv = LocalServer(os.path.join(workdir, "server"))
+            os.environ["COMET_URL_OVERRIDE"] = self._srv.url
+            os.environ["COMET_API_KEY"] = self._srv.api_key
+            os.environ["COMET_MODE"] = "online"
+
+    def extra_pids(self) -> set[int]:
+        srv = getattr(self, "_srv", None)
+        return {srv.proc.pid} if srv is not None else set()
+
+    def shutdown(self) -> None:
+        srv = getattr(self, "_srv", None)
+        if srv is not None:
+            srv.stop()
+            self._srv = None
+
+    def open(self, workdir: str) -> None:
+        from comet_callbacks import Experiment
+
+        self._server(workdir)
+        self._exp = Experiment(project_name="bench")
+        if self._exp.mode != ("online" if self.online else "offline"):
+            raise RuntimeError(f"expected {self.mode}, got mode {self._exp.mode}")
+
+    def log_scalar(self) -> Callable[[str, float, int], Any]:
+        return self._exp.log_metric
+
+    def log_dict(self) -> Callable[[dict[str, float], int], Any]:
+        return self._exp.log_metrics
+
+    def close(self) -> dict[str, Any] | None:
+        """End the experiment; also report where the end's time went: CPU seconds of this
+        process and of the server process during ``end()``, next to its wall time."""
+        import psutil
+
+        exp = self._exp
+        sender = exp._sender
+        me = psutil.Process()
+        srv = getattr(self, "_srv", None)
+        srv_proc = psutil.Process(srv.proc.pid) if srv is not None else None
+
+        def cpu(p: Any) -> float:
+            t = p.cpu_times()
+            return t.user + t.system
+
+        c0, s0, t0 = cpu(me), cpu(srv_proc) if srv_proc else 0.0, time.perf_counter()
+        exp.end()
+        out: dict[str, Any] = {
+            "end_wall_s": time.perf_counter() - t0,
+            "client_cpu_s": cpu(me) - c0,
+            "server_cpu_s": (cpu(srv_proc) - s0) if srv_proc else 0.0,
+        }
+        if sender is not None:
+            out["undelivered"] = sender.pending()
+            out["delivered"] = sender.stats.sent
+        return out
+
+    def lightning(self, workdir: str) -> dict[str, Any]:
+        from comet_callbacks.integrations.lightning import CometCallback
+
+        self._server(workdir)
+        return {"logger": False, "callbacks": [CometCallback(project_name="bench")]}
+
+    def hf(self, workdir: str) -> dict[str, Any]:
+        from comet_callbacks.integrations.transformers import CometCallback
+
+        self._server(workdir)
+        return {"report_to": "none", "callbacks": [CometCallback(project_name="bench")]}
+
+    def keras(self, workdir: str) -> list[Any]:
+        from comet_callbacks.integrations.keras import CometCallback
+
+        self._server(workdir)
+        return [CometCallback(log_batch_every=1, project_name="bench")]
+
+
+class OursOffline(_Ours):
+    key = "us-offline"
+    label = "**us** (offline)"
+    mode = "offline: event log on local disk (defaults: full capture)"
+
+
+class OursOnline(_Ours):
+    key = "us-online"
+    label = "**us** (online, local server)"
+    online = True
+    mode = "online to the local server (a separate process on loopback); defaults: full capture"
+
+
+class OursOnlineMetricsOnly(_Ours):
+    key = "us-online-metrics"
+    label = "**us** (online, metrics only)"
+    online = True
+    metrics_only = True
+    mode = "online to the local server; every `auto_log_*` capture off, `COMET_LOG_MODEL=false`"
+
+
+class OursOfflineMetricsOnly(_Ours):
+    key = "us-offline-metrics"
+    label = "**us** (offline, metrics only)"
+    metrics_only = True
+    mode = "offline; every `auto_log_*` capture off, `COMET_LOG_MODEL=false`"
