@@ -279,12 +279,22 @@ def test_factory_is_opt_in(monkeypatch: pytest.MonkeyPatch) -> None:
     assert len(made) == 1 and isinstance(made[0], CometCallback) and made[0]._auto
 
 
-def _run_script(mode: str, out: Path, env_extra: dict[str, str], timeout: float) -> None:
+def _run_script(
+    mode: str, out: Path, env_extra: dict[str, str], timeout: float, torchrun: bool = False
+) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("COMET_", "PL_", "RANK"))}
     env.update({k: v for k, v in os.environ.items() if k.startswith("COMET_")})
     env.update(env_extra, OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+    launcher = [sys.executable]
+    if torchrun:  # torchrun starts both ranks itself; Lightning then launches nothing
+        import socket
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = str(sock.getsockname()[1])
+        launcher += ["-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", port]
     proc = subprocess.run(
-        [sys.executable, str(SCRIPTS / "train.py"), mode, str(out)],
+        [*launcher, str(SCRIPTS / "train.py"), mode, str(out)],
         env=env,
         capture_output=True,
         text=True,
@@ -312,11 +322,18 @@ def test_zero_code_activation_via_entry_point(comet_env: Any, reader: Any, tmp_p
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn"])
+@pytest.mark.parametrize("strategy", ["ddp", "ddp_spawn", "torchrun"])
 def test_ddp_two_processes_one_experiment(
     comet_env: Any, reader: Any, tmp_path: Path, strategy: str
 ) -> None:
-    _run_script(strategy, tmp_path, {"COMET_DISTRIBUTED_SYSTEM_METRICS": "1"}, timeout=400)
+    mode = "ddp" if strategy == "torchrun" else strategy
+    _run_script(
+        mode,
+        tmp_path,
+        {"COMET_DISTRIBUTED_SYSTEM_METRICS": "1"},
+        timeout=400,
+        torchrun=strategy == "torchrun",
+    )
     key = only_experiment(reader)
     ranks = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
     assert [r["key"] for r in ranks] == [key, key]  # rank 1 learned the key by broadcast
