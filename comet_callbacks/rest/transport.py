@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 from typing import Any
+from urllib.parse import urlencode, urlsplit
 
 import requests
 import urllib3.exceptions
@@ -98,6 +99,7 @@ class Transport:
         adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry)
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
+        self._adapter = adapter
         self.session.headers.update({"User-Agent": USER_AGENT})
         if api_key:
             self.session.headers["Authorization"] = api_key
@@ -116,9 +118,11 @@ class Transport:
         the header performs a repeated id only once, so retries and replays stay exactly-once;
         others ignore it (WIRE.md §1: unknown headers are ignored).
         """
+        extra = {REQUEST_ID_HEADER: request_id} if request_id else {}
+        if call.file is None:
+            return self._send_small(call, timeout or self.timeout, extra)
         url = self.url_for(call)
         kwargs: dict[str, Any] = {"params": call.query or None}
-        extra = {REQUEST_ID_HEADER: request_id} if request_id else {}
         stream = None
         if call.file is not None:
             stream = MultipartStream(call.file, call.metadata)
@@ -156,32 +160,76 @@ class Transport:
                 stream.close()
         return self._parse(call, resp)
 
+    def _send_small(self, call: Call, timeout: float, extra: dict[str, str]) -> Any:
+        """A request without a file (every metric, parameter, output...): sent straight
+        through the session's own urllib3 pool with the same ``Retry``, skipping requests'
+        per-request machinery (about 3x less client CPU per request, measured in
+        ``benchmarks``). Same bytes on the wire; the wire tests pin them."""
+        url = self.url_for(call)
+        target = urlsplit(url).path  # origin-form request target, as requests sends it
+        if call.query:
+            target += "?" + urlencode(call.query)
+        headers = dict(self.session.headers)
+        headers.update(extra)
+        body = None
+        if call.json is not None:
+            body = json.dumps(
+                call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+            ).encode("utf-8")
+            headers["Content-Type"] = "application/json"
+        try:
+            pool = self._adapter.poolmanager.connection_from_url(url)
+            resp = pool.urlopen(
+                call.method,
+                target,
+                body=body,
+                headers=headers,
+                retries=self.retry,
+                redirect=False,
+                assert_same_host=False,
+                timeout=urllib3.Timeout(connect=timeout, read=timeout),
+                preload_content=True,
+                decode_content=True,
+            )
+        except urllib3.exceptions.MaxRetryError as exc:
+            if _is_timeout(exc):
+                raise CometTimeoutError(call.path, _short(exc), method=call.method) from None
+            raise CometConnectionError(call.path, _short(exc), method=call.method) from None
+        except (urllib3.exceptions.TimeoutError, TimeoutError) as exc:
+            raise CometTimeoutError(call.path, _short(exc), method=call.method) from None
+        except (urllib3.exceptions.HTTPError, OSError) as exc:
+            raise CometConnectionError(call.path, _short(exc), method=call.method) from None
+        return self._parse_parts(call, resp.status, resp.headers, resp.data)
+
     @staticmethod
     def _parse(call: Call, resp: requests.Response) -> Any:
-        status = resp.status_code
-        ctype = resp.headers.get("Content-Type", "")
+        return Transport._parse_parts(call, resp.status_code, resp.headers, resp.content)
+
+    @staticmethod
+    def _parse_parts(call: Call, status: int, headers: Any, content: bytes) -> Any:
+        ctype = headers.get("Content-Type", "")
         if 200 <= status < 300:
-            if status == 204 or not resp.content:
+            if status == 204 or not content:
                 return None
             if "json" in ctype:
                 try:
-                    return resp.json()
+                    return json.loads(content)
                 except ValueError:
                     raise CometAPIError(
                         call.path, "invalid JSON in the answer", status, method=call.method
                     ) from None
-            return resp.content
+            return content
         message = ""
         try:
-            body = resp.json()
+            body = json.loads(content)
             if isinstance(body, dict):
                 message = str(body.get("msg") or body.get("message") or body.get("error") or "")
         except ValueError:
-            message = resp.text[:300]
+            message = content[:300].decode("utf-8", "replace")
         retry_after = None
         if status == 429:
             try:
-                retry_after = float(resp.headers.get("Retry-After", ""))
+                retry_after = float(headers.get("Retry-After", ""))
             except ValueError:
                 retry_after = None
         raise error_for_status(
