@@ -164,6 +164,14 @@ class RunStore:
             self._events.write(line + "\n")
             self._dirty = True
 
+    def append_line(self, line: str) -> None:
+        """Append one already-encoded event line (the sender's metric fast path)."""
+        with self._lock:
+            if self.closed:
+                return
+            self._events.write(line + "\n")
+            self._dirty = True
+
     def append_op(self, seq: int, op: str, **args: Any) -> None:
         """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""
         line = json.dumps({"seq": seq, "op": op, "args": args}, separators=(",", ":"), default=str)

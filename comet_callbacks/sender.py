@@ -148,6 +148,8 @@ class Sender:
         self._auth_failed = False
         self._abandon = threading.Event()
         self._rr = 0
+        self._json_key = json.dumps(experiment_key)
+        self._json_names: dict[str, str] = {}
         # events beyond max_pending stay on disk; _spill_from is the first seq not routed
         self._spill_from: int | None = None
         self._wal_reader: Any = None
@@ -187,6 +189,34 @@ class Sender:
             return calls.log_metric(self.key, name, value, step, epoch, context, int(t * 1000))
         return item
 
+    def _metric_line(self, seq: int, item: tuple[Any, ...]) -> str:
+        """The event-log line of a metric tuple, formatted directly: the same JSON as
+        ``Call.to_json()`` of :meth:`_build`'s call (a test pins that), about 5x cheaper than
+        building the Call and ``json.dumps``-ing it. Metrics are nearly all of the traffic."""
+        name, value, step, epoch, context, t = item
+        names = self._json_names
+        jn = names.get(name)
+        if jn is None:
+            jn = json.dumps(name, ensure_ascii=False)
+            if len(names) < 100_000:
+                names[name] = jn
+        if type(value) is float and value - value != 0.0:  # NaN or +-Inf
+            jv = '"NaN"' if value != value else ('"Infinity"' if value > 0 else '"-Infinity"')
+        else:
+            jv = repr(value) if type(value) is float else str(int(value))
+        tail = ""
+        if context is not None:
+            tail += ',"context":' + json.dumps(context, ensure_ascii=False)
+        if step is not None:
+            tail += ',"step":' + str(step)
+        if epoch is not None:
+            tail += ',"epoch":' + str(epoch)
+        return (
+            f'{{"seq":{seq},"call":{{"method":"POST","path":"write/experiment/metric",'
+            f'"json":{{"experimentKey":{self._json_key},"metricName":{jn},"metricValue":{jv}'
+            f'{tail},"timestamp":{int(t * 1000)}}}}}}}'
+        )
+
     def _dispatch_loop(self) -> None:
         q = self.queue
         store = self.store
@@ -202,6 +232,13 @@ class Sender:
                     item.event.set()
                     continue
                 try:
+                    if type(item) is tuple:  # a metric: the hot path
+                        self._seq += 1
+                        seq = self._seq
+                        store.append_line(self._metric_line(seq, item))
+                        if online:
+                            self._route(seq, item)
+                        continue
                     ev = self._build(item)
                     self._seq += 1
                     seq = self._seq
