@@ -14,22 +14,14 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 import pytest
+from quiet import quiet
 
 import comet_callbacks
 from comet_callbacks import Experiment
 from comet_callbacks.experiment import ExperimentError
 
 #: Settings that switch off automatic capture and keep waits short.
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-    timeout_cleaning=20,
-)
+QUIET: dict[str, Any] = quiet(timeout_cleaning=20)
 
 
 def _exp(**kw: Any) -> Experiment:

@@ -15,29 +15,13 @@ import time
 from pathlib import Path
 from typing import Any
 
+from quiet import quiet, quiet_env
+
 from comet_callbacks import Experiment
 from comet_callbacks.upload import upload_paths
 
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-    timeout_cleaning=10,
-)
-QUIET_ENV = {
-    "COMET_AUTO_LOG_CODE": "false",
-    "COMET_AUTO_LOG_GIT_METADATA": "false",
-    "COMET_AUTO_LOG_GIT_PATCH": "false",
-    "COMET_AUTO_LOG_ENV_DETAILS": "false",
-    "COMET_AUTO_LOG_ENV_CPU": "false",
-    "COMET_AUTO_LOG_ENV_GPU": "false",
-    "COMET_AUTO_LOG_OUTPUT_LOGGER": "false",
-    "COMET_TIMEOUT_CLEANING": "10",
-}
+QUIET: dict[str, Any] = quiet(timeout_cleaning=10)
+QUIET_ENV = quiet_env(timeout_cleaning=10)
 
 
 def _child(code: str, *, env: dict[str, str] | None = None, timeout: float = 60) -> Any:

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet
 from werkzeug import Response
 
 from comet_callbacks import Experiment
@@ -27,15 +28,7 @@ from comet_callbacks.rest.endpoints import calls
 from comet_callbacks.upload import upload_run
 
 #: Start-up capture off: these tests are about models, and the box is busy.
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-)
+QUIET: dict[str, Any] = quiet()
 
 
 def make_model_folder(root: Path, seed: int = 0) -> dict[str, bytes]:

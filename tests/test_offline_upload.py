@@ -16,30 +16,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet, quiet_env
 
 from comet_callbacks import Experiment
 from comet_callbacks.offline import list_runs, read_acks, read_events
 from comet_callbacks.upload import upload_paths, upload_run
 
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-    timeout_cleaning=10,
-)
-QUIET_ENV = {
-    "COMET_AUTO_LOG_CODE": "false",
-    "COMET_AUTO_LOG_GIT_METADATA": "false",
-    "COMET_AUTO_LOG_GIT_PATCH": "false",
-    "COMET_AUTO_LOG_ENV_DETAILS": "false",
-    "COMET_AUTO_LOG_ENV_CPU": "false",
-    "COMET_AUTO_LOG_ENV_GPU": "false",
-    "COMET_AUTO_LOG_OUTPUT_LOGGER": "false",
-}
+QUIET: dict[str, Any] = quiet(timeout_cleaning=10)
+QUIET_ENV = quiet_env()
 CLI = str(Path(sys.executable).with_name("comet-callbacks"))
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet
 
 from comet_callbacks import Experiment
 from comet_callbacks.config import Settings
@@ -31,15 +32,7 @@ from comet_callbacks.rest.client import RestClient
 from comet_callbacks.upload import upload_run
 
 #: Start-up capture off: these tests are about the registry, and the box is busy.
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-)
+QUIET: dict[str, Any] = quiet()
 
 
 def make_model_folder(root: Path, seed: int = 0) -> dict[str, bytes]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from quiet import quiet
 
 from comet_callbacks import Experiment
 from comet_callbacks.server.embedded import ServerHandle
@@ -19,15 +20,7 @@ from comet_callbacks.server.reader import Reader
 
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
-QUIET: dict[str, Any] = dict(
-    auto_log_env_details=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_code=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-)
+QUIET: dict[str, Any] = quiet()
 
 
 class Unprintable:

@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
+from quiet import quiet
 
 from comet_callbacks import Experiment
 from comet_callbacks.cli import main as cli_main
@@ -34,15 +35,7 @@ from comet_callbacks.upload import upload_run
 pytestmark = pytest.mark.filterwarnings("error::pytest.PytestUnhandledThreadExceptionWarning")
 
 #: Quiet runs: only what the test logs (and stdout, captured) goes out.
-QUIET: dict[str, Any] = dict(
-    auto_log_env_details=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_code=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=True,
-)
+QUIET: dict[str, Any] = quiet(auto_log_output_logger=True)
 PARAMS = {"lr": 0.001, "optimizer": {"name": "adam", "betas": [0.9, 0.999]}, "layers": 3}
 PARAMS_STORED = {
     "lr": "0.001",

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet
 
 from comet_callbacks import Experiment
 from comet_callbacks.experiment import ExperimentError
@@ -23,16 +24,7 @@ from comet_callbacks.sender import Sender
 from comet_callbacks.server.embedded import start_server
 from comet_callbacks.server.reader import Reader
 
-QUIET: dict[str, Any] = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-    auto_log_env_cpu=False,
-    auto_log_env_gpu=False,
-    auto_log_output_logger=False,
-    timeout_cleaning=60,
-)
+QUIET: dict[str, Any] = quiet(timeout_cleaning=60)
 
 
 def _steps(reader: Reader, key: str, name: str) -> list[int]:
