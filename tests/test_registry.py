@@ -9,13 +9,13 @@ from __future__ import annotations
 import http.server
 import json
 import logging
-import os
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from modelfiles import make_model_folder, stored_model_files
 from quiet import quiet
 
 from comet_callbacks import Experiment
@@ -33,28 +33,6 @@ from comet_callbacks.upload import upload_run
 
 #: Start-up capture off: these tests are about the registry, and the box is busy.
 QUIET: dict[str, Any] = quiet()
-
-
-def make_model_folder(root: Path, seed: int = 0) -> dict[str, bytes]:
-    """A nested model folder ``root``; returns ``{"<folder>/<rel path>": bytes}``."""
-    files = {
-        "weights.bin": os.urandom(300 * 1024),
-        "config.json": json.dumps({"seed": seed}).encode(),
-        "tokenizer/deeper/merges.txt": f"merge {seed}\n".encode(),
-    }
-    for rel, data in files.items():
-        p = root / rel
-        p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
-    return {f"{root.name}/{rel}": data for rel, data in files.items()}
-
-
-def stored_model_files(reader: Any, key: str) -> dict[str, bytes]:
-    """``{fileName: bytes}`` of an experiment's model-element assets, read from the server."""
-    return {
-        a["fileName"]: reader.get_asset(key, a["assetId"])
-        for a in reader.assets(key, type="model-element")
-    }
 
 
 # --------------------------------------------------------------------------- helpers
