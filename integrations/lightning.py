@@ -289,6 +289,9 @@ class CometLogger(_Logger):
         """The :class:`~comet_callbacks.Experiment` (created on first use; a dummy on ranks
         other than 0). After :meth:`finalize` ended it, using it again continues the same
         experiment (e.g. ``trainer.test`` after ``trainer.fit``)."""
+        exp = self._experiment
+        if exp is not None and not exp.ended:
+            return exp  # only rank 0 ever creates one: no rank lookup on every logging call
         if _rank() != 0:
             return _DummyExperiment()  # type: ignore[return-value]
         if self._experiment is None or self._experiment.ended:
