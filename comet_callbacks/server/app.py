@@ -57,16 +57,26 @@ def error(code: int, msg: str, headers: dict[str, str] | None = None) -> Respons
 
 
 class AliasMiddleware:
-    """Serve ``/clientlib/rest/v2/...`` as ``/api/rest/v2/...`` (WIRE §3 #10)."""
+    """Serve ``/clientlib/rest/v2/...`` as ``/api/rest/v2/...`` (WIRE §3 #10), and dispatch
+    every known ``(method, path)`` straight to its endpoint: one dict lookup instead of
+    FastAPI's linear scan of some 250 routes on every request. Anything else (the OpenAPI
+    description, 404s, 405s, HEAD) goes through FastAPI as usual."""
 
-    def __init__(self, app: Any) -> None:
+    def __init__(self, app: Any, routes: dict[tuple[str, str], Any] | None = None) -> None:
         self.app = app
+        self.routes = routes or {}
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(ALIAS):
-            scope = dict(scope)
-            scope["path"] = REST + scope["path"][len(ALIAS) :]
-            scope["raw_path"] = scope["path"].encode()
+        if scope["type"] == "http":
+            if scope["path"].startswith(ALIAS):
+                scope = dict(scope)
+                scope["path"] = REST + scope["path"][len(ALIAS) :]
+                scope["raw_path"] = scope["path"].encode()
+            endpoint = self.routes.get((scope["method"], scope["path"]))
+            if endpoint is not None:
+                response = await endpoint(Request(scope, receive))
+                await response(scope, receive, send)
+                return
         await self.app(scope, receive, send)
 
 
@@ -296,6 +306,8 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
         """Version probe; needs no key."""
         return CometJSON({"version": SERVER_VERSION})
 
+    fast_routes: dict[tuple[str, str], Any] = {}
+    app.state.fast_routes = fast_routes
     for rt in ROUTES:
         extra: dict[str, Any] = {}
         if rt.body is not None:
@@ -329,10 +341,12 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
                 }
                 for k, v in rt.query.items()
             ]
+        endpoint = make_endpoint(state, rt)
         for method in rt.methods:
+            fast_routes[(method, REST + rt.path)] = endpoint
             app.add_api_route(
                 REST + rt.path,
-                make_endpoint(state, rt),
+                endpoint,
                 methods=[method],
                 openapi_extra=extra or None,
                 response_model=None,
@@ -359,4 +373,4 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
 
 def wrap(app: FastAPI) -> Any:
     """The ASGI callable to serve: the app behind the clientlib alias."""
-    return AliasMiddleware(app)
+    return AliasMiddleware(app, getattr(app.state, "fast_routes", None))
