@@ -392,13 +392,48 @@ def test_resume_continues_the_experiment(
     assert json.loads((out / "checkpoint-6" / KEY_FILE).read_text()) == {"experiment_key": key}
 
 
+def _launcher(kind: str) -> list[str]:
+    """The command that starts 2 CPU processes: torchrun, or accelerate's launcher."""
+    if kind == "torchrun":
+        return [
+            sys.executable,
+            "-m",
+            "torch.distributed.run",
+            "--standalone",
+            "--nproc_per_node",
+            "2",
+        ]
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = str(sock.getsockname()[1])
+    return [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--multi_gpu",  # with no GPU: 2 CPU processes over torch.distributed (gloo)
+        "--num_processes",
+        "2",
+        "--num_machines",
+        "1",
+        "--mixed_precision",
+        "no",
+        "--dynamo_backend",
+        "no",
+        "--main_process_port",
+        port,
+    ]
+
+
 @pytest.mark.slow
+@pytest.mark.parametrize("launcher", ["torchrun", "accelerate"])
 def test_torchrun_two_processes_make_one_experiment(
-    comet_env: Any, reader: Any, tmp_path: Path
+    comet_env: Any, reader: Any, tmp_path: Path, launcher: str
 ) -> None:
-    """torchrun --nproc_per_node 2 (CPU, gloo): rank 0 creates, logs, uploads and ends the one
-    experiment; rank 1 adds only its system metrics (context ``rank1``) when
-    COMET_DISTRIBUTED_SYSTEM_METRICS is on."""
+    """torchrun --nproc_per_node 2 / accelerate launch (CPU, gloo): rank 0 creates, logs,
+    uploads and ends the one experiment; rank 1 adds only its system metrics (context
+    ``rank1``) when COMET_DISTRIBUTED_SYSTEM_METRICS is on."""
     out = tmp_path / "out"
     env = {
         **os.environ,
@@ -408,16 +443,7 @@ def test_torchrun_two_processes_make_one_experiment(
         "OMP_NUM_THREADS": "1",
     }
     proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "torch.distributed.run",
-            "--standalone",
-            "--nproc_per_node",
-            "2",
-            str(SCRIPTS / "train_ddp.py"),
-            str(out),
-        ],
+        [*_launcher(launcher), str(SCRIPTS / "train_ddp.py"), str(out)],
         capture_output=True,
         text=True,
         timeout=400,
