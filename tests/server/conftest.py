@@ -60,6 +60,21 @@ class Api:
             body["experimentName"] = name
         return self.ok(self.post("write/experiment/create", body))["experimentKey"]
 
+    def model(self, key: str, name: str = "m") -> str:
+        """Upload one model-element asset grouped as ``name``; return its experimentModelId."""
+        self.ok(
+            self.upload(
+                "write/experiment/upload-asset",
+                b"w",
+                "w",
+                experimentKey=key,
+                type="model-element",
+                groupingName=name,
+            )
+        )
+        models = self.ok(self.get("experiment/model", experimentKey=key))["models"]
+        return next(m["experimentModelId"] for m in models if m["modelName"] == name)
+
 
 import pytest  # noqa: E402
 

@@ -56,19 +56,7 @@ def test_other_workspace_is_forbidden_directly_and_indirectly(comet_server, make
         bob.get("experiment/asset/get-asset", experimentKey=key_local, assetId=aid).status_code
         == 403
     )
-    admin.ok(
-        admin.upload(
-            "write/experiment/upload-asset",
-            b"w",
-            "w",
-            experimentKey=key_local,
-            type="model-element",
-            groupingName="m",
-        )
-    )
-    mid = admin.ok(admin.get("experiment/model", experimentKey=key_local))["models"][0][
-        "experimentModelId"
-    ]
+    mid = admin.model(key_local)
     item = admin.ok(
         admin.post(
             "write/registry-model",

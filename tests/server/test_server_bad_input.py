@@ -187,17 +187,7 @@ def test_oversized_bodies_are_413(tmp_path) -> None:
 def test_failed_request_leaves_nothing_half_written(api, reader: Reader) -> None:
     """A registry create whose version fails SemVer stores neither model nor version."""
     key = api.create()
-    api.ok(
-        api.upload(
-            "write/experiment/upload-asset",
-            b"w",
-            "w",
-            experimentKey=key,
-            type="model-element",
-            groupingName="m",
-        )
-    )
-    mid = reader.models(key)[0]["experimentModelId"]
+    mid = api.model(key)
     resp = api.post(
         "write/registry-model",
         {"experimentModelId": mid, "registryModelName": "m", "version": "v1"},

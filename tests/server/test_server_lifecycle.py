@@ -87,17 +87,7 @@ def test_webhook_on_stage_change(api, reader: Reader) -> None:
         )
         assert resp.status_code == 204 and resp.content == b""
         key = api.create()
-        api.ok(
-            api.upload(
-                "write/experiment/upload-asset",
-                b"w",
-                "w",
-                experimentKey=key,
-                type="model-element",
-                groupingName="m",
-            )
-        )
-        mid = reader.models(key)[0]["experimentModelId"]
+        mid = api.model(key)
         item = api.ok(
             api.post(
                 "write/registry-model",
