@@ -20,7 +20,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
-from . import __version__
+from . import __version__, registry
 from .capture import cloud as cloud_capture
 from .capture import code as code_capture
 from .capture import git as git_capture
@@ -29,7 +29,6 @@ from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
 from .offline import RunStore
-from .registry import _SEMVER
 from .rest.call import Call, FilePart
 from .rest.client import RestClient
 from .rest.endpoints import calls
@@ -59,7 +58,6 @@ _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
 DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
-SEMVER = _SEMVER
 
 
 class ExperimentError(RuntimeError):
@@ -923,17 +921,13 @@ class Experiment:
         """
         if self._sender is None:
             return None
-        from . import registry
-
         try:
             if name not in self._models:
                 raise registry.RegistryError(
                     f"model {name!r} was never logged in this experiment: call log_model({name!r}, path) first"
                 )
-            if version is not None and (not isinstance(version, str) or not SEMVER.match(version)):
-                raise registry.RegistryError(
-                    f"version {version!r} is not a SemVer 2.0.0 version such as '1.2.3'"
-                )
+            if version is not None:
+                registry.parse_semver(version)  # RegistryError naming the version
             stage_list = list(stages) if stages is not None else None
             args = dict(
                 model_name=name,
