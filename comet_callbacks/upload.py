@@ -236,8 +236,8 @@ def _upload_locked(
         text = f"{policy.describe(exc)}, retrying in {wait:.0f} s"
         if bar.total:
             bar.status(text)
-        else:
-            log.info("upload of %s: %s", os.path.basename(path), text)
+        elif progress:  # before the events are counted (creating the experiment...)
+            print(f"uploading {os.path.basename(path)}: {text}", file=sys.stderr, flush=True)
 
     deliver = Deliverer(
         client,

@@ -5,6 +5,7 @@ retries, each checked by reading back exactly what the server stored, once."""
 from __future__ import annotations
 
 import collections
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -169,16 +170,18 @@ def test_throttled_batches_wait_and_are_resent(comet_env, reader) -> None:
     assert not stats.failed
 
 
-def test_upload_waits_out_throttling_in_one_run(comet_env, reader) -> None:
-    """The quick version of "20 s of 429 with Retry-After: 5": one upload, complete."""
+def test_upload_waits_out_throttling_in_one_run(comet_env, reader, capsys) -> None:
+    """The quick version of "20 s of 429 with Retry-After: 5": one upload, complete, and the
+    progress line says what it is waiting for."""
     exp = Experiment(project_name="batch", mode="offline", **QUIET)
     for i in range(3000):
         exp.log_metric("loss", i / 7, step=i)
     exp.log_parameter("lr", 0.2)
     exp.end()
-    comet_env.throttle(2.0, retry_after=0.5)
-    res = upload_run(exp.offline_path, Settings.resolve())
+    comet_env.throttle(2.0, retry_after=1.0)
+    res = upload_run(exp.offline_path, Settings.resolve(), progress=True)
     assert res.complete and res.failed == 0, res.errors
+    assert "server busy (429), retrying in 1 s" in capsys.readouterr().err
     key = res.experiment_key
     assert sorted(p["step"] for p in reader.metrics(key, "loss")) == list(range(3000))
     assert reader.parameters(key)["lr"] == "0.2"
@@ -227,3 +230,74 @@ def test_upload_with_batching_off_sends_per_point(comet_env, reader, monkeypatch
     assert _requests_to(seen, "write/experiment/metric") == 30
     assert _requests_to(seen, BATCH_PATH) == 0
     assert Path(exp.offline_path).is_dir()
+
+
+def test_reupload_after_deleting_the_experiment_stores_everything_again(comet_env, reader) -> None:
+    """Request ids name the target experiment: a run uploaded again into a new experiment
+    (its experiment deleted, its upload state reset) is stored again, not answered from the
+    cache of the first upload."""
+    exp = Experiment(project_name="batch", mode="offline", **QUIET)
+    for i in range(300):
+        exp.log_metric("loss", float(i), step=i)
+    exp.log_html("<p>x</p>")
+    exp.end()
+    run = Path(exp.offline_path)
+    first = upload_run(str(run), Settings.resolve())
+    assert first.complete
+    client = RestClient(comet_env.url, comet_env.api_key)
+    client.delete_experiment(first.experiment_key)
+    client.close()
+    meta = json.loads((run / "meta.json").read_text())
+    for k in ("uploaded", "uploadedKey", "uploadedWorkspace"):
+        meta.pop(k, None)
+    (run / "meta.json").write_text(json.dumps(meta))
+    (run / "acks.log").write_text("")
+    second = upload_run(str(run), Settings.resolve())
+    assert second.complete and second.failed == 0, second.errors
+    assert second.experiment_key != first.experiment_key
+    assert sorted(p["step"] for p in reader.metrics(second.experiment_key, "loss")) == list(
+        range(300)
+    )
+    assert reader.html(second.experiment_key) == "<p>x</p>"
+
+
+def test_three_refused_batches_whose_points_pass_switch_batching_off(httpserver) -> None:
+    """BATCH §4: a server that refuses every batch (400) but takes each point gets per-point
+    requests after three such batches; every point is reported stored exactly once."""
+    from comet_callbacks.rest.delivery import Deliverer
+
+    httpserver.expect_request(BATCH_PATH + "metric", method="POST").respond_with_json(
+        {"msg": "values: no", "code": 400}, status=400
+    )
+    httpserver.expect_request("/api/rest/v2/write/experiment/metric").respond_with_json(
+        {"msg": "Saved"}
+    )
+    root = httpserver.url_for("/").rstrip("/")
+    client = RestClient(root, "k" * 20, retries=0)
+    deliver = Deliverer(client)
+    outcomes: list[tuple[int, Any]] = []
+    for b in range(4):
+        entries = [(b * 10 + i, ("m", float(i), i, None, None, 1.0)) for i in range(10)]
+        deliver.send_batch(
+            "metric",
+            "e" * 32,
+            entries,
+            lambda ev: {
+                "metricName": ev[0],
+                "metricValue": ev[1],
+                "step": ev[2],
+                "epoch": None,
+                "context": None,
+                "timestamp": 1000,
+            },  # fmt: skip
+            lambda ev: calls.log_metric("e" * 32, ev[0], ev[1], step=ev[2], timestamp=1000),
+            lambda tag: f"r.{tag}",
+            lambda seq, exc, call: outcomes.append((seq, exc)),
+        )
+        assert batch_supported(root, "metric") is (b < 2)
+    client.close()
+    assert sorted(s for s, _ in outcomes) == list(range(40))
+    assert all(exc is None for _, exc in outcomes)
+    paths = [req.path for req, _ in httpserver.log]
+    assert paths.count(BATCH_PATH + "metric") == 3  # the fourth batch went per point at once
+    assert paths.count("/api/rest/v2/write/experiment/metric") == 40

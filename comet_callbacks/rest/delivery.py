@@ -211,12 +211,13 @@ class Deliverer:
                     set_batch_supported(self.root, kind, False)
                     self._per_point(part, to_call, rid, done)
                 else:  # 400 (or a 404 naming the experiment...): one bad value fails alone
-                    bad = self._bad_batches.get(kind, 0) + 1
-                    self._bad_batches[kind] = bad
                     failed = self._per_point(part, to_call, rid, done)
-                    if status == 400 and not failed and bad >= _BAD_BATCHES_OFF:
-                        set_batch_supported(self.root, kind, False)
-                    if failed:
+                    if status == 400 and not failed:  # the batch itself was the problem
+                        bad = self._bad_batches.get(kind, 0) + 1
+                        self._bad_batches[kind] = bad
+                        if bad >= _BAD_BATCHES_OFF:
+                            set_batch_supported(self.root, kind, False)
+                    else:
                         self._bad_batches[kind] = 0
                 continue
             if isinstance(answer, bytes):  # 2xx but not JSON (an HTML page): not served
