@@ -701,22 +701,20 @@ def add_metric(
     context: str | None,
     system: bool = False,
 ) -> None:
-    """Store one metric point, once: an identical retried point is acknowledged, not duplicated."""
+    """Store one metric point. A retried write is not stored twice: the client names each
+    write with ``X-Comet-Request-Id`` and a repeat of the same request is answered from the
+    request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
-    text = text_of(value)
-    dup = ctx.tx.one(
-        "SELECT 1 FROM metrics WHERE exp_key=? AND name=? AND ts=? AND value_text=? "
-        "AND step IS ? AND epoch IS ? AND context IS ?",
-        (exp_key, name, ts, text, step, epoch, context),
-    )
-    if dup:
-        return
-    stored = value if value == value and value not in (float("inf"), float("-inf")) else None
     ctx.tx.execute(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, stored, text, ts, step, epoch, context, int(system)),
+        (exp_key, name, _finite(value), text_of(value), ts, step, epoch, context, int(system)),
     )
+
+
+def _finite(value: float) -> float | None:
+    """The numeric column of a metric: NaN and infinities are kept only as text."""
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 @route("POST", "write/experiment/metric", body={**EK, "metricName": "s", "metricValue": "m", **T})

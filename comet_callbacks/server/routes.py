@@ -28,6 +28,12 @@ class Limits:
     cpu_monitor_ms: int = 68_000
     webhook_retries: int = 3
     webhook_timeout_s: float = 5.0
+    #: Serve the clientlib batch endpoints; ``False`` answers 404 there (``--no-batch``).
+    batch_endpoints: bool = True
+    #: Until this ``time.time()``, every write answers 429 (tests and benchmarks of throttling).
+    throttle_until: float = 0.0
+    #: The wait announced by those 429s (``Retry-After`` rounded up, ``Retry-After-Custom`` as is).
+    throttle_retry_after: float = 5.0
 
 
 @dataclass
