@@ -474,8 +474,7 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
         g.get("totalMemory") for g in out["gpuStaticInfoList"] if g.get("totalMemory") is not None
     ]
     gpu_totals = ctx.tx.one(
-        "SELECT MAX(value) FROM metrics WHERE exp_key=? AND system=1 AND name LIKE "
-        "'sys.gpu.%.total_memory'",
+        "SELECT MAX(value) FROM metrics WHERE exp_key=? AND name LIKE 'sys.gpu.%.total_memory'",
         (exp["key"],),
     )[0]
     if gpu_totals is not None:
@@ -484,7 +483,8 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
     out["systemMetricNames"] = [
         r[0]
         for r in ctx.tx.all(
-            "SELECT name FROM metrics WHERE exp_key=? AND system=1 GROUP BY name ORDER BY MIN(seq)",
+            "SELECT name FROM metrics WHERE exp_key=? AND (system=1 OR name LIKE 'sys.%') "
+            "GROUP BY name ORDER BY MIN(seq)",
             (exp["key"],),
         )
     ]
