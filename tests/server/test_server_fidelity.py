@@ -54,14 +54,16 @@ def test_a_retried_line_is_stored_once(api, reader: Reader) -> None:
 def test_a_retry_with_the_same_request_id_is_stored_once(api, reader: Reader) -> None:
     key = api.create()
     headers = {"Authorization": api.key, "X-Comet-Request-Id": "out-1"}
-    for ts in (1, 2):  # even if the retry's lines differ, the request id names it a retry
-        resp = requests.post(
-            api.base + OUT,
-            json={"experimentKey": key, "outputLines": [_line("once\n", 0, ts)]},
-            headers=headers,
-            timeout=10,
-        )
+    body = {"experimentKey": key, "outputLines": [_line("once\n", 0, 1)]}
+    for _ in range(2):  # a true retry: same id, same request
+        resp = requests.post(api.base + OUT, json=body, headers=headers, timeout=10)
         assert resp.status_code == 200, resp.text
+    assert reader.output(key) == "once\n"
+    # The same id on a different request is refused, never answered from the cache.
+    other = {"experimentKey": key, "outputLines": [_line("other\n", 0, 2)]}
+    resp = requests.post(api.base + OUT, json=other, headers=headers, timeout=10)
+    assert resp.status_code == 409, resp.text
+    assert "x-comet-request-id" in resp.json()["msg"].lower()
     assert reader.output(key) == "once\n"
 
 
