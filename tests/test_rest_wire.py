@@ -278,7 +278,7 @@ CASES: list[Case] = [
       x_body={"experimentKey": EK, "user": "me", "root": None, "branch": None, "parent": "abc123", "origin": None}),
     # 35
     C("35", "log_output", EK, LINES, context="train", x_http="POST", x_path="write/experiment/output",
-      x_body={"experimentKey": EK, "context": "train", "outputLines": LINES}),
+      x_body={"experimentKey": EK, "runContext": "train", "outputLines": LINES}),
     C("35-noctx", "log_output", EK, LINES[:1], x_http="POST", x_path="write/experiment/output",
       x_body={"experimentKey": EK, "outputLines": LINES[:1]}),
     # 36-40

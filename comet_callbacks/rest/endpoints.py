@@ -660,8 +660,9 @@ class Endpoints:
         output_lines: Sequence[Mapping[str, Any]],
         context: str | None = None,
     ) -> Any:
-        """#35 Output lines ``{output, stderr, localTimestamp, offset}``."""
-        body = _b(experimentKey=experiment_key, context=context)
+        """#35 Output lines ``{output, stderr, localTimestamp, offset}``; the context goes as
+        ``runContext``, the key the service is known to read (WIRE §3 #7)."""
+        body = _b(experimentKey=experiment_key, runContext=context)
         body["outputLines"] = [dict(line) for line in output_lines]
         return self._dispatch(Call("POST", "write/experiment/output", json=body))
 

@@ -27,7 +27,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from . import handlers_batch, handlers_read, handlers_write  # noqa: F401  (register the routes)
+from . import (  # noqa: F401  (register the routes)
+    clientlib,
+    handlers_batch,
+    handlers_read,
+    handlers_write,
+)
 from .routes import ROUTES, Ctx, Limits, Principal, Route
 from .store import Store, Tx, now_ms
 from .validate import ApiError, json_schema, parse_query, validate
@@ -38,7 +43,9 @@ REQUEST_ID_HEADER = "x-comet-request-id"
 
 log = logging.getLogger("comet_callbacks.server")
 
-SERVER_VERSION = "3.5.41"
+#: 3.5.42 and above: the official SDK registers models through `item/create` (served here);
+#: below, through the legacy `registry-model[/item]` endpoints (also served; our client uses them).
+SERVER_VERSION = "3.5.42"
 REST = "/api/rest/v2/"
 ALIAS = "/clientlib/rest/v2/"
 #: A ``\uD800``-``\uDFFF`` escape: JSON may carry a lone surrogate, which SQLite cannot store.
@@ -339,6 +346,7 @@ def _run(
             files=files,
             form=form,
             notify=notifier.notify,
+            auth_header=header,
         )
         result = rt.handler(ctx)
         if idempotent and (result is None or isinstance(result, dict)):

@@ -1123,21 +1123,24 @@ def git_metadata(ctx: Ctx) -> dict[str, Any]:
     },
 )
 def log_output(ctx: Ctx) -> dict[str, Any]:
-    """#35 Append output lines, ordered by offset; an offset already stored is kept once."""
+    """#35 Store output lines. Lines of different requests may share an offset (the official
+    SDK's ``log_output`` numbers each call from 0): all are kept. Only a true retry, a line with
+    the same offset, stream, text and timestamp, is stored once. ``runContext`` wins over
+    ``context`` (WIRE §3 #7)."""
     b = ctx.body
     exp = ctx.exp(b["experimentKey"])
-    context = b["context"] if b["context"] is not None else b["runContext"]
+    context = b["runContext"] if b["runContext"] is not None else b["context"]
     for line in sorted(b["outputLines"], key=lambda item: item["offset"]):
+        stderr = int(bool(line["stderr"]))
+        args = (exp["key"], line["offset"], line["output"], stderr, line["localTimestamp"])
+        if ctx.tx.one(
+            "SELECT 1 FROM output WHERE exp_key=? AND offset=? AND text=? AND stderr=? AND ts IS ?",
+            args,
+        ):
+            continue
         ctx.tx.execute(
-            "INSERT OR IGNORE INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
-            (
-                exp["key"],
-                line["offset"],
-                line["output"],
-                int(bool(line["stderr"])),
-                line["localTimestamp"],
-                context,
-            ),
+            "INSERT INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
+            (*args, context),
         )
     return SAVED
 

@@ -61,7 +61,7 @@ def route(
     multipart: bool = False,
     auth: bool = True,
 ) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
-    """Register ``fn`` for ``path`` (relative to ``/api/rest/v2/``)."""
+    """Register ``fn`` for ``path`` (relative to ``/api/rest/v2/``; absolute if it starts with ``/``)."""
 
     def deco(fn: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
         ms = [methods] if isinstance(methods, str) else list(methods)
@@ -98,6 +98,8 @@ class Ctx:
     form: dict[str, str] = field(default_factory=dict)
     now: int = field(default_factory=now_ms)
     notify: Callable[[list[tuple[str, dict[str, str]]], dict[str, Any]], None] | None = None
+    #: The raw ``Authorization`` header, for handlers that authenticate themselves (``auth=False``).
+    auth_header: str | None = None
 
     # -- access checks -------------------------------------------------------------------
 
