@@ -37,7 +37,7 @@ from typing import Any
 
 from .offline import RunStore
 from .rest import retry as policy
-from .rest.call import Call
+from .rest.call import Call, RawJSON
 from .rest.client import RestClient
 from .rest.delivery import (
     BATCH_MAX_BYTES,
@@ -46,7 +46,7 @@ from .rest.delivery import (
     Deliverer,
     batch_supported,
 )
-from .rest.endpoints import calls, encode_metric_value, parameter_item
+from .rest.endpoints import BATCH_METRIC_PATH, calls, encode_metric_value, parameter_item
 from .rest.errors import CometAPIError
 
 __all__ = ["Sender", "Op", "DeliveryStats"]
@@ -553,7 +553,44 @@ class Sender:
             self._build,  # type: ignore[arg-type]
             lambda tag: f"{self._rid_base}.{tag}",
             done,
+            self._encode_metrics if batch.kind == "metric" else None,
         )
+
+    def _encode_metrics(self, part: Any) -> Call:
+        """The metric batch call of ``part``, its JSON text formatted directly from the
+        tuples (the same text ``json.dumps`` makes of ``log_metric_batch``'s body)."""
+        names = self._json_names
+        texts = []
+        for _, item in part:
+            if type(item) is not tuple:  # read back from disk: the generic encoding
+                texts.append(_dumps(_metric_item(item)))
+                continue
+            name, value, step, epoch, context, t = item
+            jn = names.get(name)
+            if jn is None:
+                jn = json.dumps(name, ensure_ascii=False)
+                if len(names) < 100_000:
+                    names[name] = jn
+            if type(value) is float:
+                if value - value != 0.0:  # NaN or +-Inf
+                    jv = (
+                        '"NaN"'
+                        if value != value
+                        else ('"Infinity"' if value > 0 else '"-Infinity"')
+                    )
+                else:
+                    jv = repr(value)
+            else:
+                jv = str(int(value))
+            texts.append(
+                f'{{"metricName":{jn},"metricValue":{jv},'
+                f'"step":{"null" if step is None else int(step)},'
+                f'"epoch":{"null" if epoch is None else int(epoch)},'
+                f'"context":{"null" if context is None else json.dumps(context, ensure_ascii=False)},'
+                f'"timestamp":{int(t * 1000)}}}'
+            )
+        body = f'{{"experimentKey":{self._json_key},"values":[{",".join(texts)}]}}'
+        return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
 
     @staticmethod
     def _pop(lane: _Lane, seq: int) -> None:
@@ -674,6 +711,10 @@ class Sender:
                 lane.thread.join(timeout=2 if done else 0.5)
         self.store.flush()
         return done and self.pending() == 0
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _size_of(item: Any) -> int:
