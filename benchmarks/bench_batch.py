@@ -4,6 +4,9 @@ Run: ``python -m benchmarks.bench_batch [--quick]``. Prints a Markdown table. Ev
 comes from this run on this machine (a shared, noisy box gives noisy figures; the ratios
 are what to compare):
 
+Each figure is printed next to the same measurement with ``COMET_BATCH=false`` (one request per
+value, the path before batches) where that makes sense, so the gain is a ratio from one run.
+
 * client CPU per metric point, online (batches to the local server) ÷ offline (log only);
 * local-server CPU per point (the server subprocess's CPU time) ÷ offline client CPU;
 * the wait in ``end()`` after logging 10,000 points online;
@@ -82,34 +85,41 @@ def _stored(server: Server, key: str) -> collections.Counter[int]:
         with_reader.close()
 
 
-def cpu_per_point(server: Server, work: str, n: int) -> dict[str, float]:
-    """Client CPU per point offline and online, server CPU per point, in µs."""
+def cpu_per_point(server: Server, work: str, n: int, n_single: int) -> dict[str, float]:
+    """Client CPU per point offline, online and online per point; server CPU per point (µs)."""
     sproc = psutil.Process(server.proc.pid)
     out: dict[str, float] = {}
-    for mode in ("offline", "online"):
-        _set_env(server.env(os.path.join(work, mode)))
+    for label, mode, count, extra in (
+        ("offline", "offline", n, {}),
+        ("online", "online", n, {}),
+        ("single", "online", n_single, {"COMET_BATCH": "false"}),
+    ):
+        _set_env({**server.env(os.path.join(work, label)), **extra})
         _log_points(200, mode)  # warm-up: imports, connections
         c0, s0 = time.process_time(), _cpu(sproc)
-        _log_points(n, mode)
-        out[f"client_{mode}_us"] = (time.process_time() - c0) / n * 1e6
+        _log_points(count, mode)
+        out[f"client_{label}_us"] = (time.process_time() - c0) / count * 1e6
         if mode == "online":
-            out["server_us"] = (_cpu(sproc) - s0) / n * 1e6
+            out[f"server_{label}_us"] = (_cpu(sproc) - s0) / count * 1e6
     return out
 
 
-def end_wait(server: Server, work: str, n: int = 10_000) -> float:
-    _set_env(server.env(os.path.join(work, "endwait")))
+def end_wait(server: Server, work: str, n: int = 10_000, batch: bool = True) -> float:
+    extra = {} if batch else {"COMET_BATCH": "false"}
+    _set_env({**server.env(os.path.join(work, "endwait")), **extra})
     _, waited = _log_points(n, "online")
     return waited
 
 
-def upload_rate(server: Server, work: str, n: int) -> tuple[float, bool]:
+def upload_rate(server: Server, work: str, n: int, batch: bool = True) -> tuple[float, bool]:
     """Points per second uploaded from a spooled offline run of ``n`` points."""
     from comet_callbacks.config import Settings
     from comet_callbacks.upload import upload_run
 
     _set_env(server.env(os.path.join(work, "spool")))
     exp, _ = _log_points(n, "offline")
+    if not batch:
+        os.environ["COMET_BATCH"] = "false"
     t0 = time.perf_counter()
     res = upload_run(exp.offline_path, Settings.resolve())
     return n / (time.perf_counter() - t0), res.complete
@@ -201,32 +211,45 @@ def main(argv: list[str] | None = None) -> int:
     rows: list[tuple[str, str, str, str]] = []
     try:
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
-            cpu = cpu_per_point(server, work, n)
+            cpu = cpu_per_point(server, work, n, max(2000, n // 10))
             off = cpu["client_offline_us"]
+            single = cpu["client_single_us"]
             rows.append(
                 (
                     "online client CPU per point ÷ offline",
-                    f"{cpu['client_online_us']:.1f} µs ÷ {off:.1f} µs",
+                    f"{cpu['client_online_us']:.1f} µs ÷ {off:.1f} µs "
+                    f"(per point: {single:.0f} µs, {single / off:.0f}×)",
                     f"{cpu['client_online_us'] / off:.1f}×",
                     "≤ 4×",
                 )
             )
+            srv_single = cpu["server_single_us"]
             rows.append(
                 (
                     "local-server CPU per point ÷ offline client CPU",
-                    f"{cpu['server_us']:.1f} µs ÷ {off:.1f} µs",
-                    f"{cpu['server_us'] / off:.1f}×",
+                    f"{cpu['server_online_us']:.1f} µs ÷ {off:.1f} µs "
+                    f"(per point: {srv_single:.0f} µs, {srv_single / off:.0f}×)",
+                    f"{cpu['server_online_us'] / off:.1f}×",
                     "≤ 8×",
                 )
             )
             waited = end_wait(server, work)
-            rows.append(("`end()` wait, 10,000 points online", f"{waited:.2f} s", "", "< 0.5 s"))
+            waited_single = end_wait(server, work, batch=False)
+            rows.append(
+                (
+                    "`end()` wait, 10,000 points online",
+                    f"{waited:.2f} s (per point: {waited_single:.2f} s)",
+                    f"{waited_single / max(waited, 1e-9):.1f}× shorter",
+                    "< 0.5 s",
+                )
+            )
             rate, complete = upload_rate(server, work, n_up)
+            rate_single, _ = upload_rate(server, work, max(2000, n_up // 50), batch=False)
             rows.append(
                 (
                     f"`upload` of a {n_up:,}-point offline run",
-                    f"{rate:,.0f} points/s",
-                    "complete" if complete else "INCOMPLETE",
+                    f"{rate:,.0f} points/s (per point: {rate_single:,.0f} points/s)",
+                    f"{rate / rate_single:.0f}× faster" + ("" if complete else ", INCOMPLETE"),
                     "≥ 50,000 points/s",
                 )
             )
