@@ -15,6 +15,7 @@ import sqlite3
 import zipfile
 from typing import Any
 
+from .names import safe_asset_name
 from .routes import Ctx, route
 from .store import new_id
 from .validate import ApiError, bad, check, text_of
@@ -828,6 +829,7 @@ def upload_asset(ctx: Ctx) -> dict[str, Any]:
     name = q["fileName"] or filename
     if not name:
         raise bad("fileName", "required (no multipart filename either)")
+    name = safe_asset_name(name)  # a label: never a path out of a download folder
     atype = q["type"] or "asset"
     grouping = q["groupingName"]
     if atype == "model-element" and not grouping:
@@ -917,7 +919,7 @@ def remote_assets(ctx: Ctx) -> dict[str, Any]:
             (
                 asset_id,
                 exp["key"],
-                item["fileName"],
+                safe_asset_name(item["fileName"]),
                 item["type"] or "asset",
                 item["step"],
                 item["context"],
