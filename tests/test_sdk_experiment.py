@@ -18,7 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet
 
+import comet_callbacks
 from comet_callbacks.server.embedded import ServerHandle
 from comet_callbacks.server.reader import Reader, ReadError
 
@@ -395,3 +397,25 @@ def test_sdk_comet_upload_of_an_offline_archive(
     assert reader.tags(key) == ["off"]
     assert "offline hello\n" in reader.output(key)
     assert _asset(reader, key, fileName="off.txt")[1] == b"offline bytes"
+
+
+def test_our_client_still_registers_models_with_the_probe_at_3_5_42(
+    comet_env: ServerHandle, reader: Reader, tmp_path: Path
+) -> None:
+    # The probe makes the official SDK register through item/create (the full run above);
+    # this project's client uses the documented registry-model endpoints, still served.
+    assert reader.version() == "3.5.42"
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(WEIGHTS)
+    exp = comet_callbacks.Experiment(project_name="ours", **quiet())
+    try:
+        exp.log_model("mine", weights)
+        first = exp.register_model("mine", version="1.0.0")
+        second = exp.register_model("mine")
+    finally:
+        exp.end()
+    assert first is not None and second is not None
+    assert (first.version, second.version) == ("1.0.0", "1.0.1")
+    details = reader.registry_details(comet_env.workspace, "mine")
+    assert [v["version"] for v in details["versions"]] == ["1.0.0", "1.0.1"]
+    assert details["versions"][0]["experimentModel"]["experimentKey"] == exp.key

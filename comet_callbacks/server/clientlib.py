@@ -137,7 +137,10 @@ def add_run(ctx: Ctx) -> Any:
         return sdk_error(400 if not exists else 403, NON_EXISTING_TEAM, msg)
     row = ctx.tx.one("SELECT key FROM experiments WHERE key=?", (key,))
     if row is not None:
-        exp = ctx.exp(key)  # 403 if it lives in a workspace the key may not use
+        try:
+            exp = ctx.exp(key)
+        except ApiError as exc:  # it lives in a workspace this key may not use
+            return sdk_error(exc.code, EXPERIMENT_ALREADY_EXISTS, exc.msg)
         if not b["getOrCreateEnabled"]:
             return sdk_error(
                 400, EXPERIMENT_ALREADY_EXISTS, f"experimentKey: {key!r} already exists"
