@@ -203,7 +203,8 @@ def status_update(ctx: Ctx) -> dict[str, Any]:
             (ctx.now, exp["key"]),
         )
     return {
-        "is_alive_beat_duration_millis": ctx.limits.beat_interval_ms,
+        # half the window after which a silent run counts as crashed: a late beat never flaps it
+        "is_alive_beat_duration_millis": max(1000, ctx.limits.beat_interval_ms // 2),
         "gpu_monitor_interval_millis": ctx.limits.gpu_monitor_ms,
         "cpu_monitor_interval_millis": ctx.limits.cpu_monitor_ms,
         "parameter_update_interval_millis": 60_000,
