@@ -138,7 +138,10 @@ def add_run(ctx: Ctx) -> Any:
         return sdk_error(400 if not exists else 403, NON_EXISTING_TEAM, msg)
     row = ctx.tx.one("SELECT key FROM experiments WHERE key=?", (key,))
     if row is not None:
-        exp = ctx.exp(key)  # 403 if it lives in a workspace the key may not use
+        try:
+            exp = ctx.exp(key)
+        except ApiError as exc:  # it lives in a workspace this key may not use
+            return sdk_error(exc.code, EXPERIMENT_ALREADY_EXISTS, exc.msg)
         if not b["getOrCreateEnabled"]:
             return sdk_error(
                 400, EXPERIMENT_ALREADY_EXISTS, f"experimentKey: {key!r} already exists"
@@ -201,7 +204,8 @@ def status_update(ctx: Ctx) -> dict[str, Any]:
             (ctx.now, exp["key"]),
         )
     return {
-        "is_alive_beat_duration_millis": ctx.limits.beat_interval_ms,
+        # half the window after which a silent run counts as crashed: a late beat never flaps it
+        "is_alive_beat_duration_millis": max(1000, ctx.limits.beat_interval_ms // 2),
         "gpu_monitor_interval_millis": ctx.limits.gpu_monitor_ms,
         "cpu_monitor_interval_millis": ctx.limits.cpu_monitor_ms,
         "parameter_update_interval_millis": 60_000,
