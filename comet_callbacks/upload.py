@@ -203,7 +203,7 @@ def _upload_locked(
     todo = [e for e in events if e.get("seq") not in done]
     result.skipped = len(events) - len(todo)
     has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(path)}", progress)
+    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
         for ev in todo:
             seq = ev.get("seq")
