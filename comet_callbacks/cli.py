@@ -31,6 +31,7 @@ Exit status: 0 all complete, 1 something is left (re-run), 2 nothing configured 
 
 def _cmd_upload(args: argparse.Namespace) -> int:
     from .config import ConfigError, Settings
+    from .log import short_reason
     from .upload import upload_paths
 
     try:
@@ -66,6 +67,8 @@ def _cmd_upload(args: argparse.Namespace) -> int:
         if r.link:
             print(f"  experiment: {r.link}")
         for e in r.errors[:5]:
+            if "(no response)" in e:  # urllib3's nested retry text says less than this
+                e = f"cannot reach {settings.root} ({short_reason(e)}); is COMET_URL_OVERRIDE right?"
             print(f"  error: {e}")
         if not r.complete:
             rc = 1

@@ -119,7 +119,7 @@ def upload_run(
         return _upload_locked(path, settings, progress, client, result)
     except (CometAPIError, OSError, ValueError, KeyError) as exc:
         result.errors.append(str(exc))
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, exc)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, exc)
         return result
     finally:
         if own_client and client is not None:
@@ -241,7 +241,7 @@ def _upload_locked(
                     result.errors.append(str(exc))
                     result.failed += 1
                     bar.close()
-                    log.error("upload stopped: %s (re-run the command to continue)", exc)
+                    log.debug("upload stopped: %s (re-run the command to continue)", exc)
                     return result
                 ok = False
                 result.errors.append(str(exc))
