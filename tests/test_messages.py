@@ -48,7 +48,8 @@ def _line_pattern(quoted: str) -> re.Pattern[str]:
         else:
             out += re.escape(part)
     if not quoted.startswith(("comet_callbacks: ", "error: ")):
-        out = r"\S*(?:ExperimentError|ConfigError): " + out  # the line of the traceback
+        # raised (the traceback's last line) or, where a caller reports it, a warning line
+        out = r"(?:\S*(?:ExperimentError|ConfigError): |comet_callbacks: )" + out
     return re.compile(f"^{out}$", re.M)
 
 
