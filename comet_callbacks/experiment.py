@@ -204,9 +204,10 @@ class Experiment:
                     f"upload later with: comet-callbacks upload {store.path}",
                     file=sys.stderr,
                 )
-            elif self._mode == "online" and settings.display_summary_level:
-                print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
+            if self._mode == "offline":
                 self._put(calls.set_start_end_time(self._key, self._start_ms, None))
+            elif settings.display_summary_level:
+                print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
             if self._name and settings.experiment_key is None and self._mode == "offline":
                 self._put(calls.log_other(self._key, "Name", self._name))
             if tags:
