@@ -25,7 +25,8 @@ Where it uploads (read from the environment, else the config files COMET_CONFIG,
   COMET_OFFLINE_DIRECTORY  where runs are looked for without PATHS (default: .cometcallbacks)
   COMET_TIMEOUT_API, COMET_TIMEOUT_UPLOAD  seconds per request / per file upload
 
-Exit status: 0 all complete, 1 something is left (re-run), 2 nothing configured / bad setting.
+Exit status: 0 all delivered; 1 something is left (re-run) or was refused; 2 no server
+configured or a bad setting.
 """
 
 
@@ -48,7 +49,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
         )
         return 2
     paths = args.paths or [settings.offline_directory]
-    results = upload_paths(paths, settings, progress=not args.quiet)
+    results = upload_paths(paths, settings, progress=not args.quiet, timeout=args.timeout)
     if args.remove:
         import shutil
 
@@ -70,7 +71,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
             if "(no response)" in e:  # urllib3's nested retry text says less than this
                 e = f"cannot reach {settings.root} ({short_reason(e)}); is COMET_URL_OVERRIDE right?"
             print(f"  error: {e}")
-        if not r.complete:
+        if not r.complete or r.failed:
             rc = 1
     return rc
 
@@ -107,6 +108,13 @@ def main(argv: list[str] | None = None) -> int:
         "paths", nargs="*", help="run folders or folders of runs (default: COMET_OFFLINE_DIRECTORY)"
     )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting out a busy or failing server after this long (default: no limit)",
+    )
     up.add_argument(
         "--remove",
         action="store_true",
