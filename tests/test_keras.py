@@ -404,4 +404,5 @@ def test_quickstart_example_runs_online(
     assert set(reader.tags(key)) == {"keras", "torch"}
     assert reader.others(key)["status"] == "success"
     assert f"experiment: {comet_env.url}/{WS}/keras-quickstart/{key}" in capsys.readouterr().out
-    assert list(temp.iterdir()) == []  # nothing left in the temp folder
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []

@@ -372,7 +372,8 @@ def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: P
     link = f"{comet_env.url}/local/qs/{key}"
     assert f"Comet experiment {key}: {link}" in proc.stdout  # the link, not only the key
     assert f"comet_callbacks: experiment is live at {link}" in proc.stderr
-    assert sorted(p.name for p in temp.iterdir()) == []  # checkpoints and staging cleaned up
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
     assert list((tmp_path / "comet-offline").iterdir()) == []  # delivered: the spool is gone
     assert [p["step"] for p in series(reader, key, "train_loss_step")] == [4]  # every 5 steps
     assert reader.parameters(key)["trainer|max_steps"] == "6"

@@ -521,7 +521,8 @@ def test_quickstart_example(comet_env: Any, reader: Any, tmp_path: Path) -> None
     key = _only_experiment(reader)
     assert f"experiment key {key}" in proc.stdout
     assert f"experiment is live at {comet_env.url}/local/{PROJECT}/{key}" in proc.stderr
-    assert list(temp.iterdir()) == []  # nothing left in the temp folder
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
     assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2, 3, 4]
     assert len(_series(reader, key, "eval/loss")) == 5  # steps 1..4 and the final evaluate()
     assert reader.tags(key) == ["quickstart"]
