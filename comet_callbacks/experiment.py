@@ -57,6 +57,7 @@ log = logging.getLogger("comet_callbacks")
 _time = time.time
 _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
+_announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
 
@@ -207,7 +208,8 @@ class Experiment:
                 )
             if self._mode == "offline":
                 self._put(calls.set_start_end_time(self._key, self._start_ms, None))
-            elif settings.display_summary_level:
+            elif settings.display_summary_level and self._key not in _announced:
+                _announced.add(self._key)  # a later evaluate() continuing it: not again
                 print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
             if self._name and settings.experiment_key is None and self._mode == "offline":
                 self._put(calls.log_other(self._key, "Name", self._name))

@@ -222,3 +222,22 @@ def test_upload_label_names_a_run_given_with_a_trailing_slash(comet_server, tmp_
     assert up.returncode == 0, up.stderr[-3000:]
     assert f"uploading {run.name}" in up.stderr
     assert "— complete" in up.stdout
+
+
+CONTINUED = """
+import comet_callbacks
+
+exp = comet_callbacks.start(project_name="msgs")
+exp.log_metric("loss", 1.0, step=1)
+exp.end()
+again = comet_callbacks.start(experiment_key=exp.key)  # e.g. evaluate() after fit()
+again.log_metric("eval_loss", 0.5, step=1)
+again.end()
+"""
+
+
+def test_a_continued_experiment_does_not_print_its_link_again(comet_server, tmp_path) -> None:
+    proc = _run(tmp_path, _online(comet_server), code=CONTINUED)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stderr.count("comet_callbacks: experiment is live at ") == 1, proc.stderr
+    assert proc.stderr.count("comet_callbacks: experiment ended (success): ") == 2, proc.stderr
