@@ -3,9 +3,10 @@
 A library should not configure logging, yet a user must see that the server is unreachable,
 that the key was refused, that values were dropped or that events were not delivered. Python's
 own answer is :data:`logging.lastResort`; we do the same, scoped to our logger: a handler on
-the ``comet_callbacks`` logger that writes ``comet_callbacks: <message>`` (one line, no
-traceback) to the *current* ``sys.stderr``, and only while no other handler would receive the
-record — i.e. neither our loggers nor the root logger have handlers (``logging.basicConfig``,
+the ``comet_callbacks`` logger that writes ``comet_callbacks: <message>`` (one line; only an
+error that carries an exception adds its traceback) to the *current* ``sys.stderr``, and only
+while no other handler would receive the record — i.e. neither our loggers nor the root
+logger have handlers (``logging.basicConfig``,
 ``dictConfig``, a framework's set-up). Once the program configures logging, our records follow
 that configuration and this handler stays silent. Silence us with
 ``logging.getLogger("comet_callbacks").setLevel(logging.ERROR)``.
@@ -50,7 +51,10 @@ class StderrFallbackHandler(logging.Handler):
         msg = record.getMessage()
         if msg.startswith(PREFIX):
             msg = msg[len(PREFIX) :]
-        return PREFIX + scrub(" ".join(msg.split("\n")))
+        line = PREFIX + scrub(" ".join(msg.split("\n")))
+        if record.exc_info and record.levelno >= logging.ERROR:  # a bug (e.g. in the server)
+            line += "\n" + scrub(logging.Formatter().formatException(record.exc_info))
+        return line
 
     def emit(self, record: logging.LogRecord) -> None:
         if _has_other_handler(logging.getLogger(record.name), self):

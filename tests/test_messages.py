@@ -5,6 +5,7 @@ configuration when it has one."""
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import socket
@@ -16,6 +17,9 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
+
+from comet_callbacks.config import register_secret
+from comet_callbacks.log import StderrFallbackHandler, _has_other_handler
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -241,3 +245,37 @@ def test_a_continued_experiment_does_not_print_its_link_again(comet_server, tmp_
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stderr.count("comet_callbacks: experiment is live at ") == 1, proc.stderr
     assert proc.stderr.count("comet_callbacks: experiment ended (success): ") == 2, proc.stderr
+
+
+def _record(msg: str, level: int = logging.WARNING, exc: bool = False) -> logging.LogRecord:
+    exc_info = None
+    if exc:
+        try:
+            raise RuntimeError("boom")
+        except RuntimeError:
+            exc_info = sys.exc_info()
+    return logging.LogRecord("comet_callbacks.x", level, __file__, 1, msg, None, exc_info)
+
+
+def test_fallback_lines_have_one_prefix_and_no_key() -> None:
+    register_secret("sekrit-key-123456")
+    h = StderrFallbackHandler()
+    assert h.format(_record("comet_callbacks: a\nb")) == "comet_callbacks: a b"
+    assert h.format(_record("key sekrit-key-123456")) == "comet_callbacks: key <redacted>"
+    assert h.format(_record("hook failed", exc=True)) == "comet_callbacks: hook failed"
+    error = h.format(_record("server bug", logging.ERROR, exc=True))
+    assert error.startswith("comet_callbacks: server bug\nTraceback") and "boom" in error
+
+
+def test_fallback_steps_aside_for_any_other_handler() -> None:
+    own = StderrFallbackHandler()
+    parent = logging.Logger("p")
+    child = logging.Logger("p.c")
+    child.parent = parent
+    parent.addHandler(own)
+    parent.addHandler(logging.NullHandler())
+    assert not _has_other_handler(child, own)
+    parent.addHandler(logging.StreamHandler(sys.stdout))
+    assert _has_other_handler(child, own)
+    child.propagate = False  # records stop at the child, which has no handler
+    assert not _has_other_handler(child, own)
