@@ -28,6 +28,7 @@ from .capture import system
 from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
+from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
 from .rest.client import RestClient
@@ -56,6 +57,7 @@ log = logging.getLogger("comet_callbacks")
 _time = time.time
 _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
+_announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
 
@@ -151,6 +153,7 @@ class Experiment:
         self._name: str | None = settings.experiment_name
         self._key: str | None = settings.experiment_key
         self._link: str | None = None
+        self._unreachable: str | None = None  # "<root> (<reason>)" when it went offline
         self._start_ms = int(_time() * 1000)
         if self._mode == "disabled":
             return
@@ -189,13 +192,25 @@ class Experiment:
         _live.add(self)
         if not secondary:
             _current = self
-            if self._mode == "offline":
+            if self._unreachable:
+                log.warning(
+                    "comet_callbacks: cannot reach %s; continuing OFFLINE in %s. Training goes "
+                    "on; once the server is back: comet-callbacks upload %s",
+                    self._unreachable,
+                    store.path,
+                    store.path,
+                )
+            elif self._mode == "offline":
                 print(
                     f"comet_callbacks: offline mode, logging to {store.path}; "
                     f"upload later with: comet-callbacks upload {store.path}",
                     file=sys.stderr,
                 )
+            if self._mode == "offline":
                 self._put(calls.set_start_end_time(self._key, self._start_ms, None))
+            elif settings.display_summary_level and self._key not in _announced:
+                _announced.add(self._key)  # a later evaluate() continuing it: not again
+                print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
             if self._name and settings.experiment_key is None and self._mode == "offline":
                 self._put(calls.log_other(self._key, "Name", self._name))
             if tags:
@@ -238,14 +253,10 @@ class Experiment:
             self._client.close()
             self._client = None
             self._mode = "offline"
-            log.warning(
-                "comet_callbacks: cannot reach %s (%s); continuing OFFLINE. Data is kept on disk; "
-                "upload it later with `comet-callbacks upload`.",
-                s.root,
-                exc.server_message or exc,
-            )
             if self.strict:
                 raise ExperimentError(f"cannot reach {s.root}: {exc}") from None
+            # reported once the run folder exists, so the line can name the upload command
+            self._unreachable = f"{s.root} ({short_reason(exc)})"
         except (CometAPIError, KeyError, TypeError) as exc:
             raise ExperimentError(f"could not create the experiment on {s.root}: {exc}") from None
 
@@ -1025,6 +1036,11 @@ class Experiment:
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)
         if self._mode == "online":
             summary = sender.stats.summary()
+            if done and not self._secondary and self.settings.display_summary_level:
+                print(
+                    f"comet_callbacks: experiment ended ({status}): {summary}; {self.url}",
+                    file=sys.stderr,
+                )
             if done:
                 self._store.remove()
                 if sender.stats.failed:
@@ -1041,7 +1057,7 @@ class Experiment:
                     f"{timeout:g}s ({summary}). They are kept in "
                     f"{self._store.path}; send them with: comet-callbacks upload {self._store.path}"
                 )
-                print(msg, file=sys.stderr)
+                log.warning(msg)
                 if self.strict:
                     raise ExperimentError(msg)
         else:

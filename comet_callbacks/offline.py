@@ -84,6 +84,7 @@ class RunStore:
     ) -> None:
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self.path = os.path.join(os.path.abspath(root), self.run_id)
+        self._made_root = not os.path.isdir(os.path.dirname(self.path))  # removed when empty
         os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = dict(meta or {})
@@ -233,6 +234,11 @@ class RunStore:
         """Delete the run folder (after everything was delivered)."""
         self.close()
         shutil.rmtree(self.path, ignore_errors=True)
+        if self._made_root:  # leave no empty folder of ours behind (another run's stays)
+            try:
+                os.rmdir(os.path.dirname(self.path))
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------- reading

@@ -157,11 +157,11 @@ def upload_run(
     except Abandoned as exc:
         why = str(exc) if "no answer" in str(exc) else f"gave up after --timeout {timeout} s"
         result.errors.append(f"{why}; re-run to continue")
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, why)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, why)
         return result
     except (CometAPIError, OSError, ValueError, KeyError) as exc:
         result.errors.append(str(exc))
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, exc)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, exc)
         return result
     finally:
         if own_client and client is not None:
@@ -274,7 +274,7 @@ def _upload_locked(
     todo = [e for e in events if e.get("seq") not in done]
     result.skipped = len(events) - len(todo)
     has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(path)}", progress)
+    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
     rid_base = f"{run_id}.{key}"
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
@@ -391,7 +391,7 @@ def _upload_locked(
                 acks.flush()
     bar.close()
     if auth_error:
-        log.error("upload stopped: %s (re-run the command to continue)", auth_error[0])
+        log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
     left = len(events) - len(read_acks(path))
     if left:
