@@ -127,6 +127,7 @@ class Experiment:
         self._context = context
         self._status: str | None = None
         self._lock = threading.Lock()
+        self._forked = False  # True in a child forked while this experiment was alive
         args = dict(
             api_key=api_key,
             workspace=workspace,
@@ -408,7 +409,9 @@ class Experiment:
 
     def _dropped(self) -> None:
         """Called when a log_* call cannot log: after :meth:`end` that is reported (once)."""
-        if self.ended and self._mode != "disabled":
+        if self._forked:
+            _warn_forked_once()
+        elif self.ended and self._mode != "disabled":
             self._report(
                 "after end",
                 ValueError(
@@ -1109,6 +1112,37 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment(key={self._key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's state (threads, sender, client, files, locks).
+
+        The child never sends, writes, ends or waits for anything of the parent's experiment;
+        its ``log_*`` calls are no-ops (one warning per process). Takes no lock: a lock held
+        by another thread at fork time would never be released in the child.
+        """
+        self._lock = threading.Lock()
+        self._forked = True
+        self.ended = True
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.forget_after_fork()
+            except Exception:
+                pass
+        store = getattr(self, "_store", None)
+        if store is not None:
+            try:
+                store.forget_after_fork()
+            except Exception:
+                pass
+        # the parent's threads do not exist here; its sockets are left alone (never closed
+        # with a shutdown, never reused)
+        self._sender = None
+        self._client = None
+        self._monitor = None
+        self._capture_thread = None
+        self._beat_thread = None
+        self._beat_stop = threading.Event()
+
 
 def start(**kwargs: Any) -> Experiment:
     """Create (or continue, with ``experiment_key=``) an experiment; same arguments as :class:`Experiment`."""
@@ -1119,17 +1153,68 @@ def start(**kwargs: Any) -> Experiment:
 
 _hooks_installed = False
 _crashed = False
+_on_sigterm: Any = None
+_excepthook: Any = None
+_previous_excepthook: Any = None
+_forked_warned = False
+
+
+def _warn_forked_once() -> None:
+    global _forked_warned
+    if not _forked_warned:
+        _forked_warned = True
+        log.warning(
+            "comet_callbacks: log_* calls in a forked child process (pid %d) are not logged: "
+            "the experiment belongs to the parent process (pid %d). Log from the parent, or "
+            "create a new Experiment in the child (experiment_key= continues the same one).",
+            os.getpid(),
+            os.getppid(),
+        )
+
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
+
+    Without this, a ``fork`` worker (``multiprocessing.Pool``, DataLoader workers) inherits the
+    exit and SIGTERM handlers, ends the parent's copied experiment when it is terminated,
+    blocks forever on a lock held at fork time and prints a false "could not be delivered"
+    message. The child starts with no live experiment and no handlers; it may create its own.
+    """
+    global _current, _hooks_installed, _crashed, _forked_warned
+    for exp in list(_live):
+        try:
+            exp._forget_after_fork()
+        except Exception:
+            pass
+    _live.clear()
+    _current = None
+    _crashed = False
+    _forked_warned = False
+    if _hooks_installed:
+        _hooks_installed = False
+        atexit.unregister(_end_all)
+        if sys.excepthook is _excepthook and _previous_excepthook is not None:
+            sys.excepthook = _previous_excepthook
+        try:
+            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_exit_hooks() -> None:
     """End every live experiment at interpreter exit; an uncaught exception marks it failed;
     SIGTERM ends it as interrupted. Installed once, chaining any existing hooks."""
-    global _hooks_installed
+    global _hooks_installed, _on_sigterm, _excepthook, _previous_excepthook
     if _hooks_installed:
         return
     _hooks_installed = True
     atexit.register(_end_all)
-    previous_hook = sys.excepthook
+    previous_hook = _previous_excepthook = sys.excepthook
 
     def excepthook(tp: Any, value: Any, tb: Any) -> None:
         global _crashed
@@ -1138,7 +1223,7 @@ def _install_exit_hooks() -> None:
         _end_all(status)
         previous_hook(tp, value, tb)
 
-    sys.excepthook = excepthook
+    sys.excepthook = _excepthook = excepthook
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -1149,6 +1234,7 @@ def _install_exit_hooks() -> None:
                     os.kill(os.getpid(), signal.SIGTERM)
 
                 signal.signal(signal.SIGTERM, on_sigterm)
+                _on_sigterm = on_sigterm
         except (ValueError, OSError):
             pass
 

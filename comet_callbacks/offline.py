@@ -229,6 +229,33 @@ class RunStore:
                 fh.close()
             self.lock.release()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop this store without touching the parent's files.
+
+        The child's copies of the log and ack file descriptors (and of the ``.lock`` one, which
+        shares the parent's ``flock``) are pointed at ``/dev/null``, so buffered lines copied at
+        fork time are never written a second time, and the lock is released only by the parent.
+        Nothing here takes a lock: one held by another thread at fork time is never released.
+        """
+        self._lock = threading.Lock()
+        self.closed = True
+        fds = [fh.fileno() for fh in (self._events, self._acks) if not fh.closed]
+        if self.lock._fh is not None:
+            fds.append(self.lock._fh.fileno())
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            for fd in fds:
+                try:
+                    os.dup2(null, fd)
+                except OSError:
+                    pass
+        finally:
+            os.close(null)
+        self.lock._fh = None
+
     def remove(self) -> None:
         """Delete the run folder (after everything was delivered)."""
         self.close()
