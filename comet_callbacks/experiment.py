@@ -1166,7 +1166,7 @@ def _warn_forked_once() -> None:
         log.warning(
             "comet_callbacks: log_* calls in a forked child process (pid %d) are not logged: "
             "the experiment belongs to the parent process (pid %d). Log from the parent, or "
-            "create a new Experiment in the child (experiment_key= continues the same one).",
+            "create a new Experiment in the child.",
             os.getpid(),
             os.getppid(),
         )

@@ -36,12 +36,17 @@ def work(x):
     return x * x
 
 
-def child_logs(exp):
+def child_logs(exp, key_file):
     exp.log_metric("from_child", 1.0, step=1)
     exp.log_metric("from_child", 2.0, step=2)
     exp.log_parameter("child_param", 1)
     exp.flush(5)
     exp.end()
+    own = comet_callbacks.start(project_name="fork-child")  # a child may have its own
+    own.log_metric("child_own", 5.0, step=1)
+    own.end()
+    with open(key_file, "w") as fh:
+        fh.write(own.key)
 
 
 exp = comet_callbacks.start(project_name="fork")
@@ -79,7 +84,7 @@ stop.set()
 writer.join()
 
 # a multiprocessing child that logs to the parent's experiment, then calls end()
-p = ctx.Process(target=child_logs, args=(exp,))
+p = ctx.Process(target=child_logs, args=(exp, OUT + ".child"))
 p.start()
 p.join(ROUND_TIMEOUT)
 process_rc = p.exitcode
@@ -156,5 +161,9 @@ def test_fork_pools_under_active_logging_never_hang(comet_env, reader, tmp_path:
     assert [m["metricValue"] for m in reader.metrics(key, "after_children")] in (["1"], ["1.0"])
     assert reader.others(key)["status"] == "success"
     assert reader.metadata(key)["running"] is False
+    # a forked child can run its own experiment
+    own = (tmp_path / "result.json.child").read_text()
+    assert own != key and [m["step"] for m in reader.metrics(own, "child_own")] == [1]
+    assert reader.others(own)["status"] == "success"
     # the run folder was removed by the parent after delivery: no child re-created or kept it
     assert not Path(res["run_path"]).exists()
