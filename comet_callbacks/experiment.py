@@ -162,9 +162,8 @@ class Experiment:
         if self._mode == "offline" and not self._key:
             self._key = uuid.uuid4().hex
         assert self._key is not None
-        store = RunStore(
-            settings.offline_directory,
-            meta={
+        store = self._open_store(
+            {
                 "mode": self._mode,
                 "experimentKey": self._key,
                 "online": self._mode == "online",
@@ -176,7 +175,7 @@ class Experiment:
                 "startTimeMillis": self._start_ms,
                 "secondary": secondary,
                 "version": __version__,
-            },
+            }
         )
         self._store = store
         self._sender = Sender(
@@ -248,6 +247,41 @@ class Experiment:
                 raise ExperimentError(f"cannot reach {s.root}: {exc}") from None
         except (CometAPIError, KeyError, TypeError) as exc:
             raise ExperimentError(f"could not create the experiment on {s.root}: {exc}") from None
+
+    def _open_store(self, meta: dict[str, Any]) -> RunStore:
+        """The run's event log under ``COMET_OFFLINE_DIRECTORY``.
+
+        When that folder cannot be written, an online run goes on with its events in memory
+        only (one warning naming the folder and the setting); an offline run cannot keep
+        anything, so that is a :class:`ConfigError` naming ``COMET_OFFLINE_DIRECTORY``.
+        """
+        root = self.settings.offline_directory
+        try:
+            return RunStore(root, meta=meta)
+        except OSError as exc:
+            reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if self._mode != "online":
+                if self._client is not None:
+                    self._client.close()
+                source = self.settings.sources.get("offline_directory", "default")
+                raise ConfigError(
+                    "offline_directory",
+                    source,
+                    root,
+                    f"offline mode keeps the whole run in that folder, but it cannot be "
+                    f"written ({reason}). Set COMET_OFFLINE_DIRECTORY (or offline_directory=) "
+                    "to a writable folder",
+                ) from None
+            log.warning(
+                "comet_callbacks: the offline directory %s cannot be written (%s); continuing "
+                "online with undelivered events kept in memory only (at most "
+                "COMET_MAX_QUEUE_SIZE=%d; beyond that they are dropped and counted). Set "
+                "COMET_OFFLINE_DIRECTORY to a writable folder to keep them on disk.",
+                os.path.abspath(root),
+                reason,
+                self.settings.max_queue_size,
+            )
+            return RunStore(root, meta=meta, memory_only=True)
 
     def _start_background(self) -> None:
         s = self.settings
@@ -462,7 +496,7 @@ class Experiment:
     def offline_path(self) -> str | None:
         """Folder of this run's event log (None when disabled)."""
         store = getattr(self, "_store", None)
-        return store.path if store is not None else None
+        return store.path if store is not None and store.on_disk else None
 
     @property
     def step(self) -> int | None:
@@ -1029,10 +1063,29 @@ class Experiment:
             summary = sender.stats.summary()
             if done:
                 self._store.remove()
-                if sender.stats.failed:
+                if sender.stats.dropped:
+                    msg = (
+                        f"comet_callbacks: {sender.stats.dropped} events were not kept ({summary}): "
+                        f"the offline directory {self._store.root} could not be written and "
+                        "memory was full (COMET_OFFLINE_DIRECTORY, COMET_MAX_QUEUE_SIZE)"
+                    )
+                    print(msg, file=sys.stderr)
+                    if self.strict:
+                        raise ExperimentError(msg)
+                elif sender.stats.failed:
                     log.warning("comet_callbacks: %s", summary)
                     if self.strict:
                         raise ExperimentError(f"some events were refused by the server: {summary}")
+            elif not self._store.on_disk:
+                self._store.close()
+                msg = (
+                    f"comet_callbacks: {sender.pending()} events could not be delivered in "
+                    f"{timeout:g}s ({summary}) and are lost: the offline directory "
+                    f"{self._store.root} cannot be written (COMET_OFFLINE_DIRECTORY)"
+                )
+                print(msg, file=sys.stderr)
+                if self.strict:
+                    raise ExperimentError(msg)
             elif background:
                 self._store.close()
                 self._upload_in_background(sender.pending())

@@ -77,26 +77,55 @@ class RunLock:
 
 
 class RunStore:
-    """Writer for one run's event log. Thread-safe; writes are buffered and flushed by time."""
+    """Writer for one run's event log. Thread-safe; writes are buffered and flushed by time.
+
+    ``memory_only=True`` (the offline directory cannot be written, for an online run) keeps
+    nothing on disk: every write is a no-op, ``on_disk`` is False and the sender keeps the
+    events in memory only (bounded; see :class:`~.sender.Sender`).
+
+    Raises ``OSError`` when the run folder cannot be created or written (and then leaves no
+    half-made folder behind).
+    """
 
     def __init__(
-        self, root: str, run_id: str | None = None, meta: dict[str, Any] | None = None
+        self,
+        root: str,
+        run_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        *,
+        memory_only: bool = False,
     ) -> None:
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
-        self.path = os.path.join(os.path.abspath(root), self.run_id)
-        os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
+        self.root = os.path.abspath(root)
+        self.path = os.path.join(self.root, self.run_id)
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = dict(meta or {})
         self._meta.setdefault("runId", self.run_id)
         self._meta.setdefault("created", int(time.time() * 1000))
-        self.write_meta()
-        self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
-        self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
         self._last_flush = time.monotonic()
         self._dirty = False
         self.closed = False
+        self.on_disk = not memory_only
         self.lock = RunLock(self.path)
-        self.lock.acquire()
+        self._events: Any = None
+        self._acks: Any = None
+        if memory_only:
+            return
+        try:
+            os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
+            self.write_meta()
+            self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
+            self.lock.acquire()
+        except OSError:
+            for fh in (self._events, self._acks):
+                if fh is not None:
+                    try:
+                        fh.close()
+                    except OSError:
+                        pass
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------------ meta
 
@@ -107,7 +136,8 @@ class RunStore:
     def update_meta(self, **values: Any) -> None:
         with self._lock:
             self._meta.update(values)
-            self.write_meta()
+            if self.on_disk:
+                self.write_meta()
 
     def write_meta(self) -> None:
         """Atomically replace meta.json (temp file + rename)."""
@@ -122,7 +152,7 @@ class RunStore:
 
     def keep_file(self, part: FilePart) -> FilePart:
         """A FilePart safe to store: large in-memory data goes to ``files/``; paths stay paths."""
-        if part.data is not None and len(part.data) > INLINE_LIMIT:
+        if part.data is not None and len(part.data) > INLINE_LIMIT and self.on_disk:
             dest = os.path.join(self.path, "files", uuid.uuid4().hex)
             with open(dest, "wb") as fh:
                 fh.write(part.data)
@@ -139,6 +169,8 @@ class RunStore:
         """
         if part.path is None:
             return self.keep_file(part)
+        if not self.on_disk:
+            return part
         dest = os.path.join(self.path, "files", uuid.uuid4().hex)
         try:
             if os.path.getsize(part.path) <= SNAPSHOT_LIMIT:
@@ -159,7 +191,7 @@ class RunStore:
             allow_nan=False,
         )
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -167,7 +199,7 @@ class RunStore:
     def append_line(self, line: str) -> None:
         """Append one already-encoded event line (the sender's metric fast path)."""
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -176,7 +208,7 @@ class RunStore:
         """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""
         line = json.dumps({"seq": seq, "op": op, "args": args}, separators=(",", ":"), default=str)
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -189,6 +221,8 @@ class RunStore:
         make ``upload`` send the event again. A late ack (a request that finished after
         :meth:`close`) is still appended, unless the run folder was removed.
         """
+        if not self.on_disk:
+            return
         line = ("a " if ok else "f ") + str(seq) + "\n"
         with self._lock:
             if not self.closed:
@@ -208,7 +242,7 @@ class RunStore:
 
     def flush(self) -> None:
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.flush()
             self._acks.flush()
@@ -221,6 +255,8 @@ class RunStore:
                 return
             self.closed = True
             for fh in (self._events, self._acks):
+                if fh is None:
+                    continue
                 try:
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -239,7 +275,7 @@ class RunStore:
         """
         self._lock = threading.Lock()
         self.closed = True
-        fds = [fh.fileno() for fh in (self._events, self._acks) if not fh.closed]
+        fds = [fh.fileno() for fh in (self._events, self._acks) if fh is not None and not fh.closed]
         if self.lock._fh is not None:
             fds.append(self.lock._fh.fileno())
         try:
@@ -259,7 +295,8 @@ class RunStore:
     def remove(self) -> None:
         """Delete the run folder (after everything was delivered)."""
         self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        if os.path.isdir(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
 
 
 # ---------------------------------------------------------------------- reading
