@@ -34,7 +34,16 @@ from typing import Any
 
 from .rest.call import INLINE_LIMIT, Call, FilePart
 
-__all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir", "RunLock"]
+__all__ = [
+    "RunStore",
+    "read_events",
+    "read_events_checked",
+    "check_event",
+    "read_acks",
+    "list_runs",
+    "is_run_dir",
+    "RunLock",
+]
 
 log = logging.getLogger("comet_callbacks.offline")
 
@@ -319,8 +328,12 @@ def list_runs(root: str) -> list[str]:
 
 
 def read_meta(path: str) -> dict[str, Any]:
+    """The run's ``meta.json``; ``ValueError`` when it is not JSON or not a JSON object."""
     with open(os.path.join(path, "meta.json"), encoding="utf-8") as fh:
-        return json.load(fh)
+        meta = json.load(fh)
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta.json is not a JSON object ({type(meta).__name__})")
+    return meta
 
 
 def read_events(path: str) -> Iterator[dict[str, Any]]:
@@ -334,6 +347,86 @@ def read_events(path: str) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 log.warning("skipping a corrupt event line in %s", path)
+
+
+#: Operations an event log may record besides REST calls (performed at replay time).
+KNOWN_OPS = frozenset({"register_model"})
+
+
+def check_event(obj: Any) -> str | None:
+    """Why a parsed event-log line cannot be replayed, or None when it can.
+
+    An event is ``{"seq": <int >= 0>, "call": {"method": str, "path": str, ...}}`` or
+    ``{"seq": <int>, "op": <known op>, "args": {...}}``.
+    """
+    if not isinstance(obj, dict):
+        return f"not a JSON object ({type(obj).__name__})"
+    seq = obj.get("seq")
+    if type(seq) is not int or seq < 0:
+        return "no valid seq"
+    if "call" in obj:
+        call = obj["call"]
+        if not isinstance(call, dict):
+            return f"call is not a JSON object ({type(call).__name__})"
+        path = call.get("path")
+        if not isinstance(path, str) or not path:
+            return "call has no path"
+        if not isinstance(call.get("method"), str) or not call["method"]:
+            return "call has no method"
+        if not isinstance(call.get("query") or {}, dict):
+            return "call query is not a JSON object"
+        f = call.get("file")
+        if f is not None and (
+            not isinstance(f, dict)
+            or not isinstance(f.get("filename"), str)
+            or not isinstance(f.get("data") if f.get("data") is not None else f.get("path"), str)
+        ):
+            return "call file is not a file part"
+        try:
+            Call.from_json(call)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"call cannot be read ({type(exc).__name__})"
+        return None
+    if "op" in obj:
+        if obj["op"] not in KNOWN_OPS:
+            return f"unknown operation {str(obj['op'])[:40]!r}"
+        if not isinstance(obj.get("args", {}), dict):
+            return "operation args are not a JSON object"
+        return None
+    return "neither a call nor an operation"
+
+
+def read_events_checked(path: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Events that can be replayed, in order, and the damaged lines as ``(line number, why)``.
+
+    A damaged line (not JSON, JSON that is not an event, a repeated ``seq``) is skipped, never
+    fatal: the rest of the run is still replayed. A torn last line (the writer died in the
+    middle of it) is expected after a kill and is not reported.
+    """
+    events: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    with open(os.path.join(path, "events.jsonl"), encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.endswith("\n"):
+                log.debug("skipping a torn last line in %s", path)
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                bad.append((number, "not valid JSON"))
+                continue
+            why = check_event(obj)
+            if why is None and obj["seq"] in seen:
+                why = f"repeats seq {obj['seq']}"
+            if why is not None:
+                bad.append((number, why))
+                continue
+            seen.add(obj["seq"])
+            events.append(obj)
+    return events, bad
 
 
 def read_acks(path: str) -> set[int]:
