@@ -353,6 +353,13 @@ def read_events(path: str) -> Iterator[dict[str, Any]]:
 KNOWN_OPS = frozenset({"register_model"})
 
 
+#: Body fields a metric or parameter event needs to be sent (alone or in a batch).
+_BODY_NEEDS = {
+    "write/experiment/metric": ("metricName", "metricValue"),
+    "write/experiment/parameter": ("parameterName",),
+}
+
+
 def check_event(obj: Any) -> str | None:
     """Why a parsed event-log line cannot be replayed, or None when it can.
 
@@ -386,6 +393,13 @@ def check_event(obj: Any) -> str | None:
             Call.from_json(call)
         except (KeyError, TypeError, ValueError) as exc:
             return f"call cannot be read ({type(exc).__name__})"
+        body = call.get("json")
+        needs = _BODY_NEEDS.get(path)
+        if needs is not None:
+            if not isinstance(body, dict):
+                return f"{path} without a JSON object body"
+            if not isinstance(body.get(needs[0]), str) or any(k not in body for k in needs[1:]):
+                return f"{path} without {' or '.join(needs)}"
         return None
     if "op" in obj:
         if obj["op"] not in KNOWN_OPS:

@@ -82,6 +82,19 @@ def test_damaged_lines_are_skipped_and_reported_everything_else_uploads(
             json.dumps({"seq": 9003, "call": "POST write/experiment/metric"}),
             json.dumps({"seq": 9004, "op": "format_disk", "args": {}}),
             json.dumps({"seq": 9005}),
+            json.dumps(
+                {"seq": 9006, "call": {"method": "POST", "path": "write/experiment/metric"}}
+            ),
+            json.dumps(
+                {
+                    "seq": 9007,
+                    "call": {
+                        "method": "POST",
+                        "path": "write/experiment/metric",
+                        "json": {"experimentKey": "x" * 32, "metricValue": 1.0, "step": 1003},
+                    },
+                }
+            ),
             "{not json at all",
         ],
         at=10,
