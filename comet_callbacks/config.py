@@ -129,6 +129,14 @@ def _parse_int(v: str) -> int:
     return i
 
 
+def _parse_summary_level(v: str) -> int:
+    """The SDK's ``display_summary_level``: 0 (nothing), 1 or 2 (the start and end lines)."""
+    s = v.strip()
+    if s not in ("0", "1", "2"):
+        raise ValueError("expected 0 (print no link or summary), 1 or 2")
+    return int(s)
+
+
 def _parse_mode(v: str) -> str:
     s = v.strip().lower()
     if s not in MODES:
@@ -325,6 +333,13 @@ FIELDS: tuple[_Field, ...] = (
         _parse_bool,
         False,
         "Non-zero ranks send their system metrics (context `rank<N>`).",
+    ),
+    _Field(
+        "display_summary_level",
+        "COMET_DISPLAY_SUMMARY_LEVEL",
+        _parse_summary_level,
+        1,
+        "`0`: print neither the experiment link at start nor the summary line at the end.",
     ),
     _auto("code", "Capture the entry script's source."),
     _auto("git_metadata", "Capture git metadata."),

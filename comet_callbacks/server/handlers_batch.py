@@ -28,13 +28,13 @@ METRIC_ITEM = {
     "metricName": "s",
     "metricValue": "m",
     "step?": "i",
-    "epoch?": "i",
+    "epoch?": "n",  # the official SDK passes fractional epochs on (transformers' CometCallback)
     "context?": "s",
     "timestamp?": "i",
 }
 PARAMETER_ITEM = {
     "parameterName": "s",
-    "parameterValue": "j",
+    "parameterValue?": "j",  # the official SDK sends null for a parameter whose value is None
     "step?": "i",
     "source?": "s",
     "context?": "s",
@@ -44,6 +44,15 @@ PARAMETER_ITEM = {
 
 def _opt_int(v: Any) -> bool:
     return v is None or (type(v) is int and INT64_MIN <= v <= INT64_MAX)
+
+
+def _epoch(field: str, v: Any) -> int | None:
+    """A fractional epoch keeps its whole part (2.5 → 2): the official SDK sends those."""
+    if v is None:
+        return None
+    if not -(2**63) <= v < 2**63:
+        raise bad(field, "integer out of int64 range")
+    return int(v)
 
 
 def _metric_values(values: Any) -> list[tuple[Any, ...]]:
@@ -72,10 +81,16 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
                 and name
                 and (tv is float or tv is int)
                 and _opt_int(step)
-                and _opt_int(epoch)
+                and (epoch is None or type(epoch) is int or type(epoch) is float)
                 and _opt_int(ts)
                 and (ctx is None or type(ctx) is str)
             ):
+                if type(epoch) is float:
+                    epoch = _epoch(f"values[{i}].epoch", epoch) if epoch == epoch else None
+                    if epoch is None:
+                        raise bad(f"values[{i}].epoch", "expected number")
+                elif epoch is not None and not INT64_MIN <= epoch <= INT64_MAX:
+                    raise bad(f"values[{i}].epoch", "integer out of int64 range")
                 out.append((name, float(value), step, epoch, ctx, ts))
                 continue
         prefix = f"values[{i}]"
@@ -89,7 +104,7 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
                 item["metricName"],
                 metric_value(prefix + ".metricValue", item["metricValue"]),
                 item["step"],
-                item["epoch"],
+                _epoch(prefix + ".epoch", item["epoch"]),
                 item["context"],
                 item["timestamp"],
             )
