@@ -438,6 +438,7 @@ class CometCallback(keras.callbacks.Callback):
         self._in_fit = False
         exp = self._exp
         if exp is None or exp.ended:
+            self._close("success")  # a secondary (non-zero rank) ends here
             return
         exp.set_epoch(None)  # what follows (model, evaluation) belongs to no epoch
         if self._upload_checkpoints():
