@@ -157,7 +157,7 @@ def _parse_log_model(v: str) -> str | bool:
     try:
         return _parse_bool(s)
     except ValueError:
-        raise ValueError("expected false, true, best or all") from None
+        raise ValueError("expected false, true, best, last or all") from None
 
 
 @dataclass(frozen=True)
@@ -281,7 +281,7 @@ FIELDS: tuple[_Field, ...] = (
         "COMET_LOG_MODEL",
         _parse_log_model,
         True,
-        "Checkpoint upload: false, true (best/last at end), best, all.",
+        "Model logged at the end: false, true (best, else final), best, last (final), all.",
     ),
     _Field(
         "max_queue_size",
