@@ -11,9 +11,11 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from .config import ConfigError, Settings  # noqa: E402
+from .errors import CometCallbacksError  # noqa: E402
 from .experiment import Experiment, ExperimentError, get_running_experiment, start  # noqa: E402
 
 __all__ = [
+    "CometCallbacksError",
     "ConfigError",
     "Experiment",
     "ExperimentError",

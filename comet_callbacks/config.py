@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import CometCallbacksError
+
 __all__ = [
     "ConfigError",
     "Settings",
@@ -37,7 +39,7 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(CometCallbacksError, ValueError):
     """An invalid configuration value: names the setting, its source and what is allowed."""
 
     def __init__(self, setting: str, source: str, value: Any, allowed: str) -> None:
