@@ -20,6 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
+from .errors import CometCallbacksError
+
 __all__ = [
     "ConfigError",
     "Settings",
@@ -37,7 +39,7 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(CometCallbacksError, ValueError):
     """An invalid configuration value: names the setting, its source and what is allowed."""
 
     def __init__(self, setting: str, source: str, value: Any, allowed: str) -> None:
@@ -165,7 +167,7 @@ def _parse_log_model(v: str) -> str | bool:
     try:
         return _parse_bool(s)
     except ValueError:
-        raise ValueError("expected false, true, best or all") from None
+        raise ValueError("expected false, true, best, last or all") from None
 
 
 @dataclass(frozen=True)
@@ -289,7 +291,7 @@ FIELDS: tuple[_Field, ...] = (
         "COMET_LOG_MODEL",
         _parse_log_model,
         True,
-        "Checkpoint upload: false, true (best/last at end), best, all.",
+        "Model logged at the end: false, true (best, else final), best, last (final), all.",
     ),
     _Field(
         "max_queue_size",

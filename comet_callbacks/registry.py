@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .config import Settings
+from .errors import CometCallbacksError
 from .rest.call import Call
 from .rest.client import RestClient
 from .rest.errors import CometAPIError, ConflictError, ForbiddenError, NotFoundError
@@ -33,7 +34,7 @@ _SEMVER = re.compile(
 )
 
 
-class RegistryError(RuntimeError):
+class RegistryError(CometCallbacksError, RuntimeError):
     """A model could not be registered; the message says why and what to do."""
 
 
