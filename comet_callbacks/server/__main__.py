@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     port = sock.getsockname()[1]
     host = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{host}:{port}"
+    app = wrap(build_app(store, limits))
     print(f"Local Comet server at {url}  (database {db}, assets {assets})")
     print("Point a client at it with:")
     print(f"  export COMET_URL_OVERRIDE={url}")
@@ -87,10 +88,12 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         print("  export COMET_API_KEY=<the key given with --api-key / COMET_SERVER_API_KEY>")
     else:
         print("  export COMET_API_KEY=<the admin key printed at first start; see --show-key>")
+    print("Web UI (one-time login link; later sign in with the API key):")
+    print(f"  {url}{app.login_path(key)}")
     sys.stdout.flush()
     try:
         config = uvicorn.Config(
-            wrap(build_app(store, limits)),
+            app,
             log_level=args.log_level,
             access_log=False,
             lifespan="off",
