@@ -37,13 +37,28 @@ STATIC_DIR = Path(__file__).parent / "static"
 #: Session cookie (an opaque random id; the key it stands for stays in server memory).
 COOKIE = "comet_ui_session"
 #: First path segments that belong to the API, the docs or the UI's own plumbing.
-RESERVED = {"api", "clientlib", "ui-api", "ui-static", "login", "logout", "openapi.json"}
+RESERVED = {
+    "api",
+    "clientlib",
+    "ui-api",
+    "ui-static",
+    "login",
+    "logout",
+    "openapi.json",
+    "docs",
+    "redoc",
+}
 CSP = (
     "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
     "frame-src 'self'; object-src 'none'; base-uri 'none'; form-action 'self'; "
     "frame-ancestors 'none'"
 )
-_TYPES = {".js": "text/javascript", ".css": "text/css", ".png": "image/png", ".svg": "image/svg+xml"}
+_TYPES = {
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+}
 _MAX_FORM = 64 * 1024
 
 
@@ -152,12 +167,14 @@ class UI:
                 except ApiError as exc:
                     if is_api or header:
                         raise
-                    nxt = request.url.path + (
-                        "?" + request.url.query if request.url.query else ""
+                    nxt = request.url.path + ("?" + request.url.query if request.url.query else "")
+                    return (
+                        RedirectResponse(
+                            "/login?next=" + quote(nxt, safe=""), 303, headers=_headers()
+                        )
+                        if exc.code == 401
+                        else pages.error_page(exc.code, exc.msg)
                     )
-                    return RedirectResponse(
-                        "/login?next=" + quote(nxt, safe=""), 303, headers=_headers()
-                    ) if exc.code == 401 else pages.error_page(exc.code, exc.msg)
                 ctx = Ctx(
                     tx=tx,
                     store=store,

@@ -12,8 +12,7 @@ import sqlite3
 from typing import Any
 
 from .. import handlers_read as api
-from ..routes import Ctx
-from ..routes import ROUTES
+from ..routes import ROUTES, Ctx
 from ..validate import parse_query, text_of
 
 #: Every query argument of the read routes (all optional here: the handlers check).
@@ -219,7 +218,9 @@ def series(
     if hi is not None:
         where += f" AND {col} <= ?"
         args.append(hi)
-    total, xmin, xmax = ctx.tx.one(f"SELECT COUNT(*), MIN({col}), MAX({col}) FROM metrics WHERE {where}", args)
+    total, xmin, xmax = ctx.tx.one(
+        f"SELECT COUNT(*), MIN({col}), MAX({col}) FROM metrics WHERE {where}", args
+    )
     points = max(10, min(int(points), 20_000))
     if total <= points or xmin == xmax:
         rows: list[sqlite3.Row] | list[tuple[Any, ...]] = ctx.tx.all(
@@ -232,7 +233,7 @@ def series(
     buckets = points // 2
     width = (xmax - xmin) / buckets
     inner = (
-        f"SELECT CAST(({col} - ?) / ? AS INTEGER) AS b, {col} AS x, value AS y "
+        f"SELECT MIN(CAST(({col} - ?) / ? AS INTEGER), ?) AS b, {col} AS x, value AS y "
         f"FROM metrics WHERE {where}"
     )
     # SQLite returns the other columns of the row holding the single MIN()/MAX(): the x of
@@ -240,7 +241,7 @@ def series(
     merged: dict[int, list[tuple[Any, Any]]] = {}
     for agg in ("MIN", "MAX"):
         for b, y, px in ctx.tx.all(
-            f"SELECT b, {agg}(y), x FROM ({inner}) GROUP BY b", [xmin, width, *args]
+            f"SELECT b, {agg}(y), x FROM ({inner}) GROUP BY b", [xmin, width, buckets - 1, *args]
         ):
             merged.setdefault(b, []).append((px, y))
     xs, ys = [], []

@@ -209,9 +209,12 @@ def project(ctx: Ctx, ws: str, name: str, info: dict[str, Any]) -> HTMLResponse:
         '<th class="sel"><input type="checkbox" id="select-all" title="select all"></th>'
         '<th>Name</th><th>Status</th><th>Started</th><th class="num">Duration</th><th>Tags</th>'
         + "".join(
-            f'<th class="num metric-col">{e(m)}<div class="col-kind">metric</div></th>' for m in metrics
+            f'<th class="num metric-col">{e(m)}<div class="col-kind">metric</div></th>'
+            for m in metrics
         )
-        + "".join(f'<th class="param-col">{e(p)}<div class="col-kind">param</div></th>' for p in params)
+        + "".join(
+            f'<th class="param-col">{e(p)}<div class="col-kind">param</div></th>' for p in params
+        )
     )
     rows = []
     for x in reversed(info["experiments"]):
@@ -267,7 +270,8 @@ def _charts(names: list[str], key: str, system: bool = False) -> str:
         g = ".".join(n.split(".")[:2]) if system else _group(n)
         groups.setdefault(g, []).append(n)
     out = []
-    for g, members in groups.items():
+    for g in sorted(groups, key=lambda g: (g == "general", g)):
+        members = sorted(groups[g])
         charts = "".join(
             f'<figure class="chart" data-metric="{e(n)}" data-key="{e(key)}">'
             f'<figcaption>{e(n)}</figcaption><div class="plot"></div></figure>'
@@ -317,7 +321,20 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         ("Ended", e(when(x["endTimeMillis"]))),
         ("Duration", f'<span id="duration">{e(duration(x["durationMillis"]))}</span>'),
         ("Host", e(sysd.get("hostname") or "—")),
-        ("Git", e(" @ ".join(v for v in (git.get("branch"), (git.get("parent") or "")[:10]) if v) or "—")),
+        (
+            "Git",
+            e(
+                " @ ".join(
+                    v
+                    for v in (
+                        (git.get("branch") or "").removeprefix("refs/heads/"),
+                        (git.get("parent") or "")[:10],
+                    )
+                    if v
+                )
+                or "—"
+            ),
+        ),
         ("Python", e(sysd.get("pythonVersion") or "—")),
     ]
     header = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
@@ -338,7 +355,7 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         for a in info["assets"]
     )
     models = "".join(
-        f'<tr><td>{e(m["name"])}</td><td>'
+        f"<tr><td>{e(m['name'])}</td><td>"
         + (
             ", ".join(
                 f'<a href="{u(v["workspace"], "model-registry", v["model"])}">{e(v["model"])} {e(v["version"])}</a>'
@@ -383,7 +400,9 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         else '<p class="muted">No HTML logged.</p>'
     )
     graph_part = (
-        f'<pre class="code">{e(info["graph"])}</pre>' if info["graph"] else '<p class="muted">No graph logged.</p>'
+        f'<pre class="code">{e(info["graph"])}</pre>'
+        if info["graph"]
+        else '<p class="muted">No graph logged.</p>'
     )
     body = f"""<div class="title-row"><h1 class="page-title" id="exp-name">{e(name)}</h1>{badge(info["status"])}
 <span class="tags">{tags}</span></div>
@@ -495,7 +514,11 @@ def registry(ctx: Ctx, ws: str, models: list[dict[str, Any]]) -> HTMLResponse:
 
 
 def registry_model(ctx: Ctx, ws: str, m: dict[str, Any]) -> HTMLResponse:
-    notes = f'<pre class="notes">{e(m["notes"])}</pre>' if m["notes"] else '<p class="muted">No notes.</p>'
+    notes = (
+        f'<pre class="notes">{e(m["notes"])}</pre>'
+        if m["notes"]
+        else '<p class="muted">No notes.</p>'
+    )
     body = f"""<h1 class="page-title">{e(m["modelName"])}</h1>
 <p class="muted">{e(m["description"] or "")}</p>
 <section class="card model" data-model="{e(m["modelName"])}"><h2>Versions</h2>{_versions(ws, m)}</section>
