@@ -110,10 +110,11 @@ class ServerHandle:
             time.sleep(0.005)
         return self
 
-    def login_url(self, api_key: str | None = None) -> str:
-        """A one-time link that signs a browser in to the web UI (as the admin by default)."""
+    def login_url(self, api_key: str | None = None, next_path: str | None = None) -> str:
+        """A one-time link that signs a browser in to the web UI (as the admin by default)
+        and opens ``next_path`` (a page path such as ``/local/demo/<key>``)."""
         assert self._ui is not None, "server is not running"
-        return self.url + self._ui.login_path(api_key or self.api_key)
+        return self.url + self._ui.login_path(api_key or self.api_key, next_path)
 
     def stop(self) -> None:
         """Stop serving and close the database (files stay for a later :meth:`start`)."""

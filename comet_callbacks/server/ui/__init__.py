@@ -86,12 +86,14 @@ class UI:
 
     # -- login links and sessions --------------------------------------------------------
 
-    def login_path(self, api_key: str) -> str:
-        """A one-time ``/login?token=...`` path that signs the browser in as ``api_key``'s user."""
+    def login_path(self, api_key: str, next_path: str | None = None) -> str:
+        """A one-time ``/login?token=...`` path that signs the browser in as ``api_key``'s
+        user, then opens ``next_path`` (default: the workspaces page)."""
         token = secrets.token_urlsafe(24)
         with self._lock:
             self._tokens[token] = api_key
-        return "/login?token=" + token
+        tail = "&next=" + quote(next_path, safe="/") if next_path else ""
+        return "/login?token=" + token + tail
 
     def _session_key(self, request: Request) -> str | None:
         sid = request.cookies.get(COOKIE)
