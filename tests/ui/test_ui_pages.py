@@ -18,7 +18,13 @@ from uihelpers import SHOTS, log_run, login, seed_metric, shot
 from comet_callbacks.server.reader import Reader
 
 STEPS = 40
-LOGGED = {"train/loss": STEPS, "val/loss": STEPS // 5, "accuracy": 1}
+LOGGED = {
+    "train/loss": STEPS,
+    "train/acc": STEPS,
+    "val/loss": STEPS // 5,
+    "val/acc": STEPS // 5,
+    "accuracy": 1,
+}
 
 
 @pytest.fixture(scope="module")

@@ -51,8 +51,10 @@ def log_run(
     exp.log_parameters({"lr": lr, "batch_size": 32, "optimizer": {"name": "adam"}})
     for s in range(steps):
         exp.log_metric("train/loss", 2.0 * math.exp(-s / (10 + 40 * lr)) + 0.01, step=s)
+        exp.log_metric("train/acc", 1 - math.exp(-s / 12), step=s)
         if s % 5 == 0:
             exp.log_metric("val/loss", 2.2 * math.exp(-s / 15) + 0.05, step=s)
+            exp.log_metric("val/acc", 0.95 - 0.9 * math.exp(-s / 14), step=s)
     exp.log_metric("accuracy", 0.9 + lr, step=steps)
     exp.log_other("dataset", "digits")
     if output:

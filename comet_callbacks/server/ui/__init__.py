@@ -83,6 +83,7 @@ class UI:
         self._sessions: dict[str, str] = {}  # session id -> API key (memory only)
         self._tokens: dict[str, str] = {}  # one-time login token -> API key
         self._static: dict[str, bytes] = {}
+        self.series_cache = data.SeriesCache(state["store"].db_path)
 
     # -- login links and sessions --------------------------------------------------------
 
@@ -184,9 +185,8 @@ class UI:
                     root=f"{request.url.scheme}://{request.url.netloc}",
                     principal=principal,
                 )
-                if is_api:
-                    return self._data(ctx, request)
-                return self._page(ctx, request)
+                answer = self._data(ctx, request) if is_api else self._page(ctx, request)
+            return answer() if callable(answer) and not isinstance(answer, Response) else answer
         except ApiError as exc:
             if is_api:
                 return JSONResponse(
@@ -209,7 +209,11 @@ class UI:
             return pages.registry_model(ctx, ws, data.registry_model(ctx, ws, parts[2]))
         project = parts[1]
         if len(parts) == 2:
-            return pages.project(ctx, ws, project, data.experiments(ctx, ws, project))
+            chosen = {
+                kind: [n for n in q.get(kind, "").split(",") if n] if kind in q else None
+                for kind in ("metrics", "params")
+            }
+            return pages.project(ctx, ws, project, data.experiments(ctx, ws, project), **chosen)
         if parts[2] == "compare":
             keys = [k for k in (q.get("experiments") or "").split(",") if k][:20]
             if not keys:
@@ -226,20 +230,27 @@ class UI:
             )
         return pages.experiment(ctx, info)
 
-    def _data(self, ctx: Ctx, request: Request) -> Response:
+    def _data(self, ctx: Ctx, request: Request) -> Any:
+        """A JSON answer, or a function making it once the transaction is over."""
         what = request.url.path[len("/ui-api/") :]
         q = request.query_params
         key = q.get("experimentKey") or ""
         if what == "series":
-            result: Any = data.series(
-                ctx,
+            data.with_query(ctx, experimentKey=key)
+            from .. import handlers_read as api
+
+            api.metadata(ctx)  # access check (404/403), inside the transaction
+            args = (
+                self.series_cache,
                 key,
                 q.get("metricName") or "",
-                x=q.get("x") or "step",
-                lo=_number(q, "min"),
-                hi=_number(q, "max"),
-                points=int(_number(q, "points") or data.TARGET_POINTS),
+                q.get("x") or "step",
+                _number(q, "min"),
+                _number(q, "max"),
+                int(_number(q, "points") or data.TARGET_POINTS),
             )
+            # the points are read after the transaction, on a read-only connection
+            return lambda: JSONResponse(data.series(*args), headers=_headers())
         elif what == "live":
             result = data.live(ctx, key)
         elif what == "asset":

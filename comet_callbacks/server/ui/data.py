@@ -8,8 +8,17 @@ exactly what the same key may read through the REST API. Nothing here writes.
 from __future__ import annotations
 
 import json
+import operator
+import os
 import sqlite3
+import threading
+from array import array
+from bisect import bisect_left, bisect_right
+from collections import OrderedDict
+from itertools import islice
+from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from .. import handlers_read as api
 from ..routes import ROUTES, Ctx
@@ -85,8 +94,9 @@ def experiments(ctx: Ctx, workspace: str, project: str) -> dict[str, Any]:
     if keys:
         marks = ",".join("?" * len(keys))
         for r in ctx.tx.all(
+            # the inner query reads only the (exp_key, name, ts) index, however long the runs
             f"SELECT exp_key, name, value_text FROM metrics WHERE seq IN (SELECT MAX(seq) "
-            f"FROM metrics WHERE exp_key IN ({marks}) AND system=0 GROUP BY exp_key, name)",
+            f"FROM metrics WHERE exp_key IN ({marks}) GROUP BY exp_key, name) AND system=0",
             keys,
         ):
             metrics[r["exp_key"]][r["name"]] = r["value_text"]
@@ -118,10 +128,10 @@ def experiment(ctx: Ctx, key: str) -> dict[str, Any]:
     """Everything the experiment page shows (charts load their points separately)."""
     q = with_query(ctx, experimentKey=key)
     exp = api.metadata(q)
-    summary = api.metric_summary(q)["values"]
     others = api.others(q)["values"]
     omap = {v["name"]: v["valueCurrent"] for v in others}
-    system = api.system_details(q)
+    raw_system = ctx.get_value(key, "system_details")
+    system = json.loads(raw_system) if raw_system else {}
     output = [
         (r["text"], bool(r["stderr"]))
         for r in ctx.tx.all("SELECT text, stderr FROM output WHERE exp_key=? ORDER BY seq", (key,))
@@ -152,7 +162,7 @@ def experiment(ctx: Ctx, key: str) -> dict[str, Any]:
     return {
         "exp": exp,
         "status": status_of(exp, omap),
-        "metrics": summary,
+        "metrics": metric_names(ctx, key),
         "params": api.parameters(q)["values"],
         "others": others,
         "tags": api.tags(q)["tags"],
@@ -166,6 +176,18 @@ def experiment(ctx: Ctx, key: str) -> dict[str, Any]:
         "html": api.html(q)["html"],
         "graph": api.graph(q)["graph"],
     }
+
+
+def metric_names(ctx: Ctx, key: str) -> list[str]:
+    """The experiment's metric names, sorted (read from the index alone: a metric of a
+    million points costs nothing here; the API's summary would read every point)."""
+    api.metadata(with_query(ctx, experimentKey=key))  # access check (404/403)
+    return [
+        r[0]
+        for r in ctx.tx.all(
+            "SELECT DISTINCT name FROM metrics WHERE exp_key=? ORDER BY name", (key,)
+        )
+    ]
 
 
 def live(ctx: Ctx, key: str) -> dict[str, Any]:
@@ -185,8 +207,128 @@ def live(ctx: Ctx, key: str) -> dict[str, Any]:
     }
 
 
+class Series:
+    """One metric's points on one x axis, sorted by x: two ``array('d')``, plus the largest
+    ``seq`` of the table when they were read (later points have a larger one)."""
+
+    __slots__ = ("xs", "ys", "max_seq")
+
+    def __init__(self) -> None:
+        self.xs = array("d")
+        self.ys = array("d")
+        self.max_seq = 0
+
+    def add(self, rows: list[tuple[float, float]], max_seq: int) -> None:
+        """Append ``(x, y)`` rows, keeping x order (a merge when they arrive out of order)."""
+        self.max_seq = max_seq
+        if not rows:
+            return
+        xs, ys = zip(*rows, strict=True)
+        in_order = not self.xs or xs[0] >= self.xs[-1]
+        if in_order and all(map(operator.le, xs, islice(xs, 1, None))):
+            self.xs.extend(xs)
+            self.ys.extend(ys)
+            return
+        merged = sorted([*zip(self.xs, self.ys, strict=True), *rows], key=lambda p: p[0])
+        self.xs = array("d", [p[0] for p in merged])
+        self.ys = array("d", [p[1] for p in merged])
+
+    @property
+    def size(self) -> int:
+        return len(self.xs)
+
+
+class SeriesCache:
+    """Chart data, read once per metric and kept (sorted by x) in memory.
+
+    The points are read on a read-only connection of this thread (WAL: it sees the last
+    commit and never blocks the API's writers). A cached series is brought up to date with
+    the points stored since it was read: ``seq`` only grows, so those are a short range of
+    row ids at the end of the table. At most ``max_points`` points are kept, least recently
+    used series dropped first.
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str], max_points: int = 8_000_000) -> None:
+        self.db_path = str(db_path)
+        self.max_points = max_points
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._series: OrderedDict[tuple[str, str, str], Series] = OrderedDict()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            path = Path(self.db_path).resolve().as_posix()
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, check_same_thread=False)
+            self._local.conn = conn
+        return conn
+
+    def get(self, key: str, name: str, col: str) -> Series:
+        conn = self._conn()
+        ident = (key, name, col)
+        with self._lock:
+            series = self._series.pop(ident, None)
+        conn.execute("BEGIN")  # one snapshot for the whole read
+        try:
+            top = conn.execute("SELECT MAX(seq) FROM metrics").fetchone()[0] or 0
+            keep = f"exp_key=? AND name=? AND value IS NOT NULL AND {col} IS NOT NULL"
+            if series is None:
+                series = Series()
+                rows = conn.execute(
+                    f"SELECT {col}, value FROM metrics WHERE {keep} AND seq<=?", (key, name, top)
+                ).fetchall()
+                series.add(rows, top)
+            elif top > series.max_seq:
+                rows = conn.execute(  # a row-id range: the new rows only, never the index
+                    f"SELECT {col}, value FROM metrics NOT INDEXED WHERE seq>? AND seq<=? AND "
+                    f"{keep} ORDER BY seq",
+                    (series.max_seq, top, key, name),
+                ).fetchall()
+                series.add(rows, top)
+        finally:
+            conn.execute("COMMIT")
+        with self._lock:
+            self._series[ident] = series
+            total = sum(s.size for s in self._series.values())
+            while total > self.max_points and len(self._series) > 1:
+                _, dropped = self._series.popitem(last=False)
+                total -= dropped.size
+        return series
+
+
+def downsample(
+    xs: array[float], ys: array[float], lo: float | None, hi: float | None, points: int
+) -> tuple[list[float], list[float], int]:
+    """The points with ``lo <= x <= hi``: all of them when there are at most ``points``, else
+    the minimum and the maximum of each of ``points // 2`` equal-width x buckets (in x order).
+    Returns ``(xs, ys, number of points in the range)``."""
+    i0 = 0 if lo is None else bisect_left(xs, lo)
+    i1 = len(xs) if hi is None else bisect_right(xs, hi)
+    n = max(0, i1 - i0)
+    if n <= points:
+        return xs[i0:i1].tolist(), ys[i0:i1].tolist(), n
+    buckets = points // 2
+    x0, x1 = xs[i0], xs[i1 - 1]
+    width = (x1 - x0) / buckets
+    out_x: list[float] = []
+    out_y: list[float] = []
+    start = i0
+    for b in range(buckets):
+        end = i1 if b == buckets - 1 else bisect_right(xs, x0 + (b + 1) * width, start, i1)
+        if end <= start:
+            continue
+        seg = ys[start:end]
+        lo_i = seg.index(min(seg))
+        hi_i = seg.index(max(seg))
+        for j in (lo_i, hi_i) if lo_i < hi_i else (hi_i, lo_i) if hi_i < lo_i else (lo_i,):
+            out_x.append(xs[start + j])
+            out_y.append(seg[j])
+        start = end
+    return out_x, out_y, n
+
+
 def series(
-    ctx: Ctx,
+    cache: SeriesCache,
     key: str,
     name: str,
     x: str = "step",
@@ -196,61 +338,21 @@ def series(
 ) -> dict[str, Any]:
     """One metric's points for a chart, at most about ``points`` of them.
 
-    Points with a finite value inside ``[lo, hi]`` on the chosen x axis are read; when there
+    Points with a finite value inside ``[lo, hi]`` on the chosen x axis are sent; when there
     are more than ``points``, the range is cut into ``points / 2`` buckets and each keeps its
     minimum and its maximum (so spikes stay visible). ``total`` is the number of points in
     the range, ``exact`` whether every one of them was sent. When the metric has no value on
-    that axis (no steps logged), wall time is used and ``x`` says so.
+    that axis (no steps logged), wall time is used and ``x`` says so. The caller checks
+    access first (this runs outside the store's transaction).
     """
-    api.metadata(with_query(ctx, experimentKey=key))  # access check (404/403)
     col = X_COLUMNS.get(x, "step")
-    has_x = ctx.tx.one(
-        f"SELECT 1 FROM metrics WHERE exp_key=? AND name=? AND {col} IS NOT NULL LIMIT 1",
-        (key, name),
-    )
-    if has_x is None:
-        x, col = "time", "ts"
-    where = f"exp_key=? AND name=? AND value IS NOT NULL AND {col} IS NOT NULL"
-    args: list[Any] = [key, name]
-    if lo is not None:
-        where += f" AND {col} >= ?"
-        args.append(lo)
-    if hi is not None:
-        where += f" AND {col} <= ?"
-        args.append(hi)
-    total, xmin, xmax = ctx.tx.one(
-        f"SELECT COUNT(*), MIN({col}), MAX({col}) FROM metrics WHERE {where}", args
-    )
+    data = cache.get(key, name, col)
+    if not data.size and col != "ts":
+        x, data = "time", cache.get(key, name, "ts")
     points = max(10, min(int(points), 20_000))
-    if total <= points or xmin == xmax:
-        rows: list[sqlite3.Row] | list[tuple[Any, ...]] = ctx.tx.all(
-            f"SELECT {col}, value FROM metrics WHERE {where} ORDER BY {col}, ts, seq LIMIT ?",
-            [*args, points],
-        )
-        xs = [r[0] for r in rows]
-        ys = [r[1] for r in rows]
-        return {"name": name, "x": x, "xs": xs, "ys": ys, "total": total, "exact": total <= points}
-    buckets = points // 2
-    width = (xmax - xmin) / buckets
-    inner = (
-        f"SELECT MIN(CAST(({col} - ?) / ? AS INTEGER), ?) AS b, {col} AS x, value AS y "
-        f"FROM metrics WHERE {where}"
-    )
-    # SQLite returns the other columns of the row holding the single MIN()/MAX(): the x of
-    # each bucket's extremes, so spikes are drawn where they happened
-    merged: dict[int, list[tuple[Any, Any]]] = {}
-    for agg in ("MIN", "MAX"):
-        for b, y, px in ctx.tx.all(
-            f"SELECT b, {agg}(y), x FROM ({inner}) GROUP BY b", [xmin, width, buckets - 1, *args]
-        ):
-            merged.setdefault(b, []).append((px, y))
-    xs, ys = [], []
-    for b in sorted(merged):
-        pair = sorted(set(merged[b]), key=lambda p: p[0])
-        for px, py in pair:
-            xs.append(px)
-            ys.append(py)
-    return {"name": name, "x": x, "xs": xs, "ys": ys, "total": total, "exact": False}
+    xs, ys, total = downsample(data.xs, data.ys, lo, hi, points)
+    xs = [int(v) if v.is_integer() else v for v in xs]
+    return {"name": name, "x": x, "xs": xs, "ys": ys, "total": total, "exact": total <= points}
 
 
 def compare(ctx: Ctx, keys: list[str]) -> dict[str, Any]:
@@ -260,7 +362,7 @@ def compare(ctx: Ctx, keys: list[str]) -> dict[str, Any]:
         q = with_query(ctx, experimentKey=key)
         meta = api.metadata(q)
         params = {v["name"]: v["valueCurrent"] for v in api.parameters(q)["values"]}
-        names = [v["name"] for v in api.metric_summary(q)["values"]]
+        names = metric_names(ctx, key)
         exps.append({"exp": meta, "params": params, "metrics": names})
     return {"experiments": exps}
 

@@ -203,8 +203,19 @@ def _default_columns(info: dict[str, Any]) -> tuple[list[str], list[str]]:
     return metrics, (differing or params)[:4]
 
 
-def project(ctx: Ctx, ws: str, name: str, info: dict[str, Any]) -> HTMLResponse:
-    metrics, params = _default_columns(info)
+def project(
+    ctx: Ctx,
+    ws: str,
+    name: str,
+    info: dict[str, Any],
+    metrics: list[str] | None = None,
+    params: list[str] | None = None,
+) -> HTMLResponse:
+    """The experiments table; ``metrics`` / ``params`` are the chosen columns (default: the
+    first user metrics, and the parameters whose values differ)."""
+    default_metrics, default_params = _default_columns(info)
+    metrics = default_metrics if metrics is None else metrics
+    params = default_params if params is None else params
     head = (
         '<th class="sel"><input type="checkbox" id="select-all" title="select all"></th>'
         '<th>Name</th><th>Status</th><th>Started</th><th class="num">Duration</th><th>Tags</th>'
@@ -247,11 +258,31 @@ def project(ctx: Ctx, ws: str, name: str, info: dict[str, Any]) -> HTMLResponse:
 <input type="search" id="exp-filter" placeholder="Filter by name or tag" aria-label="filter">
 <select id="status-filter" aria-label="status"><option value="">Any status</option>{options}</select>
 <button class="btn" id="compare-btn" disabled data-base="{u(ws, name, "compare")}">Compare selected</button>
+{_column_picker(info, metrics, params)}
 </div>
 <div class="card flush"><table class="grid sortable" id="experiments"><thead><tr>{head}</tr></thead>
 <tbody>{"".join(rows)}</tbody></table>
 {"" if rows else '<p class="muted pad">No experiments in this project yet.</p>'}</div>"""
     return layout(name, body, [(ws, u(ws)), (name, None)], page="project")
+
+
+def _column_picker(info: dict[str, Any], metrics: list[str], params: list[str]) -> str:
+    def boxes(kind: str, names: list[str], chosen: list[str]) -> str:
+        return (
+            "".join(
+                f'<label class="pick-col"><input type="checkbox" data-kind="{kind}" value="{e(n)}"'
+                f"{' checked' if n in chosen else ''}> {e(n)}</label>"
+                for n in names
+            )
+            or '<span class="muted small">none logged</span>'
+        )
+
+    return (
+        '<details class="columns"><summary class="btn-ghost">Columns</summary><div class="menu">'
+        f"<h4>Metrics (last value)</h4>{boxes('metrics', info['metric_names'], metrics)}"
+        f"<h4>Parameters</h4>{boxes('params', info['param_names'], params)}"
+        '<button class="btn" id="apply-columns">Apply</button></div></details>'
+    )
 
 
 # -- one experiment ----------------------------------------------------------------------------
@@ -269,6 +300,9 @@ def _charts(names: list[str], key: str, system: bool = False) -> str:
     for n in names:
         g = ".".join(n.split(".")[:2]) if system else _group(n)
         groups.setdefault(g, []).append(n)
+    if not system:  # a prefix of its own is no group: those charts share one grid
+        for g in [g for g, members in groups.items() if len(members) == 1 and g != "general"]:
+            groups.setdefault("general", []).extend(groups.pop(g))
     out = []
     for g in sorted(groups, key=lambda g: (g == "general", g)):
         members = sorted(groups[g])
@@ -308,8 +342,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
     key = x["experimentKey"]
     ws, proj = x["workspaceName"], x["projectName"]
     name = x["experimentName"] or key
-    user_metrics = [m["name"] for m in info["metrics"] if not m["name"].startswith(SYSTEM_PREFIX)]
-    sys_metrics = [m["name"] for m in info["metrics"] if m["name"].startswith(SYSTEM_PREFIX)]
+    user_metrics = [m for m in info["metrics"] if not m.startswith(SYSTEM_PREFIX)]
+    sys_metrics = [m for m in info["metrics"] if m.startswith(SYSTEM_PREFIX)]
     git = info["git"]
     sysd = info["system"]
     others = [(o["name"], o["valueCurrent"]) for o in info["others"]]
@@ -371,7 +405,7 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
     sys_rows = [
         (k, v)
         for k, v in sysd.items()
-        if k not in ("experimentKey", "systemMetricNames", "env") and v not in (None, [], "")
+        if k not in ("experimentKey", "env") and v not in (None, [], "")
     ]
     tabs = [
         ("charts", f"Charts ({len(user_metrics)})"),

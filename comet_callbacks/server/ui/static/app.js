@@ -116,6 +116,17 @@
       });
       update();
     });
+    var apply = $("#apply-columns");
+    if (apply) {
+      apply.addEventListener("click", function () {
+        var pick = function (kind) {
+          return $all('.pick-col input[data-kind="' + kind + '"]')
+            .filter(function (c) { return c.checked; })
+            .map(function (c) { return encodeURIComponent(c.value); }).join(",");
+        };
+        location.href = location.pathname + "?metrics=" + pick("metrics") + "&params=" + pick("params");
+      });
+    }
     btn.addEventListener("click", function () {
       var keys = picked().map(function (c) { return c.value; });
       location.href = btn.dataset.base + "?experiments=" + encodeURIComponent(keys.join(","));
