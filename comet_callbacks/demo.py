@@ -171,9 +171,12 @@ def main(argv: list[str] | None = None) -> int:
         reader.close()
         if args.serve:
             print("\n=== Web UI ===")
-            print("Open the run in a browser (one-time login link; later sign in with the key):")
+            print("Open the run in a browser (the login link works once):")
             print(f"  {server.login_url(next_path=page)}")
-            print(f"API key: {server.api_key}")
+            print(
+                f"Later: comet-callbacks server --data-dir {data} serves this data again "
+                "and prints a new link."
+            )
             print("Serving until Ctrl-C.", flush=True)
             try:
                 threading.Event().wait()

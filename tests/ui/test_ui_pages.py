@@ -319,6 +319,24 @@ def test_no_external_origin_and_read_only(ui_server, runs, new_page, visits) -> 
     assert "MIT License" in static.text
 
 
+def test_chart_axes(ui_server, runs) -> None:
+    """step (default), wall time, and epoch falling back to wall time when none was logged."""
+    h = {"Authorization": ui_server.api_key}
+
+    def get(**params: str) -> dict:
+        params.update(experimentKey=runs["first"], metricName="val/loss")
+        r = requests.get(ui_server.url + "/ui-api/series", params=params, headers=h, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    by_step = get()
+    assert by_step["x"] == "step" and by_step["xs"] == list(range(0, STEPS, 5))
+    by_time = get(x="time")
+    assert by_time["x"] == "time" and by_time["ys"] == by_step["ys"]
+    assert all(t > 1_600_000_000_000 for t in by_time["xs"])  # epoch milliseconds
+    assert get(x="epoch")["x"] == "time"  # no epoch logged for this metric
+
+
 def test_bad_requests_answer_clearly(ui_server, runs) -> None:
     h = {"Authorization": ui_server.api_key}
     r = requests.get(

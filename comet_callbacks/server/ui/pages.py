@@ -539,7 +539,7 @@ def registry(ctx: Ctx, ws: str, models: list[dict[str, Any]]) -> HTMLResponse:
     cards = "".join(
         f'<section class="card model" data-model="{e(m["modelName"])}"><div class="card-head">'
         f'<h2><a href="{u(ws, "model-registry", m["modelName"])}">{e(m["modelName"])}</a></h2>'
-        f'<span class="muted">{len(m["versions"])} versions</span></div>'
+        f'<span class="muted">{len(m["versions"])} version{"" if len(m["versions"]) == 1 else "s"}</span></div>'
         f'<p class="muted">{e(m["description"] or "")}</p>{_versions(ws, m)}</section>'
         for m in models
     )
