@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, registry
 from .capture import cloud as cloud_capture
@@ -30,7 +30,6 @@ from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import (
     CometAPIError,
@@ -49,6 +48,9 @@ from .values import (
     to_metric_value,
     truncate,
 )
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = ["Experiment", "ExperimentError", "start", "RegisteredModel", "get_running_experiment"]
 
@@ -205,6 +207,8 @@ class Experiment:
 
     def _connect(self) -> None:
         s = self.settings
+        from .rest.client import RestClient  # requests: imported only when a client is built
+
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
         try:
             if self._key:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .rest.call import Call
-from .rest.client import RestClient
 from .rest.errors import CometAPIError, ConflictError, ForbiddenError, NotFoundError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = [
     "Registry",
@@ -171,6 +173,8 @@ class Registry:
         """A registry for the configured server and key; the workspace is ``COMET_WORKSPACE``,
         else the key's default workspace. The returned object owns its client (``close()``)."""
         settings = settings or Settings.resolve()
+        from .rest.client import RestClient
+
         client = RestClient.from_settings(settings)
         workspace = settings.workspace
         if not workspace:

@@ -27,13 +27,15 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .offline import RunStore
 from .rest.call import Call
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import CometAPIError, is_retryable
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = ["Sender", "Op", "DeliveryStats"]
 
