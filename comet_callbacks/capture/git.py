@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-import subprocess
 import threading
 
 logger = logging.getLogger("comet_callbacks.capture")
@@ -44,6 +43,8 @@ def _run(cwd: str, *args: str, timeout: float = _TIMEOUT_S) -> tuple[int, str]:
 
     Raises ``_GitError`` when git is missing or the command times out.
     """
+    import subprocess  # here: the module is imported by a background capture, not at start
+
     exe = shutil.which("git")
     if exe is None:
         raise _GitError("no git binary on PATH")
@@ -200,6 +201,8 @@ def _read_capped(cmd: list[str], cwd: str, max_bytes: int) -> bytes | None:
     Streaming keeps memory bounded by the cap even for a multi-GB diff.
     Raises ``_GitError`` on a non-zero exit or a timeout.
     """
+    import subprocess
+
     proc = subprocess.Popen(
         cmd,
         cwd=cwd,
