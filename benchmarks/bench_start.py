@@ -9,8 +9,11 @@ Run: ``python -m benchmarks.bench_start [--quick]``. Prints Markdown tables.
   (``time.process_time``), which a loaded machine disturbs less.
 * **Fixed CPU per fit**: the ``train`` scenario of :mod:`benchmarks.harness` (Lightning, tiny
   model, offline), two lengths, paired against a fit without tracker in the same process; the
-  extra CPU at the two lengths gives the fixed cost per fit and the cost per step. The first
-  fit of a process (imports, per-process caches) is reported apart.
+  extra CPU at the two lengths gives the fixed cost per fit and the cost per step. Short fits
+  (20 and 200 steps) keep the baseline's own CPU, and so its noise, small next to the fixed
+  cost. The first fit of a process (imports, per-process caches) is reported apart.
+* ``--before REV`` measures the package as it was at git revision REV too (exported with
+  ``git archive``), in the same run, for before/after figures.
 
 Targets (issue 20): fixed CPU per fit with default captures <= 30 ms; ``import
 comet_callbacks`` <= 100 ms; the Lightning integration beyond Lightning <= 50 ms.
@@ -128,6 +131,33 @@ def fit_costs(peer: str, steps: str, reps: int) -> dict[str, Any]:
     return {"peer": peer, "error": (proc.stderr or proc.stdout).strip()[-500:]}
 
 
+def export(rev: str, dest: str) -> None:
+    """``comet_callbacks`` (with its integrations) as at git revision ``rev``, into ``dest``."""
+    archive = subprocess.run(
+        ["git", "archive", rev, "comet_callbacks", "integrations"],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", dest], input=archive, check=True)
+    os.rename(
+        os.path.join(dest, "integrations"), os.path.join(dest, "comet_callbacks", "integrations")
+    )
+
+
+def _rest(args: argparse.Namespace, code: str | None) -> list[str]:
+    """The command line of one half of a ``--before`` run."""
+    out = ["--quick"] if args.quick else []
+    for flag, value in (("--import-reps", args.import_reps), ("--reps", args.reps)):
+        if value:
+            out += [flag, str(value)]
+    if args.steps:
+        out += ["--steps", args.steps]
+    if code:
+        out += ["--code", code]
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="fewer repetitions, shorter fits")
@@ -135,12 +165,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--reps", type=int, default=None, help="fit pairs per length")
     ap.add_argument("--steps", default=None, help="two fit lengths (default 300,1200)")
     ap.add_argument("--code", default=None, help="measure the comet_callbacks package in DIR")
+    ap.add_argument("--before", default=None, metavar="REV", help="also measure revision REV")
     args = ap.parse_args(argv)
-    if args.code:
-        CODE.append(os.path.abspath(args.code))
+    if args.before:
+        with tempfile.TemporaryDirectory(prefix="bench-start-before-") as tmp:
+            export(args.before, tmp)
+            print(f"# Before: revision {args.before}\n", flush=True)
+            main(_rest(args, tmp))  # the targets are this tree's: its exit status counts
+            print("\n# After: this working tree\n", flush=True)
+            return main(_rest(args, None))
+    CODE[:] = [os.path.abspath(args.code)] if args.code else []
     import_reps = args.import_reps or (3 if args.quick else 7)
-    reps = args.reps or (1 if args.quick else 3)
-    steps = args.steps or ("100,400" if args.quick else "300,1200")
+    reps = args.reps or (2 if args.quick else 5)
+    steps = args.steps or ("20,100" if args.quick else "20,200")
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     print(f"## Import time (median of {import_reps} fresh interpreters; load {load})\n")
