@@ -12,7 +12,14 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .call import Call, FilePart
     from .client import RestClient
-    from .endpoints import CallBuilder, Endpoints, calls, encode_metric_value
+    from .endpoints import (
+        CallBuilder,
+        Endpoints,
+        calls,
+        encode_metric_value,
+        metric_item,
+        parameter_item,
+    )
     from .errors import (
         BadRequestError,
         CometAPIError,
@@ -39,6 +46,8 @@ _WHERE = {
     "Endpoints": "endpoints",
     "calls": "endpoints",
     "encode_metric_value": "endpoints",
+    "metric_item": "endpoints",
+    "parameter_item": "endpoints",
     "BadRequestError": "errors",
     "CometAPIError": "errors",
     "CometConnectionError": "errors",
@@ -79,6 +88,8 @@ __all__ = [
     "encode_metric_value",
     "error_for_status",
     "is_retryable",
+    "metric_item",
+    "parameter_item",
 ]
 
 

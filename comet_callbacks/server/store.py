@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -129,7 +129,22 @@ CREATE TABLE request_ids (
 )
 """
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: output lines are no longer unique per offset. The official SDK's `log_output` numbers
+# each call's lines from 0, so two requests may carry different lines at the same offset;
+# only a true retry (same offset, stream, text and timestamp) is a duplicate (checked on write).
+_SCHEMA_V3 = """
+CREATE TABLE output_v3 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, offset INTEGER NOT NULL,
+    text TEXT NOT NULL, stderr INTEGER NOT NULL, ts INTEGER, context TEXT
+);
+INSERT INTO output_v3 (seq, exp_key, offset, text, stderr, ts, context)
+    SELECT seq, exp_key, offset, text, stderr, ts, context FROM output;
+DROP TABLE output;
+ALTER TABLE output_v3 RENAME TO output;
+CREATE INDEX output_key ON output(exp_key, offset)
+"""
+
+MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2, 3: _SCHEMA_V3}
 
 
 def now_ms() -> int:
