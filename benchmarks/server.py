@@ -82,9 +82,13 @@ class LocalServer:
     def pid(self) -> int:
         return self.proc.pid
 
-    def env(self) -> dict[str, str]:
-        """What points our client (or ``comet_ml``) at this server."""
-        return {"COMET_URL_OVERRIDE": self.url, "COMET_API_KEY": self.api_key}
+    def env(self, offline_dir: str | None = None) -> dict[str, str]:
+        """What points our client (or ``comet_ml``) at this server (and, given, where the
+        client keeps its run on disk)."""
+        env = {"COMET_URL_OVERRIDE": self.url, "COMET_API_KEY": self.api_key}
+        if offline_dir is not None:
+            env["COMET_OFFLINE_DIRECTORY"] = offline_dir
+        return env
 
     def reader(self) -> Any:
         """A read client of the server's REST API (``comet_callbacks.server.reader.Reader``)."""
@@ -111,3 +115,12 @@ class LocalServer:
 
     def __exit__(self, *exc: object) -> None:
         self.stop()
+
+
+def set_env(env: dict[str, str]) -> None:
+    """Replace every ``COMET_*`` variable of this process by ``env`` (no leftover setting of
+    the user's, or of an earlier measurement, can leak into the next one)."""
+    for name in list(os.environ):
+        if name.startswith("COMET_"):
+            del os.environ[name]
+    os.environ.update(env)
