@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import configparser
 import json
 import logging
 import os
@@ -383,6 +382,8 @@ def _read_config_file(path: str, required: bool) -> tuple[dict[tuple[str, str], 
         raise ConfigError(
             "config file", path, path, f"cannot be read: {exc.__class__.__name__}"
         ) from None
+    import configparser  # only when a config file exists: keeps `import comet_callbacks` cheap
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, source=path)

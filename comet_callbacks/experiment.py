@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, registry
 from .capture import cloud as cloud_capture
@@ -32,7 +32,6 @@ from .errors import CometCallbacksError
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import (
     CometAPIError,
@@ -51,6 +50,9 @@ from .values import (
     to_metric_value,
     truncate,
 )
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = [
     "ConfigError",
@@ -236,6 +238,8 @@ class Experiment:
 
     def _connect(self) -> None:
         s = self.settings
+        from .rest.client import RestClient  # requests: imported only when a client is built
+
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
         try:
             if self._key:
