@@ -18,7 +18,7 @@ value, the path before batches) where that makes sense, so the gain is a ratio f
 * 20 s of 429 with ``Retry-After: 5`` (6 s / 2 s with ``--quick``), online and ``upload``:
   whether both finish by themselves, and how long they took.
 
-The server is the one :mod:`benchmarks.bench_core` launches (a subprocess, CPU measured with
+The server is the one :mod:`benchmarks.server` launches (a subprocess, CPU measured with
 psutil); faults come from ``tests/faultproxy.py``.
 """
 
@@ -36,7 +36,9 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bench_core import API_KEY, Server, _set_env
+from benchmarks.server import API_KEY
+from benchmarks.server import LocalServer as Server
+from benchmarks.server import set_env as _set_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 

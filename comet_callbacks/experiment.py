@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, registry
 from .capture import cloud as cloud_capture
@@ -28,10 +28,10 @@ from .capture import system
 from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
+from .errors import CometCallbacksError
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import (
     CometAPIError,
@@ -51,7 +51,17 @@ from .values import (
     truncate,
 )
 
-__all__ = ["Experiment", "ExperimentError", "start", "RegisteredModel", "get_running_experiment"]
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
+
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "ExperimentError",
+    "start",
+    "RegisteredModel",
+    "get_running_experiment",
+]
 
 log = logging.getLogger("comet_callbacks")
 _time = time.time
@@ -62,7 +72,7 @@ DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(CometCallbacksError, RuntimeError):
     """The experiment could not be created or continued; the message says what to fix."""
 
 
@@ -93,6 +103,10 @@ class Experiment:
     ``secondary=True`` joins an existing experiment (``experiment_key`` required) as a
     non-zero rank of a distributed run: nothing is captured or stopped, only system metrics
     are sent (with ``context``) when ``send_system_metrics`` is true.
+
+    ``send_system_metrics``: sample CPU/RAM/load/GPU metrics (each kind still subject to its
+    ``auto_log_env_*`` setting). Default: yes, and for a secondary only with
+    ``COMET_DISTRIBUTED_SYSTEM_METRICS`` on.
     """
 
     def __init__(
@@ -109,7 +123,7 @@ class Experiment:
         settings: Settings | None = None,
         secondary: bool = False,
         context: str | None = None,
-        send_system_metrics: bool = True,
+        send_system_metrics: bool | None = None,
         **options: Any,
     ) -> None:
         global _current
@@ -147,6 +161,9 @@ class Experiment:
             if given:
                 settings = settings.replace(**given)
         self.settings = settings
+        if send_system_metrics is None:
+            send_system_metrics = not secondary or bool(settings.distributed_system_metrics)
+        self._send_system_metrics = bool(send_system_metrics)
         self.strict = bool(settings.strict)
         self._mode = settings.effective_mode
         self._workspace: str | None = settings.workspace
@@ -221,6 +238,8 @@ class Experiment:
 
     def _connect(self) -> None:
         s = self.settings
+        from .rest.client import RestClient  # requests: imported only when a client is built
+
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
         try:
             if self._key:
@@ -310,7 +329,7 @@ class Experiment:
             )
             self._beat_thread.start()
         cpu, gpu = bool(s.auto_log_env_cpu), bool(s.auto_log_env_gpu)
-        if self._secondary and not self._send_system_metrics_allowed():
+        if not self._send_system_metrics:
             cpu = gpu = False
         if cpu or gpu:
             self._monitor = SystemMonitor(
@@ -324,9 +343,6 @@ class Experiment:
             )
             self._monitor.start()
         _install_exit_hooks()
-
-    def _send_system_metrics_allowed(self) -> bool:
-        return bool(self.settings.distributed_system_metrics)
 
     def _capture_start(self) -> None:
         """Everything captured once at start (runs in the background; each part may fail alone)."""
@@ -1315,6 +1331,3 @@ def _end_all(status: str | None = None) -> None:
             exp.end(status or ("failed" if _crashed else "success"))
         except Exception as exc:
             log.debug("comet_callbacks: ending at exit failed: %r", exc)
-
-
-__all__ += ["ConfigError"]

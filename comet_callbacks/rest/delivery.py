@@ -22,13 +22,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import retry as policy
 from .call import Call
-from .client import RestClient
 from .endpoints import calls
 from .errors import CometAPIError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .client import RestClient
 
 __all__ = [
     "Abandoned",
