@@ -337,6 +337,36 @@ def test_chart_axes(ui_server, runs) -> None:
     assert get(x="epoch")["x"] == "time"  # no epoch logged for this metric
 
 
+def test_points_logged_out_of_order_are_drawn_in_x_order(ui_server) -> None:
+    """Steps logged out of order come back sorted, also when they arrive after the chart's
+    points were first read (the cached series is merged, not appended)."""
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="order", auto_log_output_logger=False)
+    h = {"Authorization": ui_server.api_key}
+
+    def points() -> list[tuple[int, float]]:
+        r = requests.get(
+            ui_server.url + "/ui-api/series",
+            params={"experimentKey": exp.key, "metricName": "m"},
+            headers=h,
+            timeout=10,
+        ).json()
+        return list(zip(r["xs"], r["ys"], strict=True))
+
+    try:
+        for step in (5, 1, 3, 0):
+            exp.log_metric("m", step * 10.0, step=step)
+        assert exp.flush(10)
+        assert points() == [(0, 0.0), (1, 10.0), (3, 30.0), (5, 50.0)]
+        for step in (4, 9, 2):
+            exp.log_metric("m", step * 10.0, step=step)
+        assert exp.flush(10)
+        assert points() == [(s, s * 10.0) for s in (0, 1, 2, 3, 4, 5, 9)]
+    finally:
+        exp.end()
+
+
 def test_bad_requests_answer_clearly(ui_server, runs) -> None:
     h = {"Authorization": ui_server.api_key}
     r = requests.get(
