@@ -199,6 +199,17 @@ def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:
     head = page.locator("#experiments thead").inner_text()
     assert "train/loss" in head and "lr" in head
     shot(page, "project")
+    # chosen columns: the picker's choice goes in the URL
+    page.click("details.columns summary")
+    for box in page.locator(".pick-col input").all():
+        box.uncheck()
+    page.check('.pick-col input[data-kind="metrics"][value="val/acc"]')
+    page.check('.pick-col input[data-kind="params"][value="batch_size"]')
+    page.click("#apply-columns")
+    page.wait_for_url(re.compile(r".*\?metrics=val%2Facc&params=batch_size$"))
+    heads = page.locator("#experiments thead th").all_inner_texts()
+    assert [h.split("\n")[0] for h in heads[6:]] == ["val/acc", "batch_size"]
+    assert page.locator("#experiments tbody tr").first.locator("td").nth(7).inner_text() == "32"
     page.fill("#exp-filter", "sweep")
     assert page.locator("#experiments tbody tr:visible").count() == 1
     page.fill("#exp-filter", "")
