@@ -52,6 +52,7 @@ class ServerHandle:
         self._thread: threading.Thread | None = None
         self.api_key = ""
         self.admin_created = False
+        self._session_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -78,7 +79,14 @@ class ServerHandle:
         if self.running:
             return self
         self._store = Store(self.db_path, self.assets_dir)
-        self.api_key, self.admin_created = self._store.ensure_admin(self._requested_key)
+        key, self.admin_created = self._store.ensure_admin(self._requested_key)
+        if key is None and self.api_key and self._store.key_user(self.api_key) is not None:
+            key = self.api_key  # a restart of this handle: the key it showed still works
+        if key is None:
+            # keys are stored hashed: an existing store's admin key cannot be read back, so
+            # this process gets its own admin key, revoked again by stop()
+            key = self._session_key = self._store.add_admin_key()
+        self.api_key = key
         fastapi_app = build_app(self._store, self.limits)
         self._notifier = fastapi_app.state.comet["notifier"]
         app = wrap(fastapi_app)
@@ -128,6 +136,9 @@ class ServerHandle:
             self._notifier.close()
             self._notifier = None
         if self._store is not None:
+            if self._session_key is not None:
+                self._store.drop_key(self._session_key)
+                self._session_key = None
             self._store.close()
             self._store = None
 
