@@ -477,7 +477,11 @@ class Tx:
             private_dir(final.parent)
         tmp = final.with_suffix(".tmp")
         received = getattr(data, "path", None)  # an upload spooled next to the assets
-        if isinstance(received, Path) and received.parent.parent == self.store.assets_dir:
+        # (mkstemp names are absolute: compare resolved paths, or a relative --data-dir misses)
+        if (
+            isinstance(received, Path)
+            and received.parent.parent.resolve() == self.store.assets_dir.resolve()
+        ):
             data.file.flush()  # type: ignore[union-attr]
             os.fsync(data.file.fileno())  # type: ignore[union-attr]
             os.replace(received, final)  # same file system: a rename, not a second copy
@@ -488,8 +492,9 @@ class Tx:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 fh.write(data)
             else:
-                data.seek(0)
-                shutil.copyfileobj(data, fh, 1 << 20)
+                src = getattr(data, "file", data)  # an upload elsewhere: its spooled file
+                src.seek(0)
+                shutil.copyfileobj(src, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)
