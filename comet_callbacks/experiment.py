@@ -19,7 +19,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, registry
 from .capture import cloud as cloud_capture
@@ -29,9 +29,10 @@ from .capture import system
 from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
+from .errors import CometCallbacksError
+from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import (
     CometAPIError,
@@ -51,17 +52,28 @@ from .values import (
     truncate,
 )
 
-__all__ = ["Experiment", "ExperimentError", "start", "RegisteredModel", "get_running_experiment"]
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
+
+__all__ = [
+    "ConfigError",
+    "Experiment",
+    "ExperimentError",
+    "start",
+    "RegisteredModel",
+    "get_running_experiment",
+]
 
 log = logging.getLogger("comet_callbacks")
 _time = time.time
 _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
+_announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
 
 
-class ExperimentError(RuntimeError):
+class ExperimentError(CometCallbacksError, RuntimeError):
     """The experiment could not be created or continued; the message says what to fix."""
 
 
@@ -92,6 +104,10 @@ class Experiment:
     ``secondary=True`` joins an existing experiment (``experiment_key`` required) as a
     non-zero rank of a distributed run: nothing is captured or stopped, only system metrics
     are sent (with ``context``) when ``send_system_metrics`` is true.
+
+    ``send_system_metrics``: sample CPU/RAM/load/GPU metrics (each kind still subject to its
+    ``auto_log_env_*`` setting). Default: yes, and for a secondary only with
+    ``COMET_DISTRIBUTED_SYSTEM_METRICS`` on.
     """
 
     def __init__(
@@ -108,7 +124,7 @@ class Experiment:
         settings: Settings | None = None,
         secondary: bool = False,
         context: str | None = None,
-        send_system_metrics: bool = True,
+        send_system_metrics: bool | None = None,
         **options: Any,
     ) -> None:
         global _current
@@ -146,6 +162,9 @@ class Experiment:
             if given:
                 settings = settings.replace(**given)
         self.settings = settings
+        if send_system_metrics is None:
+            send_system_metrics = not secondary or bool(settings.distributed_system_metrics)
+        self._send_system_metrics = bool(send_system_metrics)
         self.strict = bool(settings.strict)
         self._mode = settings.effective_mode
         self._workspace: str | None = settings.workspace
@@ -153,6 +172,7 @@ class Experiment:
         self._name: str | None = settings.experiment_name
         self._key: str | None = settings.experiment_key
         self._link: str | None = None
+        self._unreachable: str | None = None  # "<root> (<reason>)" when it went offline
         self._start_ms = int(_time() * 1000)
         if self._mode == "disabled":
             return
@@ -191,13 +211,25 @@ class Experiment:
         _live.add(self)
         if not secondary:
             _current = self
-            if self._mode == "offline":
+            if self._unreachable:
+                log.warning(
+                    "comet_callbacks: cannot reach %s; continuing OFFLINE in %s. Training goes "
+                    "on; once the server is back: comet-callbacks upload %s",
+                    self._unreachable,
+                    store.path,
+                    store.path,
+                )
+            elif self._mode == "offline":
                 print(
                     f"comet_callbacks: offline mode, logging to {store.path}; "
                     f"upload later with: comet-callbacks upload {store.path}",
                     file=sys.stderr,
                 )
+            if self._mode == "offline":
                 self._put(calls.set_start_end_time(self._key, self._start_ms, None))
+            elif settings.display_summary_level and self._key not in _announced:
+                _announced.add(self._key)  # a later evaluate() continuing it: not again
+                print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
             if self._name and settings.experiment_key is None and self._mode == "offline":
                 self._put(calls.log_other(self._key, "Name", self._name))
             if tags:
@@ -208,6 +240,8 @@ class Experiment:
 
     def _connect(self) -> None:
         s = self.settings
+        from .rest.client import RestClient  # requests: imported only when a client is built
+
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
         try:
             if self._key:
@@ -240,14 +274,10 @@ class Experiment:
             self._client.close()
             self._client = None
             self._mode = "offline"
-            log.warning(
-                "comet_callbacks: cannot reach %s (%s); continuing OFFLINE. Data is kept on disk; "
-                "upload it later with `comet-callbacks upload`.",
-                s.root,
-                exc.server_message or exc,
-            )
             if self.strict:
                 raise ExperimentError(f"cannot reach {s.root}: {exc}") from None
+            # reported once the run folder exists, so the line can name the upload command
+            self._unreachable = f"{s.root} ({short_reason(exc)})"
         except (CometAPIError, KeyError, TypeError) as exc:
             raise ExperimentError(f"could not create the experiment on {s.root}: {exc}") from None
 
@@ -324,7 +354,7 @@ class Experiment:
             )
             self._beat_thread.start()
         cpu, gpu = bool(s.auto_log_env_cpu), bool(s.auto_log_env_gpu)
-        if self._secondary and not self._send_system_metrics_allowed():
+        if not self._send_system_metrics:
             cpu = gpu = False
         if cpu or gpu:
             self._monitor = SystemMonitor(
@@ -338,9 +368,6 @@ class Experiment:
             )
             self._monitor.start()
         _install_exit_hooks()
-
-    def _send_system_metrics_allowed(self) -> bool:
-        return bool(self.settings.distributed_system_metrics)
 
     def _capture_start(self) -> None:
         """Everything captured once at start (runs in the background; each part may fail alone)."""
@@ -1089,6 +1116,11 @@ class Experiment:
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)
         if self._mode == "online":
             summary = sender.stats.summary()
+            if done and not self._secondary and self.settings.display_summary_level:
+                print(
+                    f"comet_callbacks: experiment ended ({status}): {summary}; {self.url}",
+                    file=sys.stderr,
+                )
             if done:
                 self._store.remove()
                 if self._store.disk_error is not None and not sender.stats.dropped:
@@ -1140,7 +1172,7 @@ class Experiment:
                     f"{timeout:g}s ({summary}). They are kept in "
                     f"{self._store.path}; send them with: comet-callbacks upload {self._store.path}"
                 )
-                print(msg, file=sys.stderr)
+                log.warning(msg)
                 if self.strict:
                     raise ExperimentError(msg)
         else:
@@ -1409,6 +1441,3 @@ def _end_all(status: str | None = None) -> None:
             exp.end(status or ("failed" if _crashed else "success"))
         except Exception as exc:
             log.debug("comet_callbacks: ending at exit failed: %r", exc)
-
-
-__all__ += ["ConfigError"]

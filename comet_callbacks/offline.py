@@ -111,6 +111,8 @@ class RunStore:
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
         self.root = os.path.abspath(root)
         self.path = os.path.join(self.root, self.run_id)
+        # a root folder we create is removed again when it ends up empty (remove())
+        self._made_root = not memory_only and not os.path.isdir(self.root)
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = dict(meta or {})
         self._meta.setdefault("runId", self.run_id)
@@ -407,6 +409,11 @@ class RunStore:
         self.close()
         if os.path.isdir(self.path):
             shutil.rmtree(self.path, ignore_errors=True)
+        if self._made_root:  # leave no empty folder of ours behind (another run's stays)
+            try:
+                os.rmdir(self.root)
+            except OSError:
+                pass
 
 
 #: errno values meaning our own disk cannot take more (as opposed to a bad source file)

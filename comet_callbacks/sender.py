@@ -33,12 +33,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .offline import RunStore
 from .rest import retry as policy
 from .rest.call import Call
-from .rest.client import RestClient
 from .rest.delivery import (
     BATCH_MAX_BYTES,
     BATCH_MAX_ITEMS,
@@ -48,6 +47,9 @@ from .rest.delivery import (
 )
 from .rest.endpoints import calls, encode_metric_value, parameter_item
 from .rest.errors import CometAPIError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = ["Sender", "Op", "DeliveryStats"]
 

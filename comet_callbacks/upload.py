@@ -50,6 +50,8 @@ from .rest.errors import CometAPIError
 
 #: Metric batches in flight at once during an upload.
 UPLOAD_IN_FLIGHT = 4
+#: Seconds without any answer from the server (refused, timed out) before upload stops.
+UNREACHABLE_LIMIT = 60.0
 #: At most this many error messages are kept per run (the counts are complete).
 MAX_ERRORS = 50
 
@@ -149,10 +151,13 @@ def upload_run(
     progress: bool = False,
     client: RestClient | None = None,
     timeout: float | None = None,
+    unreachable: float = UNREACHABLE_LIMIT,
 ) -> UploadResult:
     """Upload one run folder. Safe to re-run: delivered events are never sent again.
 
-    Transient server trouble is waited out (up to ``timeout`` seconds, default no limit).
+    Transient server trouble is waited out (up to ``timeout`` seconds, default no limit) as
+    long as the server answers at all; after ``unreachable`` seconds without any answer the
+    upload stops (re-run it later).
     Never raises for server or file problems: they end up in ``result.errors``;
     ``complete`` is True only when every event was stored or refused for good.
     """
@@ -166,14 +171,15 @@ def upload_run(
     try:
         client = client or RestClient.from_settings(settings)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return _upload_locked(path, settings, progress, client, result, deadline)
-    except Abandoned:
-        result.errors.append(f"gave up after --timeout {timeout} s; re-run to continue")
-        log.error("upload of %s stopped at its timeout (re-run the command to continue)", path)
+        return _upload_locked(path, settings, progress, client, result, deadline, unreachable)
+    except Abandoned as exc:
+        why = str(exc) if "no answer" in str(exc) else f"gave up after --timeout {timeout} s"
+        result.errors.append(f"{why}; re-run to continue")
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, why)
         return result
     except (CometAPIError, OSError, ValueError, KeyError) as exc:
         result.errors.append(str(exc))
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, exc)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, exc)
         return result
     finally:
         if own_client and client is not None:
@@ -237,6 +243,7 @@ def _upload_locked(
     client: RestClient,
     result: UploadResult,
     deadline: float | None = None,
+    unreachable: float | None = None,
 ) -> UploadResult:
     meta = read_meta(path)
     done = read_acks(path)
@@ -252,8 +259,8 @@ def _upload_locked(
         text = f"{policy.describe(exc)}, retrying in {wait:.0f} s"
         if bar.total:
             bar.status(text)
-        else:
-            log.info("upload of %s: %s", os.path.basename(path), text)
+        elif progress:  # before the events are counted (creating the experiment...)
+            print(f"uploading {os.path.basename(path)}: {text}", file=sys.stderr, flush=True)
 
     deliver = Deliverer(
         client,
@@ -261,6 +268,7 @@ def _upload_locked(
         deadline=deadline,
         on_transient=waiting,
         on_success=lambda: bar.status(""),
+        unreachable=unreachable,
     )
     if key is None and (meta.get("online") or meta.get("continued")) and recorded_key:
         # leftovers of an online run: the experiment exists on the server
@@ -291,7 +299,7 @@ def _upload_locked(
     todo = [e for e in events if e.get("seq") not in done]
     result.skipped = len(events) - len(todo)
     has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(path)}", progress)
+    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
     rid_base = f"{run_id}.{key}"
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
@@ -408,7 +416,7 @@ def _upload_locked(
                 acks.flush()
     bar.close()
     if auth_error:
-        log.error("upload stopped: %s (re-run the command to continue)", auth_error[0])
+        log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
     left = len(events) - len(read_acks(path))
     if left:
