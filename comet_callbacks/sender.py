@@ -236,6 +236,7 @@ class Sender:
         self._json_names: dict[str, str] = {}
         # events beyond max_pending stay on disk; _spill_from is the first seq not routed
         self._spill_from: int | None = None
+        self._spill_last = 0  # the last seq kept on disk only
         self._wal_reader: Any = None
         n = max(1, workers)
         self._lanes = [_Lane() for _ in range(n + 1)]  # the last lane is for file uploads
@@ -320,13 +321,20 @@ class Sender:
                     if type(item) is tuple:  # a metric: the hot path
                         self._seq += 1
                         seq = self._seq
-                        store.append_line(self._metric_line(seq, item))
+                        if store.on_disk:
+                            store.append_line(self._metric_line(seq, item))
+                        elif not online:
+                            self.stats.dropped += 1  # offline on a full disk: not kept
+                            continue
                         if online:
                             self._route(seq, item)
                         continue
                     ev = self._build(item)
                     self._seq += 1
                     seq = self._seq
+                    if not store.on_disk and (not online or type(ev) is Op):
+                        self.stats.dropped += 1  # nowhere to keep it (an Op is never sent)
+                        continue
                     if type(ev) is Op:
                         store.append_op(seq, ev.name, **ev.args)
                         continue
@@ -357,11 +365,14 @@ class Sender:
         if self._abandon.is_set():
             return  # closing with the server down: the event stays in the log for upload
         with self._pending_lock:
-            if self._pending >= self.max_pending and not self.store.on_disk:
+            if not self.store.on_disk and self._pending >= self.max_pending:
                 # no event log to spill to: past max_pending new events are dropped, counted
                 self.stats.dropped += 1
                 return
-            if self._spill_from is not None or self._pending >= self.max_pending:
+            if self.store.on_disk and (
+                self._spill_from is not None or self._pending >= self.max_pending
+            ):
+                self._spill_last = seq
                 spill_starts = self._spill_from is None
                 if spill_starts:
                     self._spill_from = seq
@@ -459,6 +470,7 @@ class Sender:
             room = self.max_pending // 2 - self._pending
         if room <= 0 or self._abandon.is_set():
             return
+        final = not self.store.on_disk  # the disk failed before: the log will not grow again
         self.store.flush()
         if self._wal_reader is None:
             self._wal_reader = open(os.path.join(self.store.path, "events.jsonl"), encoding="utf-8")  # noqa: SIM115
@@ -497,7 +509,19 @@ class Sender:
             routed += 1
         if routed:
             self._ship_all()  # events read back from disk are old: send them now
-        if self._spill_from is not None and self._spill_from > self._seq:
+        if (
+            self._spill_from is not None
+            and final
+            and routed < room
+            and self._spill_from <= self._spill_last
+        ):
+            # the disk failed while events were kept there only: those that did not make it
+            # into the log are gone; count them
+            lost = self._spill_last - self._spill_from + 1
+            self.stats.dropped += lost
+            log.debug("sender: %d spilled events were lost with the disk", lost)
+            self._spill_from = self._spill_last + 1
+        if self._spill_from is not None and self._spill_from > self._spill_last:
             with self._pending_lock:
                 self._spill_from = None
             reader.close()
@@ -618,9 +642,10 @@ class Sender:
             self._warned_at = now
             log.warning(
                 "comet_callbacks: delivery is failing (%s: %s); retrying in the background, "
-                "events are kept on disk",
+                "events are kept %s",
                 policy.describe(exc),
                 exc,
+                "on disk" if self.store.on_disk else "in memory",
             )
 
     def _on_success(self) -> None:
@@ -662,8 +687,25 @@ class Sender:
 
     def pending(self) -> int:
         """Events not yet delivered (queued, routed or kept on disk for later)."""
-        spilled = 0 if self._spill_from is None else max(0, self._seq - self._spill_from + 1)
+        spilled = 0 if self._spill_from is None else max(0, self._spill_last - self._spill_from + 1)
         return len(self.queue) + self._pending + spilled
+
+    def undelivered_after(self, seq: int) -> int:
+        """Events newer than ``seq`` not delivered yet (still queued, in a lane or waiting for
+        a batch). After the disk failed at ``seq`` these exist in memory only. Call it after
+        :meth:`close` (the threads are stopped, nothing moves any more)."""
+        n = sum(1 for item in self.queue if type(item) is not _Barrier)
+        if self._spill_from is not None:  # kept on disk only: those past ``seq`` never made it
+            n += max(0, self._spill_last - max(self._spill_from, seq + 1) + 1)
+        for entries in self._acc.values():
+            n += sum(1 for s, _ in entries if s > seq)
+        for lane in self._lanes:
+            for s, item in list(lane.items):
+                if type(item) is _Batch:
+                    n += sum(1 for b, _ in item.entries if b > seq and b not in item.finished)
+                elif s > seq:
+                    n += 1
+        return n
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything enqueued so far is written (offline) or delivered (online).
