@@ -62,8 +62,10 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     rc = 0
     for r in results:
         state = "complete" if r.complete else "INCOMPLETE (re-run to continue)"
+        damaged = r.damaged_summary()
         print(
             f"{r.path}: {r.sent} events sent, {r.failed} failed, {r.skipped} already sent — {state}"
+            + (f"; {damaged}" if damaged else "")
         )
         if r.link:
             print(f"  experiment: {r.link}")

@@ -378,3 +378,30 @@ def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: P
     assert [p["step"] for p in series(reader, key, "train_loss_step")] == [4]  # every 5 steps
     assert reader.parameters(key)["trainer|max_steps"] == "6"
     assert reader.others(key)["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    "status, outcome",
+    [("aborted", "interrupted"), ("interrupted", "interrupted"), ("failed", "failed")],
+)
+def test_finalize_status_contract(comet_env: Any, reader: Any, status: str, outcome: str) -> None:
+    """As Lightning's own logger tests call it: ``finalize(status)`` with the statuses its docs
+    name; only a failure status means failed."""
+    logger = CometLogger()
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.finalize(status)
+    key = only_experiment(reader)
+    assert reader.metadata(key)["running"] is False
+    assert reader.others(key)["status"] == outcome
+
+
+def test_finalize_with_another_status_only_flushes(comet_env: Any, reader: Any) -> None:
+    logger = CometLogger()
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.finalize("finished")  # e.g. SLURM requeue: the run goes on
+    logger.finalize("some-third-party-status")
+    key = only_experiment(reader)
+    assert [p["step"] for p in series(reader, key, "loss")] == [0]  # flushed
+    assert not logger.experiment.ended and reader.metadata(key)["running"] is True
+    logger.finalize("success")
+    assert reader.others(key)["status"] == "success"

@@ -105,6 +105,20 @@ def _undelivered(tmp_path: Path, server: Any) -> subprocess.CompletedProcess[str
     return _cache["undelivered"]
 
 
+FORK_SCRIPT = """
+import os
+import comet_callbacks
+
+with comet_callbacks.start(project_name="msgs") as exp:
+    exp.log_metric("loss", 1.0, step=0)
+    pid = os.fork()
+    if pid == 0:  # a worker forked from the training process logs to the parent's experiment
+        exp.log_metric("loss", 2.0, step=1)
+        exp.log_metric("loss", 3.0, step=2)  # warned once only
+        os._exit(0)
+    os.waitpid(pid, 0)
+"""
+
 #: A distinctive piece of each table row -> the real run that must print that row.
 SCENARIOS: dict[str, Any] = {
     "(401)": lambda tmp, srv: _run(tmp, _online(srv, COMET_API_KEY="not-the-servers-key")),
@@ -118,6 +132,7 @@ SCENARIOS: dict[str, Any] = {
     "is not a number": lambda tmp, srv: _run(tmp, _online(srv)),
     "delivery is failing": _undelivered,
     "could not be delivered": _undelivered,
+    "forked child process": lambda tmp, srv: _run(tmp, _online(srv), code=FORK_SCRIPT),
     "no server configured": lambda tmp, srv: _run(
         tmp, {}, args=["-m", "comet_callbacks.cli", "upload"]
     ),

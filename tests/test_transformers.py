@@ -20,10 +20,10 @@ pytest.importorskip("transformers")
 pytest.importorskip("accelerate")
 
 import torch  # noqa: E402
+from comet_callbacks.integrations._toolkit import parse_log_model as _parse_log_model  # noqa: E402
 from comet_callbacks.integrations.transformers import (  # noqa: E402
     KEY_FILE,
     CometCallback,
-    _parse_log_model,
     rewrite_logs,
 )
 
@@ -102,7 +102,7 @@ def test_rewrite_logs_and_log_model_values() -> None:
         True,
         "best",
         "all",
-        True,
+        "last",
         False,
     ]
     with pytest.raises(ValueError, match="log_model"):
