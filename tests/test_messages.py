@@ -323,3 +323,23 @@ def test_fallback_steps_aside_for_any_other_handler() -> None:
     assert _has_other_handler(child, own)
     child.propagate = False  # records stop at the child, which has no handler
     assert not _has_other_handler(child, own)
+
+
+def test_upload_help_says_where_it_uploads_and_what_it_reads(capsys) -> None:
+    from comet_callbacks.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["upload", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for needle in (
+        "COMET_URL_OVERRIDE",
+        "https://www.comet.com",
+        "COMET_API_KEY",
+        "COMET_WORKSPACE",
+        "COMET_PROJECT_NAME",
+        "COMET_OFFLINE_DIRECTORY",
+        ".comet.config",
+        "Exit status",
+    ):
+        assert needle in text, needle
