@@ -51,7 +51,11 @@ def test_our_offline_read_back_counts_the_event_log(
         peer.log_scalar()("loss", 0.5, i)
     peer.close()
     assert peer.stored(str(tmp_path)) == {"loss": 5}
-    assert peer.stored(str(tmp_path)) == {}  # only a new run counts: no double counting
+    assert peer.stored(str(tmp_path)) == {"loss": 5}  # asked again: the same run
+    peer.open(str(tmp_path))
+    peer.log_scalar()("loss", 0.5, 0)
+    peer.close()
+    assert peer.stored(str(tmp_path)) == {"loss": 1}  # the new run only: no double counting
 
 
 def _chunk(kind: int, data: bytes) -> bytes:
