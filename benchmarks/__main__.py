@@ -109,7 +109,7 @@ def sizes(quick: bool) -> Sizes:
         warmup=200,
         reps=1,
         train={
-            ("lightning", "tiny"): ("50,200", 1),
+            ("lightning", "tiny"): ("20,200", 1),
             ("lightning", "real"): ("10,40", 1),
             ("hf", "tiny"): ("20,80", 1),
             ("keras", "tiny"): ("60,240", 1),
@@ -261,7 +261,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train",
         default=",".join(f"{fw}:{wl}" for fw, wl in TRAIN),
-        help="training cases, framework:workload (default: all)",
+        help="training cases, framework:workload[:peer+peer...] (default: all, each with its "
+        "planned trackers)",
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown output")
@@ -312,9 +313,11 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in only:
             print("== training", flush=True)
             for case in args.train.split(","):
-                fw, wl = case.split(":")
+                fw, wl, *only_peers = case.split(":")
                 steps, reps = sz.train[(fw, wl)]
-                for peer in chosen(TRAIN[(fw, wl)]):
+                planned = only_peers[0].split("+") if only_peers else TRAIN[(fw, wl)]
+                case = f"{fw}:{wl}"
+                for peer in chosen(planned):
                     opts = ["--framework", fw, "--workload", wl, "--steps", steps]
                     opts += ["--reps", str(args.reps or reps)]
                     run("train", peer, [*opts, "--warmup-steps", str(sz.warmup_steps)], case)
