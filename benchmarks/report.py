@@ -44,7 +44,7 @@ def problem(res: dict[str, Any]) -> str | None:
     if "skipped" in res:
         return f"skipped: {res['skipped']}"
     if "error" in res:
-        return f"**error**: {res['error'][:300]}"
+        return f"**error**: {res['error'][:160]}"
     return None
 
 
