@@ -244,6 +244,15 @@ def run_extra(name: str, args: list[str], timeout: float) -> str:
     return f"exit {proc.returncode}:\n\n```\n{(proc.stderr or proc.stdout)[-2000:]}\n```"
 
 
+def replace_section(path: Path, heading: str, text: str) -> None:
+    """Replace the Markdown section starting at ``heading`` (up to the next heading of the
+    same level) by ``text``, which starts with that heading itself."""
+    lines = path.read_text().split("\n")
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    path.write_text("\n".join([*lines[:start], *text.split("\n"), "", *lines[end:]]))
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -266,6 +275,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown output")
+    parser.add_argument(
+        "--readme",
+        default=None,
+        metavar="PATH",
+        help="also replace the '## Performance' section of this README with the run's snippet",
+    )
     parser.add_argument("--log", default=None, help="workers' full output (default: a temp file)")
     parser.add_argument(
         "--from-log",
@@ -354,6 +369,9 @@ def main(argv: list[str] | None = None) -> int:
         write()
         shutil.rmtree(scratch, ignore_errors=True)
     print(f"Written: {out}")
+    if args.readme:
+        replace_section(Path(args.readme), "## Performance", results.readme_snippet())
+        print(f"Updated: {args.readme} (Performance section)")
     failures = results.failures()
     for f in failures:
         print(f"FAILED: {f}", file=sys.stderr)

@@ -108,3 +108,12 @@ def test_report_shows_a_failed_tracker_instead_of_a_figure() -> None:
     assert "**error**: nothing stored: comet_ml: read back 0 points" in text
     assert "shared 2-core machine" in text
     assert results.failures() == ["train comet_ml: nothing stored: comet_ml: read back 0 points"]
+
+
+def test_readme_section_replaced_up_to_the_next_heading(tmp_path: Path) -> None:
+    from benchmarks.__main__ import replace_section
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\n## Performance\n\nold claim\n\n### sub\n\nold\n\n## Design\n\nkept\n")
+    replace_section(readme, "## Performance", "## Performance\n\nnew row")
+    assert readme.read_text() == "# T\n\n## Performance\n\nnew row\n\n## Design\n\nkept\n"
