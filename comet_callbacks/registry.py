@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from .config import Settings
+from .errors import CometCallbacksError
 from .rest.call import Call
 from .rest.errors import CometAPIError, ConflictError, ForbiddenError, NotFoundError
 
@@ -35,7 +36,7 @@ _SEMVER = re.compile(
 )
 
 
-class RegistryError(RuntimeError):
+class RegistryError(CometCallbacksError, RuntimeError):
     """A model could not be registered; the message says why and what to do."""
 
 

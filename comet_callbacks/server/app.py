@@ -22,7 +22,6 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
@@ -35,6 +34,7 @@ from . import (  # noqa: F401  (register the routes)
 )
 from .routes import ROUTES, Ctx, Limits, Principal, Route
 from .store import Store, Tx, now_ms
+from .uploads import Upload, read_multipart
 from .validate import ApiError, json_schema, parse_query, validate
 from .webhooks import Notifier
 
@@ -98,9 +98,8 @@ def authenticate(tx: Tx, header: str | None) -> Principal:
     key = raw.split("*", 1)[0].strip()
     if not key:
         raise ApiError(401, "Authorization: missing API key")
-    user = tx.one(
-        "SELECT u.* FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key = ?", (key,)
-    )
+    user_id = tx.key_user(key)
+    user = None if user_id is None else tx.one("SELECT * FROM users WHERE id=?", (user_id,))
     if user is None:
         raise ApiError(401, "Authorization: unknown API key")
     if user["is_service"]:
@@ -178,35 +177,30 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                 f"throttled: retry in {wait:g} s",
                 {"Retry-After": str(math.ceil(wait)), "Retry-After-Custom": f"{wait:g}"},
             )
+        parts = None
         try:
             raw_query = dict(request.query_params)
             query = parse_query(rt.query, raw_query) if rt.query else {}
             body: dict[str, Any] = {}
-            files: dict[str, tuple[str | None, bytes]] = {}
+            files: dict[str, tuple[str | None, Upload]] = {}
             form_fields: dict[str, str] = {}
+            root = f"{request.url.scheme}://{request.url.netloc}"
+            header = request.headers.get("authorization")
+            principal = None
+            if rt.auth:  # from the headers, before a byte of the body is read
+                with store.read() as tx:
+                    principal = authenticate(tx, header)
             if rt.multipart:
-                request._body = await _read_body(request, limits.max_upload_bytes)  # type: ignore[attr-defined]
-                ctype = request.headers.get("content-type", "")
-                if "multipart/form-data" not in ctype.lower():
-                    raise ApiError(400, "file: expected multipart/form-data")
-                try:
-                    form = await request.form(max_part_size=limits.max_json_bytes)
-                except Exception as exc:  # malformed multipart
-                    raise ApiError(
-                        400, f"file: malformed multipart body ({type(exc).__name__})"
-                    ) from None
-                for name, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        files[name] = (value.filename, await value.read())
-                    else:
-                        form_fields[name] = value
-                await form.close()
+                files_in, form_fields, parts = await read_multipart(
+                    request, store.assets_dir, limits.max_upload_bytes, limits.max_json_bytes
+                )
+                files = {name: (up.filename, up) for name, up in files_in.items()}
                 # the boundary differs between two sends of the same upload: digest the parts
                 digest = hashlib.sha256()
-                for name in sorted(files):
-                    fname, data = files[name]
-                    digest.update(f"{name}\0{fname}\0".encode())
-                    digest.update(hashlib.sha256(data).digest())
+                for name in sorted(files_in):
+                    up = files_in[name]
+                    digest.update(f"{name}\0{up.filename}\0".encode())
+                    digest.update(up.sha256.digest())
                 for name in sorted(form_fields):
                     digest.update(f"{name}\0{form_fields[name]}\0".encode())
                 body_digest = digest.hexdigest()
@@ -228,8 +222,6 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
             else:
                 data = await _read_body(request, limits.max_json_bytes)
                 body_digest = hashlib.sha256(data).hexdigest()
-            root = f"{request.url.scheme}://{request.url.netloc}"
-            header = request.headers.get("authorization")
             request_id = request.headers.get(REQUEST_ID_HEADER)
             if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
                 raise ApiError(
@@ -256,6 +248,7 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     app_state["notifier"],
                     request_id,
                     fingerprint,
+                    principal,
                 )
             )
         except ApiError as exc:
@@ -266,6 +259,9 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
         except Exception:  # never a bare 500 page: log it and answer JSON
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error(500, "server: internal error")
+        finally:
+            if parts is not None:  # received files not moved into the store
+                parts.close()
 
     is_batch = rt.path in handlers_batch.BATCH_PATHS
     is_write = is_batch or rt.path.startswith("write/")
@@ -294,11 +290,12 @@ def _run(
     query: dict[str, Any],
     raw_query: dict[str, str],
     body: dict[str, Any],
-    files: dict[str, tuple[str | None, bytes]],
+    files: dict[str, tuple[str | None, Upload]],
     form: dict[str, str],
     notifier: Notifier,
     request_id: str | None = None,
     fingerprint: str | None = None,
+    principal: Principal | None = None,
 ) -> Any:
     """Authenticate and run the handler in one transaction (worker thread).
 
@@ -310,7 +307,8 @@ def _run(
     was not performed.
     """
     with store.tx() as tx:
-        principal = authenticate(tx, header) if rt.auth else None
+        if rt.auth and principal is None:
+            principal = authenticate(tx, header)
         idempotent = (
             request_id is not None
             and principal is not None
@@ -367,7 +365,13 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
     """Create the FastAPI application serving ``store``."""
     limits = limits or Limits()
     notifier = Notifier(limits)
-    app = FastAPI(title="comet-callbacks local Comet server", version=SERVER_VERSION)
+    # no /docs or /redoc: they load their scripts from a CDN, blank on an air-gapped machine
+    app = FastAPI(
+        title="comet-callbacks local Comet server",
+        version=SERVER_VERSION,
+        docs_url=None,
+        redoc_url=None,
+    )
     state: dict[str, Any] = {"store": store, "limits": limits, "notifier": notifier}
     app.state.comet = state
 
@@ -443,5 +447,7 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
 
 
 def wrap(app: FastAPI) -> Any:
-    """The ASGI callable to serve: the app behind the clientlib alias."""
-    return AliasMiddleware(app, getattr(app.state, "fast_routes", None))
+    """The ASGI callable to serve: the web UI's pages, then the app behind the clientlib alias."""
+    from .ui import UI
+
+    return UI(AliasMiddleware(app, getattr(app.state, "fast_routes", None)), app.state.comet)

@@ -32,6 +32,7 @@ from .handlers_write import (
     get_or_create_project,
     normalise_name,
 )
+from .names import safe_asset_name
 from .routes import Ctx, route
 from .store import new_id
 from .validate import ApiError, bad
@@ -137,7 +138,10 @@ def add_run(ctx: Ctx) -> Any:
         return sdk_error(400 if not exists else 403, NON_EXISTING_TEAM, msg)
     row = ctx.tx.one("SELECT key FROM experiments WHERE key=?", (key,))
     if row is not None:
-        exp = ctx.exp(key)  # 403 if it lives in a workspace the key may not use
+        try:
+            exp = ctx.exp(key)
+        except ApiError as exc:  # it lives in a workspace this key may not use
+            return sdk_error(exc.code, EXPERIMENT_ALREADY_EXISTS, exc.msg)
         if not b["getOrCreateEnabled"]:
             return sdk_error(
                 400, EXPERIMENT_ALREADY_EXISTS, f"experimentKey: {key!r} already exists"
@@ -200,7 +204,8 @@ def status_update(ctx: Ctx) -> dict[str, Any]:
             (ctx.now, exp["key"]),
         )
     return {
-        "is_alive_beat_duration_millis": ctx.limits.beat_interval_ms,
+        # half the window after which a silent run counts as crashed: a late beat never flaps it
+        "is_alive_beat_duration_millis": max(1000, ctx.limits.beat_interval_ms // 2),
         "gpu_monitor_interval_millis": ctx.limits.gpu_monitor_ms,
         "cpu_monitor_interval_millis": ctx.limits.cpu_monitor_ms,
         "parameter_update_interval_millis": 60_000,
@@ -322,26 +327,37 @@ def _store_upload(ctx: Ctx, default_type: str) -> dict[str, Any]:
     remote = bool(q["isRemote"]) or ("link" in ctx.files and "file" not in ctx.files)
     if remote:
         link_part = ctx.files.get("link")
-        link = link_part[1].decode("utf-8", "replace") if link_part else ctx.form.get("link", "")
+        link = (
+            link_part[1].read(ctx.limits.max_json_bytes, "link").decode("utf-8", "replace")
+            if link_part
+            else ctx.form.get("link", "")
+        )
         if not link:
             raise bad("link", "required multipart part for a remote asset")
-        data = b""
+        data: Any = None
+        size = 0
     else:
         if "file" not in ctx.files:
             raise bad("file", "required multipart part")
-        data = ctx.files["file"][1]
+        data = ctx.files["file"][1]  # streamed to a temporary file (uploads.Upload)
+        size = data.size
         link = None
     atype = q["type"] or default_type
     name = q["fileName"] or q["figName"]
     if not name:
         raise bad("fileName", "required")
+    name = safe_asset_name(name)  # a label: never a path out of a download folder
     grouping = q["groupingName"]
     if atype == "model-element" and not grouping:
         raise bad("groupingName", "required for type model-element")
     metadata = _parse_metadata(ctx.form.get("metadata"), "metadata", strict=False)
     if metadata is None and "metadata" in ctx.files:
         metadata = _parse_metadata(
-            ctx.files["metadata"][1].decode("utf-8", "replace"), "metadata", strict=False
+            ctx.files["metadata"][1]
+            .read(ctx.limits.max_json_bytes, "metadata")
+            .decode("utf-8", "replace"),
+            "metadata",
+            strict=False,
         )
     ext = q["extension"]
     if ext is None:
@@ -373,7 +389,7 @@ def _store_upload(ctx: Ctx, default_type: str) -> dict[str, Any]:
             q["step"],
             q["epoch"],
             q["context"],
-            len(data),
+            size,
             ctx.now,
             metadata,
             int(remote),
@@ -419,7 +435,11 @@ def git_patch_upload(ctx: Ctx) -> dict[str, Any]:
     exp = ctx.exp(ctx.query["experimentId"], "experimentId")
     if "file" not in ctx.files:
         raise bad("file", "required multipart part")
-    ctx.set_value(exp["key"], "git_patch", _as_patch_zip(ctx.files["file"][1]))
+    ctx.set_value(
+        exp["key"],
+        "git_patch",
+        _as_patch_zip(ctx.files["file"][1].read(ctx.limits.max_json_bytes, "file")),
+    )
     return {"msg": "Saved"}
 
 

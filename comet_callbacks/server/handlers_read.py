@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
+from .names import safe_asset_name
 from .routes import Ctx, route
 from .validate import ApiError, text_of
 
@@ -266,7 +267,7 @@ def asset_json(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
     )
     return {
         "assetId": row["id"],
-        "fileName": row["file_name"],
+        "fileName": safe_asset_name(row["file_name"]),  # stores from before names were made safe
         "fileSize": row["size"],
         "type": row["type"],
         "step": row["step"],

@@ -94,7 +94,8 @@ class Ctx:
     query: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
     raw_query: dict[str, str] = field(default_factory=dict)
-    files: dict[str, tuple[str | None, bytes]] = field(default_factory=dict)
+    #: multipart file parts: ``(client file name, Upload)`` (content in a temporary file)
+    files: dict[str, tuple[str | None, Any]] = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)
     now: int = field(default_factory=now_ms)
     notify: Callable[[list[tuple[str, dict[str, str]]], dict[str, Any]], None] | None = None
