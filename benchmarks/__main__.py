@@ -70,7 +70,7 @@ EXTRAS: dict[str, tuple[list[str], list[str]]] = {
     "bench_batch": ([], ["--quick"]),
     "bench_server": (["--seconds", "3"], ["--seconds", "1"]),
     "bench_server_memory": ([], ["--quick"]),
-    "bench_ui": ([], ["--quick"]),
+    "bench_ui": ([], ["--points", "100000", "--reps", "1"]),
     "bench_monitor": (["--seconds", "10"], ["--seconds", "2"]),
     "bench_model_upload": (["--size-mb", "100"], ["--size-mb", "20"]),
 }

@@ -92,6 +92,13 @@ def make_file(path: Path, size: int) -> None:
             left -= n
 
 
+def start_server_subprocess(data_dir: Path, max_upload: int) -> tuple[subprocess.Popen, str, str]:
+    """``(process, url, key)`` of a local server (:class:`benchmarks.server.LocalServer`) with
+    the upload limit raised; the caller terminates the process. Kept for ``bench_ui``."""
+    srv = LocalServer(str(data_dir), ["--max-upload-bytes", str(max_upload)])
+    return srv.proc, srv.url, srv.api_key
+
+
 #: A discard sink: reads each request body in 1 MiB pieces and answers like upload-asset. It
 #: isolates the client's own streaming throughput from the local server's parsing cost.
 SINK = r"""
