@@ -304,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="comet-bench-"))
     log = Path(args.log) if args.log else scratch.parent / f"{scratch.name}.log"
     results = Results(machine(), argv_shown, args.quick)
+    results.machine["command"] = "`python -m benchmarks " + " ".join(argv_shown) + "`"
     for earlier in args.from_log:
         load_log(results, Path(earlier))
     with log.open("a") as fh:
@@ -368,6 +369,10 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         write()
         shutil.rmtree(scratch, ignore_errors=True)
+        if only != {"none"}:  # the log keeps how long the run took, for a re-render
+            done = dict(results.machine, **{"run time": f"{results.run_minutes or 0:.1f} min"})
+            with log.open("a") as fh:
+                fh.write(MACHINE_PREFIX + json.dumps(done) + "\n")
     print(f"Written: {out}")
     if args.readme:
         replace_section(Path(args.readme), "## Performance", results.readme_snippet())

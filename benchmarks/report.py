@@ -308,7 +308,7 @@ class Results:
 
     def machine_md(self) -> str:
         items = dict(self.machine)
-        if self.run_minutes is not None:
+        if self.run_minutes is not None and "run time" not in items:
             items["run time"] = f"{self.run_minutes:.1f} min"
         return "\n".join(f"- **{k}**: {v}" for k, v in items.items())
 
