@@ -328,7 +328,23 @@ class Results:
         ]
         summary = self._summary()
         if summary:
-            lines += [summary, ""]
+            reps = {r.get("reps") for r in self.of("train") if not problem(r)}
+            lines += [
+                summary,
+                "",
+                "Extra = against a fit without tracker in the same process; fixed and per-step "
+                "costs are the straight line through two fit lengths, *first fit* adds the "
+                "imports and one-off start-up of a fresh process. "
+                + (
+                    f"{'/'.join(str(x) for x in sorted(reps))} pair(s) per length in this run: "
+                    "differences of a few tens of ms (negative ones included) are within the "
+                    "noise of a shared box. "
+                    if reps
+                    else ""
+                )
+                + "Our online rows talk to the local server on the same two cores.",
+                "",
+            ]
         targets = self.targets()
         if targets:
             lines += [table(["target", "measured", ""], targets), ""]
@@ -358,10 +374,12 @@ class Results:
             rows.append(
                 [
                     r["label"],
+                    fmt(r["first"]["extra_cpu_ms"], 0),
                     fmt(r.get("fixed_cpu_ms"), 0),
                     fmt(r.get("per_step_cpu_us"), 0),
                     f"{r['per_length'][n1]['slowdown_pct']:+.1f} %",
                     real_cell,
+                    load(r),
                 ]
             )
         if not rows:
@@ -372,10 +390,12 @@ class Results:
             step = f" (a step ≈ {fmt(statistics.median(r['base_step_ms'] for r in reals), 0)} ms)"
         head = [
             "tracker (Lightning)",
+            "first fit of a process: extra CPU ms",
             "fixed extra CPU per fit ms",
             "extra CPU per step µs (tiny)",
             "slowdown, tiny MLP",
             "slowdown, small CNN" + step,
+            "load (1 min)",
         ]
         return table(head, rows)
 
