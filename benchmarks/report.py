@@ -252,6 +252,9 @@ class Results:
         def add(what: str, value: float | None, target: float, shown: str) -> None:
             if value is None:
                 return
+            if value < 0:  # a negative extra cost is noise, not a result
+                out.append([what, shown, "not resolved (noise)"])
+                return
             out.append([what, shown, "met" if value <= target else "**missed**"])
 
         for peer in ("us-offline", "us-online"):
@@ -348,6 +351,13 @@ class Results:
         targets = self.targets()
         if targets:
             lines += [table(["target", "measured", ""], targets), ""]
+        if any(name == "bench_start" for name, _ in self.extras):
+            lines += [
+                "Start-up (import time, fixed CPU per fit, before and after the cheaper start, "
+                "with the revision compared): `python -m benchmarks.bench_start`, under *Other "
+                "benchmarks* in `benchmarks/RESULTS.md`.",
+                "",
+            ]
         m = self.machine
         lines += [
             f"One run on {m.get('CPU', '?')}, {m.get('cores', '?')} cores shared with other "
