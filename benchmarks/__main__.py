@@ -691,6 +691,7 @@ EXTRAS = {
     "bench_monitor": (["--seconds", "10"], ["--seconds", "2"]),
     "bench_core": (["--quick"], ["--quick"]),  # its full run repeats what is measured here
     "bench_model_upload": (["--size-mb", "100"], ["--size-mb", "20"]),
+    "bench_server_memory": (["--size-mb", "150"], ["--size-mb", "20"]),
 }
 
 

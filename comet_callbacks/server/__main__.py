@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         store.close()
         return 1
+    sock.listen(2048)  # connections made as soon as the URL is printed wait, not fail
     port = sock.getsockname()[1]
     url = _url(args.host, port)
     print(f"Local Comet server at {url}  (database {db}, assets {assets})")
