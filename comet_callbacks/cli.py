@@ -21,7 +21,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     paths = args.paths or [settings.offline_directory]
-    results = upload_paths(paths, settings, progress=not args.quiet)
+    results = upload_paths(paths, settings, progress=not args.quiet, timeout=args.timeout)
     if args.remove:
         import shutil
 
@@ -41,7 +41,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
             print(f"  experiment: {r.link}")
         for e in r.errors[:5]:
             print(f"  error: {e}")
-        if not r.complete:
+        if not r.complete or r.failed:
             rc = 1
     return rc
 
@@ -75,6 +75,13 @@ def main(argv: list[str] | None = None) -> int:
         "paths", nargs="*", help="run folders or folders of runs (default: COMET_OFFLINE_DIRECTORY)"
     )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting out a busy or failing server after this long (default: no limit)",
+    )
     up.add_argument(
         "--remove",
         action="store_true",

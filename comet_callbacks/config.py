@@ -292,6 +292,13 @@ FIELDS: tuple[_Field, ...] = (
     ),
     _Field("workers", "COMET_SENDER_WORKERS", _parse_int, 4, "Requests in flight at once."),
     _Field(
+        "batch",
+        "COMET_BATCH",
+        _parse_bool,
+        True,
+        "Send metrics and parameters in batches; `false`: one request per value.",
+    ),
+    _Field(
         "cpu_monitor_interval",
         "COMET_CPU_MONITOR_INTERVAL",
         _parse_float,

@@ -184,6 +184,7 @@ class Experiment:
             self._client,
             workers=settings.workers,
             max_pending=settings.max_queue_size,
+            batch=bool(settings.batch),
         )
         _live.add(self)
         if not secondary:

@@ -2,7 +2,14 @@
 
 from .call import Call, FilePart
 from .client import RestClient
-from .endpoints import CallBuilder, Endpoints, calls, encode_metric_value
+from .endpoints import (
+    CallBuilder,
+    Endpoints,
+    calls,
+    encode_metric_value,
+    metric_item,
+    parameter_item,
+)
 from .errors import (
     BadRequestError,
     CometAPIError,
@@ -43,4 +50,6 @@ __all__ = [
     "encode_metric_value",
     "error_for_status",
     "is_retryable",
+    "metric_item",
+    "parameter_item",
 ]

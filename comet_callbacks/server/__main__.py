@@ -65,6 +65,11 @@ def build_parser(prog: str = "comet-callbacks server") -> argparse.ArgumentParse
         help=f"largest accepted JSON body (default: {Limits.max_json_bytes})",
     )
     parser.add_argument(
+        "--no-batch",
+        action="store_true",
+        help="answer 404 on the clientlib batch endpoints (to try a client's per-point fallback)",
+    )
+    parser.add_argument(
         "--log-level",
         default="warning",
         choices=["critical", "error", "warning", "info", "debug", "trace"],
@@ -161,6 +166,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     api_key = args.api_key or os.environ.get("COMET_SERVER_API_KEY") or None
     key, created = store.ensure_admin(api_key)
     limits = Limits(max_upload_bytes=args.max_upload_bytes, max_json_bytes=args.max_json_bytes)
+    limits.batch_endpoints = not args.no_batch
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # TCP_NODELAY by asyncio
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

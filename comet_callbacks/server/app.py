@@ -10,9 +10,12 @@ failure becomes ``{"msg", "code"}``; nothing is stored when a request fails.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
+import math
 import re
+import time
 import zlib
 from typing import Any
 
@@ -23,7 +26,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from . import handlers_read, handlers_write  # noqa: F401  (register the routes)
+from . import (  # noqa: F401  (register the routes)
+    clientlib,
+    handlers_batch,
+    handlers_read,
+    handlers_write,
+)
 from .routes import ROUTES, Ctx, Limits, Principal, Route
 from .store import Store, Tx, now_ms
 from .uploads import Upload, read_multipart
@@ -35,7 +43,9 @@ REQUEST_ID_HEADER = "x-comet-request-id"
 
 log = logging.getLogger("comet_callbacks.server")
 
-SERVER_VERSION = "3.5.41"
+#: 3.5.42 and above: the official SDK registers models through `item/create` (served here);
+#: below, through the legacy `registry-model[/item]` endpoints (also served; our client uses them).
+SERVER_VERSION = "3.5.42"
 REST = "/api/rest/v2/"
 ALIAS = "/clientlib/rest/v2/"
 #: A ``\uD800``-``\uDFFF`` escape: JSON may carry a lone surrogate, which SQLite cannot store.
@@ -158,6 +168,15 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
     async def endpoint(request: Request) -> Response:
         store: Store = app_state["store"]
         limits: Limits = app_state["limits"]
+        if is_batch and not limits.batch_endpoints:
+            return error(404, f"path: {rt.path} is not served (batch endpoints switched off)")
+        if is_write and limits.throttle_until and time.time() < limits.throttle_until:
+            wait = limits.throttle_retry_after
+            return error(
+                429,
+                f"throttled: retry in {wait:g} s",
+                {"Retry-After": str(math.ceil(wait)), "Retry-After-Custom": f"{wait:g}"},
+            )
         parts = None
         try:
             raw_query = dict(request.query_params)
@@ -176,8 +195,18 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     request, store.assets_dir, limits.max_upload_bytes, limits.max_json_bytes
                 )
                 files = {name: (up.filename, up) for name, up in files_in.items()}
+                # the boundary differs between two sends of the same upload: digest the parts
+                digest = hashlib.sha256()
+                for name in sorted(files_in):
+                    up = files_in[name]
+                    digest.update(f"{name}\0{up.filename}\0".encode())
+                    digest.update(up.sha256.digest())
+                for name in sorted(form_fields):
+                    digest.update(f"{name}\0{form_fields[name]}\0".encode())
+                body_digest = digest.hexdigest()
             elif rt.body is not None:
                 data = await _read_body(request, limits.max_json_bytes)
+                body_digest = hashlib.sha256(data).hexdigest()
                 if not data.strip():
                     parsed: Any = {}
                 else:
@@ -191,12 +220,17 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                         _check_unicode(parsed)
                 body = validate(rt.body, parsed)
             else:
-                await _read_body(request, limits.max_json_bytes)
+                data = await _read_body(request, limits.max_json_bytes)
+                body_digest = hashlib.sha256(data).hexdigest()
             request_id = request.headers.get(REQUEST_ID_HEADER)
             if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
                 raise ApiError(
                     400, f"{REQUEST_ID_HEADER}: expected at most 200 printable characters"
                 )
+            fingerprint = None
+            if request_id is not None:
+                q = "&".join(f"{k}={v}" for k, v in sorted(raw_query.items()))
+                fingerprint = f"{request.method} {rt.path}?{q}#{body_digest}"
             return _response(
                 await _call(
                     rt.multipart,
@@ -213,6 +247,7 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     form_fields,
                     app_state["notifier"],
                     request_id,
+                    fingerprint,
                     principal,
                 )
             )
@@ -228,6 +263,8 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
             if parts is not None:  # received files not moved into the store
                 parts.close()
 
+    is_batch = rt.path in handlers_batch.BATCH_PATHS
+    is_write = is_batch or rt.path.startswith("write/")
     endpoint.__name__ = (
         "ep_" + rt.path.replace("/", "_").replace("-", "_") + "_" + "_".join(rt.methods)
     )
@@ -257,12 +294,17 @@ def _run(
     form: dict[str, str],
     notifier: Notifier,
     request_id: str | None = None,
+    fingerprint: str | None = None,
     principal: Principal | None = None,
 ) -> Any:
     """Authenticate and run the handler in one transaction (worker thread).
 
     A write carrying ``X-Comet-Request-Id`` that was already performed for this user is not
     performed again: the first answer is returned (idempotent retries, exactly-once replay).
+    That holds only for the same request — same method, path, query and body digest, which
+    covers the experiment — (the ``path`` column keeps that fingerprint); the same id on a
+    different request is a 409 naming the header, never a cached success for a write that
+    was not performed.
     """
     with store.tx() as tx:
         if rt.auth and principal is None:
@@ -270,14 +312,25 @@ def _run(
         idempotent = (
             request_id is not None
             and principal is not None
-            and rt.path.startswith(("write/", "webhooks/"))
+            and (
+                rt.path.startswith(("write/", "webhooks/")) or rt.path in handlers_batch.BATCH_PATHS
+            )
         )
         if idempotent:
             row = tx.one(
-                "SELECT response FROM request_ids WHERE user_id=? AND request_id=?",
+                "SELECT response, path FROM request_ids WHERE user_id=? AND request_id=?",
                 (principal.user_id, request_id),
             )
             if row is not None:
+                stored = row[1]
+                # rows written before fingerprints were kept hold the bare path
+                same = stored == fingerprint if "#" in stored else stored == rt.path
+                if not same:
+                    raise ApiError(
+                        409,
+                        f"{REQUEST_ID_HEADER}: {request_id!r} was already used for a different "
+                        "request (another path, body or experiment); use a new id",
+                    )
                 return json.loads(row[0])
         ctx = Ctx(
             tx=tx,
@@ -291,12 +344,19 @@ def _run(
             files=files,
             form=form,
             notify=notifier.notify,
+            auth_header=header,
         )
         result = rt.handler(ctx)
         if idempotent and (result is None or isinstance(result, dict)):
             tx.execute(
                 "INSERT OR REPLACE INTO request_ids VALUES (?,?,?,?,?)",
-                (principal.user_id, request_id, rt.path, json.dumps(result), now_ms()),
+                (
+                    principal.user_id,
+                    request_id,
+                    fingerprint or rt.path,
+                    json.dumps(result),
+                    now_ms(),
+                ),
             )
         return result
 
@@ -350,10 +410,11 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
                 for k, v in rt.query.items()
             ]
         endpoint = make_endpoint(state, rt)
+        full = rt.path if rt.path.startswith("/") else REST + rt.path
         for method in rt.methods:
-            fast_routes[(method, REST + rt.path)] = endpoint
+            fast_routes[(method, full)] = endpoint
             app.add_api_route(
-                REST + rt.path,
+                full,
                 endpoint,
                 methods=[method],
                 openapi_extra=extra or None,

@@ -141,6 +141,12 @@ class ServerHandle:
             self._tmpdir.cleanup()
             self._tmpdir = None
 
+    def throttle(self, seconds: float, retry_after: float = 5.0) -> None:
+        """Answer every write with 429 (``Retry-After`` and ``Retry-After-Custom`` =
+        ``retry_after``) for the next ``seconds``, as a throttling Comet server does."""
+        self.limits.throttle_retry_after = retry_after
+        self.limits.throttle_until = time.time() + seconds
+
     def create_user(self, name: str, workspace: str | None = None) -> str:
         """Create a user owning workspace ``workspace`` (default: ``name``); return its key."""
         if self._store is not None:

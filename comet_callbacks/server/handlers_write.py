@@ -702,22 +702,20 @@ def add_metric(
     context: str | None,
     system: bool = False,
 ) -> None:
-    """Store one metric point, once: an identical retried point is acknowledged, not duplicated."""
+    """Store one metric point. A retried write is not stored twice: the client names each
+    write with ``X-Comet-Request-Id`` and a repeat of the same request is answered from the
+    request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
-    text = text_of(value)
-    dup = ctx.tx.one(
-        "SELECT 1 FROM metrics WHERE exp_key=? AND name=? AND ts=? AND value_text=? "
-        "AND step IS ? AND epoch IS ? AND context IS ?",
-        (exp_key, name, ts, text, step, epoch, context),
-    )
-    if dup:
-        return
-    stored = value if value == value and value not in (float("inf"), float("-inf")) else None
     ctx.tx.execute(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, stored, text, ts, step, epoch, context, int(system)),
+        (exp_key, name, _finite(value), text_of(value), ts, step, epoch, context, int(system)),
     )
+
+
+def _finite(value: float) -> float | None:
+    """The numeric column of a metric: NaN and infinities are kept only as text."""
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 @route("POST", "write/experiment/metric", body={**EK, "metricName": "s", "metricValue": "m", **T})
@@ -1132,21 +1130,24 @@ def git_metadata(ctx: Ctx) -> dict[str, Any]:
     },
 )
 def log_output(ctx: Ctx) -> dict[str, Any]:
-    """#35 Append output lines, ordered by offset; an offset already stored is kept once."""
+    """#35 Store output lines. Lines of different requests may share an offset (the official
+    SDK's ``log_output`` numbers each call from 0): all are kept. Only a true retry, a line with
+    the same offset, stream, text and timestamp, is stored once. ``runContext`` wins over
+    ``context`` (WIRE §3 #7)."""
     b = ctx.body
     exp = ctx.exp(b["experimentKey"])
-    context = b["context"] if b["context"] is not None else b["runContext"]
+    context = b["runContext"] if b["runContext"] is not None else b["context"]
     for line in sorted(b["outputLines"], key=lambda item: item["offset"]):
+        stderr = int(bool(line["stderr"]))
+        args = (exp["key"], line["offset"], line["output"], stderr, line["localTimestamp"])
+        if ctx.tx.one(
+            "SELECT 1 FROM output WHERE exp_key=? AND offset=? AND text=? AND stderr=? AND ts IS ?",
+            args,
+        ):
+            continue
         ctx.tx.execute(
-            "INSERT OR IGNORE INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
-            (
-                exp["key"],
-                line["offset"],
-                line["output"],
-                int(bool(line["stderr"])),
-                line["localTimestamp"],
-                context,
-            ),
+            "INSERT INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
+            (*args, context),
         )
     return SAVED
 

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 from .uploads import clear_incoming
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -135,9 +135,24 @@ CREATE TABLE request_ids (
 )
 """
 
+# v3: output lines are no longer unique per offset. The official SDK's `log_output` numbers
+# each call's lines from 0, so two requests may carry different lines at the same offset;
+# only a true retry (same offset, stream, text and timestamp) is a duplicate (checked on write).
+_SCHEMA_V3 = """
+CREATE TABLE output_v3 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, offset INTEGER NOT NULL,
+    text TEXT NOT NULL, stderr INTEGER NOT NULL, ts INTEGER, context TEXT
+);
+INSERT INTO output_v3 (seq, exp_key, offset, text, stderr, ts, context)
+    SELECT seq, exp_key, offset, text, stderr, ts, context FROM output;
+DROP TABLE output;
+ALTER TABLE output_v3 RENAME TO output;
+CREATE INDEX output_key ON output(exp_key, offset)
+"""
 
-def _schema_v3(conn: sqlite3.Connection) -> None:
-    """v3: API keys at rest are salted SHA-256 hashes; the plain admin key copy is gone.
+
+def _schema_v4(conn: sqlite3.Connection) -> None:
+    """v4: API keys at rest are salted SHA-256 hashes; the plain admin key copy is gone.
 
     Existing keys keep working (each is hashed in place). ``secure_delete`` overwrites the
     freed pages, so the plain keys do not linger in the file either.
@@ -161,7 +176,8 @@ def _schema_v3(conn: sqlite3.Connection) -> None:
 MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
-    3: _schema_v3,
+    3: _SCHEMA_V3,
+    4: _schema_v4,
 }
 
 #: Modes of everything the server writes: only the owner may read keys' hashes and data.
@@ -256,7 +272,7 @@ class Store:
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
-        if version < 3 <= SCHEMA_VERSION:  # plain keys were in the WAL: fold it in and empty it
+        if version < 4 <= SCHEMA_VERSION:  # plain keys were in the WAL: fold it in and empty it
             self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:

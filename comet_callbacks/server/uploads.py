@@ -11,6 +11,7 @@ bounded by the JSON limit.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
 import zlib
@@ -40,10 +41,13 @@ class Upload:
         self.path = Path(name)
         self.file: IO[bytes] = open(fd, "w+b")  # noqa: SIM115  (closed by close())
         self.size = 0
+        #: digest of the content, computed as it arrives (request-id fingerprints)
+        self.sha256 = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
         self.size += len(data)
+        self.sha256.update(data)
 
     def read(self, limit: int | None = None, what: str = "file") -> bytes:
         """The whole content in memory; 413 when larger than ``limit`` (for small parts

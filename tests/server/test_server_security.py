@@ -334,7 +334,7 @@ def test_migration_hashes_existing_plain_keys(tmp_path: Path) -> None:
     store = Store(db, tmp_path / "assets")
     try:
         assert store.key_user(admin_key) == "u1" and store.key_user(bob_key) == "u2"
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert store.ensure_admin() == (None, False)  # a hashed key cannot be shown
     finally:
         store.close()

@@ -642,4 +642,4 @@ def test_clientlib_alias(api) -> None:
 
 def test_reader_account(reader: Reader) -> None:
     assert reader.account_details() == {"userName": "local", "defaultWorkspaceName": "local"}
-    assert reader.version() == "3.5.41"
+    assert reader.version() == "3.5.42"
