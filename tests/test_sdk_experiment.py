@@ -201,7 +201,9 @@ def test_official_experiment_full_run_then_existing_experiment_continues_it(
     assert out.index("hello stdout") < out.index("hello stderr")
 
     # code: the calling script, and log_code's snippet
-    _, script = _asset(reader, key, type="source_code", fileName=str(git_repo / "sdk_script.py"))
+    # the SDK names the script by its absolute path; the server keeps a safe relative name
+    script_name = str(git_repo / "sdk_script.py").lstrip("/")
+    _, script = _asset(reader, key, type="source_code", fileName=script_name)
     assert script.decode() == FULL_RUN
     snippet, data = _asset(reader, key, type="source_code", fileName="snippet.py")
     assert data == b"print('x')\n"
