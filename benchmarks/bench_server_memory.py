@@ -1,10 +1,10 @@
 """Server memory under concurrent large uploads, with a wrong key and with the right one.
 
-Run: ``python -m benchmarks.bench_server_memory [--size-mb 150] [--clients 3]``. Prints a
-Markdown table; exits 1 when a server's peak RSS growth reaches 100 MiB.
+Run: ``python -m benchmarks.bench_server_memory [--size-mb 150] [--clients 3] [--quick]``.
+Prints a Markdown table; exits 1 when a server's peak RSS growth reaches 100 MiB.
 
-The local server runs in a subprocess (``python -m comet_callbacks.server``, the launcher
-of :mod:`benchmarks.bench_model_upload`); its RSS is sampled every 5 ms by psutil. Each
+The local server runs in a subprocess (:class:`benchmarks.server.LocalServer`, the
+benchmarks' one launcher); its RSS is sampled every 5 ms by psutil. Each
 client thread streams one multipart upload of ``--size-mb`` MiB over a raw HTTP/1.1
 connection with a declared ``Content-Length`` (so the client itself holds one 1 MiB
 chunk), all clients at once. The baseline, in the same run, is the data in flight
@@ -21,12 +21,12 @@ import os
 import tempfile
 import threading
 import time
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import requests
 
-from benchmarks.bench_model_upload import PeakRSS, start_server_subprocess
+from benchmarks.bench_model_upload import PeakRSS
+from benchmarks.server import LocalServer
 
 MiB = 1024 * 1024
 LIMIT_MIB = 100
@@ -96,12 +96,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_server_memory")
     parser.add_argument("--size-mb", type=int, default=150, help="size of each upload (MiB)")
     parser.add_argument("--clients", type=int, default=3, help="concurrent uploads per wave")
+    parser.add_argument("--quick", action="store_true", help="20 MiB uploads: a smoke run")
     args = parser.parse_args(argv)
+    if args.quick:
+        args.size_mb = 20
     size = args.size_mb * MiB
     in_flight = size * args.clients
     rows: list[tuple[str, int, str, float]] = []
     with tempfile.TemporaryDirectory(prefix="bench-server-memory-") as tmp:
-        proc, url, key = start_server_subprocess(Path(tmp) / "server", size + 16 * MiB)
+        server = LocalServer(tmp, ["--max-upload-bytes", str(size + 16 * MiB)])
+        url, key, pid = server.url, server.api_key, server.pid
         try:
             exp_key = requests.post(
                 url + "/api/rest/v2/write/experiment/create",
@@ -112,7 +116,7 @@ def main(argv: list[str] | None = None) -> int:
             upload(url, key, exp_key, MiB, "warm-up.bin")  # import/parse paths warmed once
             for label, auth in (("wrong key", "not-the-key"), ("right key", key)):
                 growth, results, secs = run_wave(
-                    url, auth, exp_key, size, args.clients, proc.pid, label.replace(" ", "-")
+                    url, auth, exp_key, size, args.clients, pid, label.replace(" ", "-")
                 )
                 statuses = sorted({s for s, _ in results})
                 sent = sum(b for _, b in results)
@@ -128,8 +132,7 @@ def main(argv: list[str] | None = None) -> int:
             stored_ok = kept == [size] * args.clients
             wrong_ok = all(a["fileName"].startswith(("right-key", "warm-up")) for a in stored)
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            server.stop()
 
     print(
         f"\nServer memory: {args.clients} concurrent uploads of {args.size_mb} MiB "

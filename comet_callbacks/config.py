@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import configparser
 import json
 import logging
 import os
@@ -19,6 +18,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
+
+from .errors import CometCallbacksError
 
 __all__ = [
     "ConfigError",
@@ -37,7 +38,7 @@ _TRUE = {"1", "true", "yes", "on", "y", "t"}
 _FALSE = {"0", "false", "no", "off", "n", "f", ""}
 
 
-class ConfigError(ValueError):
+class ConfigError(CometCallbacksError, ValueError):
     """An invalid configuration value: names the setting, its source and what is allowed."""
 
     def __init__(self, setting: str, source: str, value: Any, allowed: str) -> None:
@@ -129,6 +130,14 @@ def _parse_int(v: str) -> int:
     return i
 
 
+def _parse_summary_level(v: str) -> int:
+    """The SDK's ``display_summary_level``: 0 (nothing), 1 or 2 (the start and end lines)."""
+    s = v.strip()
+    if s not in ("0", "1", "2"):
+        raise ValueError("expected 0 (print no link or summary), 1 or 2")
+    return int(s)
+
+
 def _parse_mode(v: str) -> str:
     s = v.strip().lower()
     if s not in MODES:
@@ -157,7 +166,7 @@ def _parse_log_model(v: str) -> str | bool:
     try:
         return _parse_bool(s)
     except ValueError:
-        raise ValueError("expected false, true, best or all") from None
+        raise ValueError("expected false, true, best, last or all") from None
 
 
 @dataclass(frozen=True)
@@ -281,7 +290,7 @@ FIELDS: tuple[_Field, ...] = (
         "COMET_LOG_MODEL",
         _parse_log_model,
         True,
-        "Checkpoint upload: false, true (best/last at end), best, all.",
+        "Model logged at the end: false, true (best, else final), best, last (final), all.",
     ),
     _Field(
         "max_queue_size",
@@ -326,6 +335,13 @@ FIELDS: tuple[_Field, ...] = (
         False,
         "Non-zero ranks send their system metrics (context `rank<N>`).",
     ),
+    _Field(
+        "display_summary_level",
+        "COMET_DISPLAY_SUMMARY_LEVEL",
+        _parse_summary_level,
+        1,
+        "`0`: print neither the experiment link at start nor the summary line at the end.",
+    ),
     _auto("code", "Capture the entry script's source."),
     _auto("git_metadata", "Capture git metadata."),
     _auto("git_patch", "Capture the uncommitted git patch."),
@@ -366,6 +382,8 @@ def _read_config_file(path: str, required: bool) -> tuple[dict[tuple[str, str], 
         raise ConfigError(
             "config file", path, path, f"cannot be read: {exc.__class__.__name__}"
         ) from None
+    import configparser  # only when a config file exists: keeps `import comet_callbacks` cheap
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, source=path)

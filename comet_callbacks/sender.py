@@ -33,12 +33,11 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .offline import RunStore
 from .rest import retry as policy
 from .rest.call import Call
-from .rest.client import RestClient
 from .rest.delivery import (
     BATCH_MAX_BYTES,
     BATCH_MAX_ITEMS,
@@ -48,6 +47,9 @@ from .rest.delivery import (
 )
 from .rest.endpoints import calls, encode_metric_value, parameter_item
 from .rest.errors import CometAPIError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = ["Sender", "Op", "DeliveryStats"]
 
@@ -135,6 +137,8 @@ class DeliveryStats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sent = 0
+        #: events neither delivered nor kept: memory full while the disk could not be written
+        self.dropped = 0
         self.failed: collections.Counter[tuple[str, str]] = collections.Counter()
         self.retried: collections.Counter[tuple[str, str]] = collections.Counter()
         self.first_errors: dict[tuple[str, str], str] = {}
@@ -162,6 +166,8 @@ class DeliveryStats:
             if self.retried:
                 parts = [f"{p} ({st}): {n}" for (p, st), n in sorted(self.retried.items())]
                 out += "; transient errors (retried): " + ", ".join(parts)
+            if self.dropped:
+                out += f"; {self.dropped} events dropped (memory full, disk not writable)"
             return out
 
 
@@ -351,6 +357,10 @@ class Sender:
         if self._abandon.is_set():
             return  # closing with the server down: the event stays in the log for upload
         with self._pending_lock:
+            if self._pending >= self.max_pending and not self.store.on_disk:
+                # no event log to spill to: past max_pending new events are dropped, counted
+                self.stats.dropped += 1
+                return
             if self._spill_from is not None or self._pending >= self.max_pending:
                 spill_starts = self._spill_from is None
                 if spill_starts:

@@ -40,7 +40,7 @@ from typing import Any
 
 from . import registry
 from .config import Settings
-from .offline import RunLock, list_runs, read_acks, read_events, read_meta
+from .offline import RunLock, list_runs, read_acks, read_events_checked, read_meta
 from .rest import retry as policy
 from .rest.call import Call
 from .rest.client import RestClient
@@ -50,6 +50,8 @@ from .rest.errors import CometAPIError
 
 #: Metric batches in flight at once during an upload.
 UPLOAD_IN_FLIGHT = 4
+#: Seconds without any answer from the server (refused, timed out) before upload stops.
+UNREACHABLE_LIMIT = 60.0
 #: At most this many error messages are kept per run (the counts are complete).
 MAX_ERRORS = 50
 
@@ -70,6 +72,24 @@ class UploadResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     complete: bool = False
+    #: damaged event-log lines that were skipped: (line number, why)
+    damaged: list[tuple[int, str]] = field(default_factory=list)
+
+    def damaged_summary(self, limit: int = 20) -> str:
+        """``"3 damaged lines skipped (line 4: not a JSON object; lines 7, 9: call has no
+        path)"``, or ``""`` when none; at most ``limit`` line numbers are listed."""
+        if not self.damaged:
+            return ""
+        by_reason: dict[str, list[int]] = {}
+        for number, why in self.damaged[:limit]:
+            by_reason.setdefault(why, []).append(number)
+        parts = [
+            ("line " if len(nums) == 1 else "lines ") + ", ".join(map(str, nums)) + f": {why}"
+            for why, nums in by_reason.items()
+        ]
+        more = len(self.damaged) - limit
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{len(self.damaged)} damaged lines skipped ({'; '.join(parts)}{tail})"
 
 
 def _write_meta(path: str, meta: dict[str, Any]) -> None:
@@ -131,10 +151,13 @@ def upload_run(
     progress: bool = False,
     client: RestClient | None = None,
     timeout: float | None = None,
+    unreachable: float = UNREACHABLE_LIMIT,
 ) -> UploadResult:
     """Upload one run folder. Safe to re-run: delivered events are never sent again.
 
-    Transient server trouble is waited out (up to ``timeout`` seconds, default no limit).
+    Transient server trouble is waited out (up to ``timeout`` seconds, default no limit) as
+    long as the server answers at all; after ``unreachable`` seconds without any answer the
+    upload stops (re-run it later).
     Never raises for server or file problems: they end up in ``result.errors``;
     ``complete`` is True only when every event was stored or refused for good.
     """
@@ -148,14 +171,15 @@ def upload_run(
     try:
         client = client or RestClient.from_settings(settings)
         deadline = None if timeout is None else time.monotonic() + timeout
-        return _upload_locked(path, settings, progress, client, result, deadline)
-    except Abandoned:
-        result.errors.append(f"gave up after --timeout {timeout} s; re-run to continue")
-        log.error("upload of %s stopped at its timeout (re-run the command to continue)", path)
+        return _upload_locked(path, settings, progress, client, result, deadline, unreachable)
+    except Abandoned as exc:
+        why = str(exc) if "no answer" in str(exc) else f"gave up after --timeout {timeout} s"
+        result.errors.append(f"{why}; re-run to continue")
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, why)
         return result
     except (CometAPIError, OSError, ValueError, KeyError) as exc:
         result.errors.append(str(exc))
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, exc)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, exc)
         return result
     finally:
         if own_client and client is not None:
@@ -164,12 +188,17 @@ def upload_run(
 
 
 def _metric_key(body: dict[str, Any]) -> tuple[Any, ...]:
-    return (
+    values = (
         body.get("metricName"),
         body.get("step"),
         body.get("epoch"),
         body.get("context") or body.get("runContext"),
         body.get("timestamp"),
+    )
+    # a damaged event may carry a list or an object here: keep the key hashable
+    return tuple(
+        v if v is None or isinstance(v, (str, int, float)) else json.dumps(v, sort_keys=True)
+        for v in values
     )
 
 
@@ -214,6 +243,7 @@ def _upload_locked(
     client: RestClient,
     result: UploadResult,
     deadline: float | None = None,
+    unreachable: float | None = None,
 ) -> UploadResult:
     meta = read_meta(path)
     done = read_acks(path)
@@ -229,8 +259,8 @@ def _upload_locked(
         text = f"{policy.describe(exc)}, retrying in {wait:.0f} s"
         if bar.total:
             bar.status(text)
-        else:
-            log.info("upload of %s: %s", os.path.basename(path), text)
+        elif progress:  # before the events are counted (creating the experiment...)
+            print(f"uploading {os.path.basename(path)}: {text}", file=sys.stderr, flush=True)
 
     deliver = Deliverer(
         client,
@@ -238,6 +268,7 @@ def _upload_locked(
         deadline=deadline,
         on_transient=waiting,
         on_success=lambda: bar.status(""),
+        unreachable=unreachable,
     )
     if key is None and (meta.get("online") or meta.get("continued")) and recorded_key:
         # leftovers of an online run: the experiment exists on the server
@@ -260,13 +291,15 @@ def _upload_locked(
         workspace = deliver.send(calls.get_experiment_metadata(key), None).get("workspaceName")
     result.experiment_key = key
     result.link = result.link or f"{client.root}/{workspace}/{project}/{key}"
-    events = list(read_events(path))
+    events, result.damaged = read_events_checked(path)
+    if result.damaged:
+        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
     continuing = bool(done) or meta.get("online") or meta.get("uploadedKey")
     stored = _already_stored(deliver, key, events, done) if continuing else None
     todo = [e for e in events if e.get("seq") not in done]
     result.skipped = len(events) - len(todo)
     has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(path)}", progress)
+    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
     rid_base = f"{run_id}.{key}"
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
@@ -383,7 +416,7 @@ def _upload_locked(
                 acks.flush()
     bar.close()
     if auth_error:
-        log.error("upload stopped: %s (re-run the command to continue)", auth_error[0])
+        log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
     left = len(events) - len(read_acks(path))
     if left:
@@ -391,10 +424,14 @@ def _upload_locked(
         return result
     if not has_stop and not meta.get("secondary"):
         # the run died before ending: close it on the server, marked as crashed
-        last = (
-            max((e.get("call", {}).get("json") or {}).get("timestamp", 0) or 0 for e in events)
-            if events
-            else 0
+        stamps = [(e.get("call") or {}).get("json") for e in events]
+        last = max(
+            (
+                b["timestamp"]
+                for b in stamps
+                if isinstance(b, dict) and type(b.get("timestamp")) in (int, float)
+            ),
+            default=0,
         )
         end_ms = int(last or meta.get("startTimeMillis") or time.time() * 1000)
         deliver.send(calls.log_other(key, "status", "crashed", timestamp=end_ms), None)
@@ -455,7 +492,11 @@ def upload_paths(
                     continue
                 if meta.get("uploaded"):
                     continue
-                results.append(
-                    upload_run(run, settings, progress=progress, client=client, timeout=timeout)
-                )
+                try:
+                    results.append(
+                        upload_run(run, settings, progress=progress, client=client, timeout=timeout)
+                    )
+                except Exception as exc:  # one broken run never stops the others
+                    log.error("upload of %s failed: %r", run, exc)
+                    results.append(UploadResult(path=run, errors=[f"unexpected error: {exc!r}"]))
     return results

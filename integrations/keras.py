@@ -53,84 +53,49 @@ import math
 import os
 import re
 import shutil
-import sys
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 
-# Imported here, before any Experiment exists: the core imports comet_callbacks.capture from
-# two threads at once when an experiment starts, which can fail half-way (circular import).
-import comet_callbacks.capture  # noqa: F401
-from comet_callbacks.distributed import global_rank
-from comet_callbacks.experiment import Experiment, ExperimentError
+from comet_callbacks.config import Settings
+from comet_callbacks.distributed import broadcast_key
+from comet_callbacks.experiment import Experiment
+
+from ._toolkit import (
+    ModelPolicy,
+    global_rank,
+    guarded,
+    join_as_secondary,
+    log_final_model,
+    non_settings,
+    numbers,
+    open_experiment,
+    reopen,
+    settings_from,
+    warn_once,
+)
 
 __all__ = ["CometCallback", "autolog"]
 
 log = logging.getLogger("comet_callbacks")
 
-# The Experiment settings that re-capture the environment: off when continuing an experiment
-# (it was captured when the experiment was created).
-_NO_RECAPTURE = dict(
-    auto_log_code=False,
-    auto_log_git_metadata=False,
-    auto_log_git_patch=False,
-    auto_log_env_details=False,
-)
+
+def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
+    """Numeric log entries; backend tensors without ``.item()`` (TensorFlow) go through NumPy."""
+    plain = {
+        k: v if hasattr(v, "item") or isinstance(v, (int, float)) else _to_numpy(v)
+        for k, v in (logs or {}).items()
+    }
+    return numbers(plain, prefix)
 
 
-def _rank() -> int:
-    """Global rank of this process; JAX's process index when JAX is already loaded."""
-    rank = global_rank()
-    jax = sys.modules.get("jax")
-    if rank == 0 and jax is not None:
-        try:
-            rank = int(jax.process_index())
-        except Exception:
-            pass
-    return rank
-
-
-def _guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a hook so that a bug in it is reported once and never breaks training (strict
-    mode re-raises)."""
-
-    @functools.wraps(fn)
-    def hook(self: CometCallback, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except Exception as exc:
-            if self._strict():
-                raise
-            name = fn.__name__
-            if name not in self._reported:
-                self._reported.add(name)
-                level = logging.ERROR if isinstance(exc, ExperimentError) else logging.WARNING
-                log.log(
-                    level,
-                    "comet_callbacks: Keras callback %s failed: %s (training goes on; further "
-                    "errors there are not reported)",
-                    name,
-                    exc,
-                    exc_info=not isinstance(exc, ExperimentError),
-                )
-            return None
-
-    return hook
-
-
-def _to_number(value: Any) -> float | int | None:
-    """A Python number from a log value (float, int, NumPy or backend scalar), else None."""
-    if isinstance(value, bool):
-        return int(value)
-    if isinstance(value, (int, float)):
-        return value
+def _to_numpy(value: Any) -> Any:
     try:
-        out = float(keras.ops.convert_to_numpy(value))
+        return keras.ops.convert_to_numpy(value)
     except Exception:
-        return None
-    return out
+        return value
 
 
 def _without_none(value: Any) -> Any:
@@ -192,7 +157,7 @@ class CometCallback(keras.callbacks.Callback):
         experiment: Experiment | None = None,
         *,
         log_batch_every: int | None = None,
-        log_model: bool | None = None,
+        log_model: bool | str | None = None,
         model_name: str = "keras-model",
         registry_name: str | None = None,
         log_checkpoints: bool | None = None,
@@ -209,6 +174,10 @@ class CometCallback(keras.callbacks.Callback):
         self._owns = experiment is None
         self._end = end_experiment if self._owns or end_experiment else False
         self._kwargs = experiment_kwargs
+        self._settings: Settings | None = experiment.settings if experiment is not None else None
+        self._secondary: Experiment | None = None
+        self._key_shared = False
+        self._others = non_settings(experiment_kwargs)
         self.log_batch_every = log_batch_every
         self._log_model = log_model
         self.model_name = model_name
@@ -239,34 +208,47 @@ class CometCallback(keras.callbacks.Callback):
         """The experiment being logged to (None on non-zero ranks or before training)."""
         return self._exp
 
+    @property
+    def settings(self) -> Settings:
+        """Resolved settings: the experiment's, else this callback's arguments > ``COMET_*``."""
+        if self._settings is None:
+            self._settings = settings_from(self._kwargs)
+        return self._settings
+
     def _strict(self) -> bool:
         exp = self._exp
         if exp is not None:
             return exp.strict
-        return bool(self._kwargs.get("strict"))
+        return bool(self.settings.strict)
 
     def _open(self) -> Experiment | None:
         """The live experiment for this session: create it, or continue it by key after an
-        earlier session ended it. None on non-zero ranks."""
-        if _rank() != 0:
-            return None
-        exp = self._exp
-        if exp is not None and (not exp.ended or not self._owns):
-            return None if exp.ended else exp
-        if exp is not None and exp.mode == "online" and self._key:
-            drop = ("experiment_name", "experiment_key")
-            kwargs = {k: v for k, v in self._kwargs.items() if k not in drop}
-            kwargs.update(_NO_RECAPTURE)
-            exp = Experiment(experiment_key=self._key, **kwargs)
-        else:
-            if exp is not None and exp.mode == "offline":
-                log.warning(
-                    "comet_callbacks: the previous offline experiment was ended; logging this "
-                    "session to a new offline experiment"
-                )
-            exp = Experiment(**self._kwargs)
-        self._exp, self._key = exp, exp.key
+        earlier session ended it. None on non-zero ranks (which join as secondaries when
+        ``COMET_DISTRIBUTED_SYSTEM_METRICS`` is on) or when it cannot be started."""
+        rank, exp = global_rank(), self._exp
+        if rank != 0:
+            exp = None
+        elif exp is None:
+            exp = open_experiment(self.settings, self._reported, **self._others)
+        elif exp.ended:
+            exp = self._reopen(exp) if self._owns else None
+        if self.settings.distributed_system_metrics and not self._key_shared:
+            self._key_shared = True  # a collective: once per callback on every rank
+            key = broadcast_key(exp.key if exp is not None else None)
+            key = key or self.settings.experiment_key
+            self._secondary = join_as_secondary(self.settings, key, rank, self._reported)
+        if exp is not None:
+            self._exp, self._key = exp, exp.key
         return exp
+
+    def _reopen(self, ended: Experiment) -> Experiment | None:
+        if ended.mode == "online" and self._key:
+            return reopen(self.settings, self._key, self._reported)
+        log.warning(
+            "comet_callbacks: the previous offline experiment was ended; logging this session "
+            "to a new offline experiment"
+        )
+        return open_experiment(self.settings, self._reported, **self._others)
 
     def _close(self, status: str = "success", force: bool = False) -> None:
         """End of a session: end the experiment when the callback owns it (after delivering
@@ -274,6 +256,9 @@ class CometCallback(keras.callbacks.Callback):
 
         Offline (by default) the experiment stays open until process exit or :meth:`end`: an
         offline run cannot be continued by key, and nobody sees it before it is uploaded."""
+        sec, self._secondary, self._key_shared = self._secondary, None, False
+        if sec is not None:
+            sec.end(status)
         exp = self._exp
         if exp is None or exp.ended:
             return
@@ -314,9 +299,8 @@ class CometCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ helpers
 
-    def _settings_flag(self, name: str, default: Any) -> Any:
-        exp = self._exp
-        return getattr(exp.settings, name, default) if exp is not None else default
+    def _policy(self) -> ModelPolicy:
+        return ModelPolicy.of(self._log_model, self.settings)
 
     def _iterations(self) -> int | None:
         """``optimizer.iterations`` (the optimizer steps taken), None without an optimizer."""
@@ -331,15 +315,6 @@ class CometCallback(keras.callbacks.Callback):
             return 0
         raw = getattr(opt, "_iterations", None)
         return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
-
-    @staticmethod
-    def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
-        out: dict[str, float | int] = {}
-        for name, value in (logs or {}).items():
-            number = _to_number(value)
-            if number is not None:
-                out[f"{prefix}{name}"] = number
-        return out
 
     def _tmp(self) -> str:
         if self._tmpdir is None:
@@ -396,7 +371,7 @@ class CometCallback(keras.callbacks.Callback):
 
     # ------------------------------------------------------------------ training hooks
 
-    @_guarded
+    @guarded
     def on_train_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         self._in_fit = True
         exp = self._open()
@@ -417,25 +392,25 @@ class CometCallback(keras.callbacks.Callback):
             # only files written from now on are uploaded
             self._seen = {p: self._stamp(p) for p in self._checkpoint_files()}
 
-    @_guarded
+    @guarded
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._exp is None or self._exp.ended:
             return
         self._raw_start = self._raw_iterations()
         self._exp.set_epoch(epoch)
 
-    @_guarded
+    @guarded
     def on_epoch_end(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         exp = self._exp
         if exp is None or exp.ended:
             return
         step = self._iterations()
         if exp.settings.auto_log_metrics:
-            exp.log_metrics(self._numbers(logs), step=step, epoch=epoch)
+            exp.log_metrics(_numbers(logs), step=step, epoch=epoch)
         if self._upload_checkpoints():
             self._log_new_checkpoints(exp, step)
 
-    @_guarded
+    @guarded
     def _log_train_batch(self, batch: int, logs: Mapping[str, Any] | None = None) -> None:
         """Batch logging (bound as ``on_train_batch_end`` only when ``log_batch_every`` is set).
 
@@ -449,34 +424,40 @@ class CometCallback(keras.callbacks.Callback):
         if exp is None or exp.ended or not exp.settings.auto_log_metrics:
             return
         every, acc = self.log_batch_every or 1, self._accumulation
+        steps = (self.params or {}).get("steps")
+        if steps:  # the last execution of an epoch may be partial: Keras still reports its
+            batch = min(batch, steps - 1)  # nominal last batch, past the epoch's end
         first = (batch // self._per_execution) * self._per_execution  # execution's first batch
         before = (self._raw_start + first) // acc
         step = (self._raw_start + batch + 1) // acc
         if step // every > before // every:
-            exp.log_metrics(self._numbers(logs, prefix="batch_"), step=step)
+            exp.log_metrics(_numbers(logs, prefix="batch_"), step=step)
 
-    @_guarded
+    @guarded
     def on_train_end(self, logs: Mapping[str, Any] | None = None) -> None:
         self._in_fit = False
         exp = self._exp
         if exp is None or exp.ended:
+            self._close("success")  # a secondary (non-zero rank) ends here
             return
         exp.set_epoch(None)  # what follows (model, evaluation) belongs to no epoch
         if self._upload_checkpoints():
             self._log_new_checkpoints(exp, self._iterations())
-        if self._log_model if self._log_model is not None else bool(exp.settings.log_model):
-            self._log_final_model(exp)
-        self._close("success")
+        try:
+            if self._policy().enabled:
+                self._log_final_model(exp)  # may raise (a model Keras cannot save)...
+        finally:
+            self._close("success")  # ...the experiment is ended all the same
 
     # ------------------------------------------------------------------ evaluation hooks
 
-    @_guarded
+    @guarded
     def on_test_begin(self, logs: Mapping[str, Any] | None = None) -> None:
         if self._in_fit:  # validation inside fit(): reported with the epoch logs as val_*
             return
         self._session = self._open() is not None
 
-    @_guarded
+    @guarded
     def on_test_end(self, logs: Mapping[str, Any] | None = None) -> None:
         if self._in_fit or not self._session:
             return
@@ -485,7 +466,7 @@ class CometCallback(keras.callbacks.Callback):
         if exp is None or exp.ended:
             return
         if exp.settings.auto_log_metrics:
-            exp.log_metrics(self._numbers(logs, prefix="eval_"), step=self._iterations())
+            exp.log_metrics(_numbers(logs, prefix="eval_"), step=self._iterations())
         self._close("success")
 
     # ------------------------------------------------------------------ models
@@ -495,21 +476,20 @@ class CometCallback(keras.callbacks.Callback):
         os.makedirs(folder, exist_ok=True)
         path = os.path.join(folder, f"{self.model_name}.keras")
         self.model.save(path)
-        exp.log_model(
+        log_final_model(
+            exp,
             self.model_name,
             path,
+            registry_name=self._registry_name,
             metadata={"format": "keras", "keras_backend": keras.backend.backend()},
             overwrite=True,
             step=self._iterations(),
         )
-        registry = self._registry_name or exp.settings.model_registry_name
-        if registry:
-            exp.register_model(self.model_name, registry_name=registry)
 
     def _upload_checkpoints(self) -> bool:
         if self._log_checkpoints is not None:
             return bool(self._log_checkpoints)
-        return self._settings_flag("log_model", None) == "all"
+        return self._policy().each_checkpoint
 
     def _checkpoint_files(self) -> list[str]:
         files: set[str] = set()
@@ -530,12 +510,12 @@ class CometCallback(keras.callbacks.Callback):
 
     def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
         if not self._checkpoints:
-            if "no-checkpoint" not in self._reported:
-                self._reported.add("no-checkpoint")
-                log.warning(
-                    "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
-                    "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)"
-                )
+            warn_once(
+                self._reported,
+                "no-checkpoint",
+                "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
+                "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
+            )
             return
         for path in self._checkpoint_files():
             stamp = self._stamp(path)

@@ -33,7 +33,6 @@ mode (``COMET_STRICT=1``) is on. Only a configuration error when the experiment 
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import shutil
@@ -42,11 +41,22 @@ import tempfile
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from comet_callbacks import distributed
 from comet_callbacks.config import Settings
 from comet_callbacks.experiment import Experiment, ExperimentError
+
+from ._toolkit import (
+    ModelPolicy,
+    global_rank,
+    guarded,
+    join_as_secondary,
+    log_final_model,
+    number,
+    open_experiment,
+    reopen,
+    settings_from,
+)
 
 
 def _import_lightning() -> Any:
@@ -75,55 +85,14 @@ __all__ = ["CometCallback", "CometLogger"]
 log = logging.getLogger("comet_callbacks")
 AUTO_ENV = "COMET_LIGHTNING_AUTO"
 CKPT_KEY = "comet_callbacks"  # our entry in a Lightning checkpoint: {"experiment_key": ...}
-_reported: set[str] = set()
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _guard(fn: F) -> F:
-    """Never let an integration bug break training: report once per hook, go on.
-
-    ``ExperimentError`` (a configuration problem found when creating the experiment) and
-    strict mode raise."""
-
-    @functools.wraps(fn)
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except ExperimentError:
-            raise
-        except Exception as exc:
-            if self._strict():
-                raise
-            name = f"{type(self).__name__}.{fn.__name__}"
-            if name not in _reported:
-                _reported.add(name)
-                log.warning(
-                    "comet_callbacks: %s failed: %r; training goes on (further errors in this "
-                    "hook are not reported)",
-                    name,
-                    exc,
-                    exc_info=True,
-                )
-            return None
-
-    return wrapper  # type: ignore[return-value]
+# finalize(status): what each status Lightning (or third-party code) passes means for the run
+_FAILED = frozenset({"failed", "failure", "error", "crashed"})
+_INTERRUPTED = frozenset({"aborted", "interrupted", "killed", "cancelled", "canceled"})
 
 
 def _rank() -> int:
-    """Global rank: Lightning's (set by its strategies and launchers), else the launcher's
-    environment variables (torchrun, SLURM, MPI...)."""
-    return int(getattr(_rank_zero_only, "rank", 0) or 0) or distributed.global_rank()
-
-
-def _scalar(value: Any) -> Any:
-    """A Python number from a tensor / numpy scalar (other values go to the core unchanged)."""
-    item = getattr(value, "item", None)
-    if callable(item):
-        try:
-            return item()
-        except (ValueError, RuntimeError):
-            return value
-    return value
+    """Global rank: Lightning's (set by its strategies and launchers), else the launcher's."""
+    return global_rank(int(getattr(_rank_zero_only, "rank", 0) or 0))
 
 
 def _plain(value: Any) -> Any:
@@ -134,7 +103,7 @@ def _plain(value: Any) -> Any:
         items = [_plain(v) for v in value]
         return None if any(i is _SKIP for i in items) else items
     if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return _scalar(value)
+        return number(value)
     return _SKIP
 
 
@@ -232,6 +201,8 @@ class CometLogger(_Logger):
         self._staging: str | None = None
         self._config_logged_for: int | None = None
         self.registered_model: dict[str, Any] | None = None
+        self._reported: set[str] = set()
+        self._start_failed = False  # the experiment could not start: log nothing (warned once)
 
     # ------------------------------------------------------------------ plumbing
 
@@ -247,8 +218,7 @@ class CometLogger(_Logger):
         if self._experiment is not None:
             return self._experiment.settings
         if self._settings is None:
-            given = {k: v for k, v in self._exp_args.items() if v is not None}
-            self._settings = Settings.resolve(**given)
+            self._settings = settings_from(self._exp_args)
         return self._settings
 
     def _bind(self, trainer: Any) -> None:
@@ -257,27 +227,33 @@ class CometLogger(_Logger):
     def _trainer(self) -> Any:
         return self._trainer_ref() if self._trainer_ref is not None else None
 
-    def _create(self) -> Experiment:
-        """Create (or continue, with a known key) the experiment. Rank 0 only."""
-        continuing = self._key is not None
-        try:
-            exp = Experiment(experiment_key=self._key, tags=self._tags, **self._exp_args)
-        except ExperimentError:
-            if not self._key_from_checkpoint:
-                raise
-            # The checkpoint's experiment is not on this server (e.g. an offline run):
-            # start a new one rather than refusing to resume training.
-            log.warning(
-                "comet_callbacks: the experiment %s saved in the checkpoint is unknown here; "
-                "starting a new experiment",
-                self._key,
+    def _create(self) -> Experiment | None:
+        """Create, continue (with a known key) or reopen (after ``finalize``) the experiment.
+        Rank 0 only. None when it cannot start (warned once; training goes on)."""
+        ended, key, exp = self._experiment, self._key, None
+        if self._key_from_checkpoint:
+            try:  # the checkpoint's experiment may be unknown here (e.g. an offline run)
+                exp = Experiment(settings=self.settings, experiment_key=key, tags=self._tags)
+            except (ExperimentError, OSError) as exc:
+                log.warning(
+                    "comet_callbacks: cannot continue the experiment %s saved in the checkpoint "
+                    "(%s); starting a new experiment",
+                    key,
+                    exc,
+                )
+                key = None
+            self._key_from_checkpoint = False
+        if exp is None and ended is not None and key:
+            exp = reopen(self.settings, key, self._reported)
+        elif exp is None:
+            exp = open_experiment(
+                self.settings, self._reported, experiment_key=key, tags=self._tags
             )
-            continuing, self._key = False, None
-            exp = Experiment(tags=self._tags, **self._exp_args)
-        self._experiment = exp
-        self._key = exp.key
-        self._key_from_checkpoint = False
-        if not continuing:
+        if exp is None:
+            self._start_failed = True
+            return None
+        self._experiment, self._key = exp, exp.key
+        if not key:
             exp.log_other("Created from", "pytorch-lightning")
             exp.log_other("lightning_version", getattr(pl, "__version__", "unknown"))
         return exp
@@ -292,10 +268,8 @@ class CometLogger(_Logger):
         exp = self._experiment
         if exp is not None and not exp.ended:
             return exp  # only rank 0 ever creates one: no rank lookup on every logging call
-        if _rank() != 0:
-            return _DummyExperiment()  # type: ignore[return-value]
-        if self._experiment is None or self._experiment.ended:
-            self._create()
+        if _rank() != 0 or self._start_failed or self._create() is None:
+            return _DummyExperiment()  # type: ignore[no-any-return]
         assert self._experiment is not None
         return self._experiment
 
@@ -320,7 +294,7 @@ class CometLogger(_Logger):
         return None
 
     @_rank_zero_only
-    @_guard
+    @guarded
     def log_hyperparams(self, params: dict[str, Any] | Namespace, *args: Any, **kw: Any) -> None:
         """The module's and datamodule's saved hyperparameters, nested ones flattened ``a|b``."""
         if not self.settings.auto_log_parameters:
@@ -328,7 +302,7 @@ class CometLogger(_Logger):
         self.experiment.log_parameters(_hparams(params))
 
     @_rank_zero_only
-    @_guard
+    @guarded
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Metrics at the step Lightning passes; its ``epoch`` entry goes to the epoch field."""
         trainer = self._trainer()
@@ -336,7 +310,7 @@ class CometLogger(_Logger):
             return
         if not self.settings.auto_log_metrics:
             return
-        values = {k: _scalar(v) for k, v in metrics.items()}
+        values = {k: number(v) for k, v in metrics.items()}
         epoch = values.pop("epoch", None)
         if epoch is not None:
             epoch = int(epoch)
@@ -348,7 +322,7 @@ class CometLogger(_Logger):
         exp.log_metrics(values, step=step, epoch=epoch)
 
     @_rank_zero_only
-    @_guard
+    @guarded
     def log_graph(self, model: Any, input_array: Any = None) -> None:
         """The model's structure as the graph, its parameter counts, and (once per fit) the
         trainer / optimizer configuration."""
@@ -369,7 +343,7 @@ class CometLogger(_Logger):
             self._log_run_config(trainer)
 
     @_rank_zero_only
-    @_guard
+    @guarded
     def after_save_checkpoint(self, checkpoint_callback: Any) -> None:
         """Note each checkpoint's epoch/step/score when saved; with ``log_model="all"``,
         upload it now."""
@@ -377,36 +351,38 @@ class CometLogger(_Logger):
         if not path:
             return
         self._ckpt_meta[path] = self._checkpoint_metadata(checkpoint_callback, path)
-        if self._log_model_mode() == "all":
+        if self._policy().each_checkpoint:
             self._upload_checkpoint(checkpoint_callback, path)
 
     @_rank_zero_only
-    @_guard
+    @guarded
     def finalize(self, status: str) -> None:
         """End of a trainer run. ``success`` after ``fit``: log the final model (and register
-        it), then end the experiment; ``failed``: end it as failed (or interrupted);
-        ``finished`` (SLURM requeue): only flush, the run goes on after requeue."""
+        it), then end the experiment. A failure status (``failed``...) ends it as failed (or
+        interrupted on Ctrl-C); ``aborted``/``interrupted`` as interrupted. Any other status
+        (``finished`` for a SLURM requeue...) only flushes: the run may go on."""
         exp = self._experiment
         if exp is None or exp.ended:
             return
-        if status == "finished":
+        end = self._end_status
+        if status in _INTERRUPTED:
+            end = end or "interrupted"
+        elif status in _FAILED and end is None:
+            crashed = isinstance(sys.exc_info()[1], KeyboardInterrupt)
+            end = "interrupted" if crashed else "failed"
+        elif status != "success" and end is None:
             exp.flush()
             return
         try:
-            if status == "success":
+            if end is None:
                 trainer = self._trainer()
                 fn = getattr(getattr(trainer, "state", None), "fn", None)
-                if trainer is None or str(getattr(fn, "value", fn)) == "fit":
-                    self._log_final_model(trainer)
-                exp.end("success")
+                try:
+                    if trainer is None or str(getattr(fn, "value", fn)) == "fit":
+                        self._log_final_model(trainer)  # may raise (a model that cannot be saved)
+                finally:
+                    exp.end("success")
             else:
-                end = self._end_status
-                if end is None:
-                    end = (
-                        "interrupted"
-                        if isinstance(sys.exc_info()[1], KeyboardInterrupt)
-                        else "failed"
-                    )
                 exp.end(end)
         finally:
             self._end_status = None
@@ -434,13 +410,8 @@ class CometLogger(_Logger):
 
     # ------------------------------------------------------------------ models
 
-    def _log_model_mode(self) -> bool | str:
-        mode = self._log_model_arg
-        if mode is None:
-            mode = self.settings.log_model
-        if isinstance(mode, str) and mode.lower() in ("false", "0", "no", "off"):
-            return False
-        return mode if isinstance(mode, str) else bool(mode)
+    def _policy(self) -> ModelPolicy:
+        return ModelPolicy.of(self._log_model_arg, self.settings)
 
     def _stage(self, path: str) -> str:
         """A stable copy of a checkpoint for the background upload: a hard link (free, and
@@ -477,7 +448,7 @@ class CometLogger(_Logger):
                 score = getattr(cb, "current_score", None)
         return {
             "monitor": getattr(cb, "monitor", None),
-            "score": _scalar(score) if score is not None else None,
+            "score": number(score) if score is not None else None,
             "epoch": getattr(trainer, "current_epoch", None),
             "step": getattr(trainer, "global_step", None),
             "best": bool(cb is not None and path == getattr(cb, "best_model_path", None)),
@@ -503,10 +474,11 @@ class CometLogger(_Logger):
         )
 
     def _log_final_model(self, trainer: Any) -> None:
-        """Checkpoints per ``log_model``, then the best checkpoint (or the final weights) as
-        the experiment model, registered when a registry name is configured."""
-        mode = self._log_model_mode()
-        if mode is False:
+        """The experiment model per ``log_model`` (the best checkpoint, else the last one, else
+        the final weights; ``"last"``: never the best), registered when a registry name is
+        configured. ``True`` also uploads ``last.ckpt`` as a checkpoint asset."""
+        policy = self._policy()
+        if not policy.enabled:
             return
         exp = self.experiment
         cbs = [
@@ -518,42 +490,45 @@ class CometLogger(_Logger):
         last_cb = next(
             (c for c in cbs if c.last_model_path and os.path.exists(c.last_model_path)), None
         )
-        best = best_cb.best_model_path if best_cb else None
+        best = best_cb.best_model_path if best_cb and policy.prefer_best else None
         last = last_cb.last_model_path if last_cb else None
-        if mode in (True, "last") and last and (mode == "last" or last != best):
+        if policy.mode is True and last and last != best:
             self._upload_checkpoint(last_cb, last)
         model_cb, model_path = (best_cb, best) if best else (last_cb, last)
         module = self._module_ref() if self._module_ref is not None else None
         if module is None and trainer is not None:
             module = trainer.lightning_module
         name = self._model_name or (type(module).__name__ if module is not None else "model")
+        file_name = None
         if model_path:
             meta = self._checkpoint_metadata(model_cb, model_path)
             meta["source"] = "checkpoint"
-            exp.log_model(
-                name,
+            path, file_name = (
                 self._stage(os.path.realpath(model_path)),
-                metadata=meta,
-                file_name=os.path.basename(model_path),
+                os.path.basename(model_path),
             )
         elif module is not None:
             import torch
 
             if self._staging is None:
                 self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
-            weights = os.path.join(self._staging, "model.pt")
-            torch.save(module.state_dict(), weights)
+            path = os.path.join(self._staging, "model.pt")
+            torch.save(module.state_dict(), path)
             meta = {
                 "source": "final_weights",
                 "epoch": getattr(trainer, "current_epoch", None),
                 "step": getattr(trainer, "global_step", None),
             }
-            exp.log_model(name, weights, metadata=meta)
         else:
             return
-        registry = self._registry_name_arg or exp.settings.model_registry_name
-        if registry:
-            self.registered_model = exp.register_model(name, registry_name=registry)
+        self.registered_model = log_final_model(
+            exp,
+            name,
+            path,
+            registry_name=self._registry_name_arg,
+            metadata=meta,
+            file_name=file_name,
+        )
 
     def _cleanup_staging(self, exp: Experiment) -> None:
         """Remove staged files once delivered (kept when the run's event log still needs them)."""
@@ -680,6 +655,7 @@ class CometCallback(_Callback):
         self._owns_logger = False
         self._secondary: Experiment | None = None
         self.experiment_key: str | None = None
+        self._reported: set[str] = set()
 
     def _strict(self) -> bool:
         if self._logger is not None:
@@ -698,7 +674,7 @@ class CometCallback(_Callback):
 
     # ------------------------------------------------------------------ hooks
 
-    @_guard
+    @guarded
     def setup(self, trainer: Any, pl_module: Any, stage: str) -> None:
         self._active = False
         if trainer.fast_dev_run:
@@ -725,7 +701,7 @@ class CometCallback(_Callback):
         if self._logger is not None and self._logger not in trainer.loggers:
             trainer.loggers = [*trainer.loggers, self._logger]
 
-    @_guard
+    @guarded
     def on_load_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         state = checkpoint.get(CKPT_KEY) or {}
         key = state.get("experiment_key") if isinstance(state, Mapping) else None
@@ -734,7 +710,7 @@ class CometCallback(_Callback):
             if self._logger_kwargs.get("experiment_key") is None or not self._owns_logger:
                 lg._key, lg._key_from_checkpoint = key, True
 
-    @_guard
+    @guarded
     def on_save_checkpoint(self, trainer: Any, pl_module: Any, checkpoint: dict[str, Any]) -> None:
         if self._active and self.experiment_key:
             checkpoint[CKPT_KEY] = {"experiment_key": self.experiment_key}
@@ -749,14 +725,10 @@ class CometCallback(_Callback):
         key, error = None, None
         if trainer.global_rank == 0 and _rank() == 0:  # launcher vars (MPI...) count too
             try:
-                key = lg.experiment.key
-            except ExperimentError as exc:
+                lg.experiment  # noqa: B018 - creates it (None when it cannot start: warned)
+                key = lg._key if lg._experiment is not None else None
+            except Exception as exc:  # strict mode; raised after the collective below
                 error = exc
-            except Exception as exc:  # guarded: go on without tracking
-                if self._strict():
-                    error = exc
-                else:
-                    log.warning("comet_callbacks: could not start the experiment: %r", exc)
         if trainer.world_size > 1:
             key = trainer.strategy.broadcast(key, src=0)  # a collective: every rank gets here
         if error is not None:
@@ -765,35 +737,26 @@ class CometCallback(_Callback):
         if trainer.global_rank != 0 and key:
             self._start_secondary(trainer, key)
 
-    @_guard
+    @guarded
     def _start_secondary(self, trainer: Any, key: str) -> None:
-        if not self._logger.settings.distributed_system_metrics:
-            return
-        args = {
-            k: v
-            for k, v in self._logger._exp_args.items()
-            if v is not None and k not in ("experiment_name",)
-        }
-        self._secondary = Experiment(
-            experiment_key=key,
-            secondary=True,
-            context=distributed.rank_context(trainer.global_rank),
-            **args,
+        assert self._logger is not None
+        self._secondary = join_as_secondary(
+            self._logger.settings, key, trainer.global_rank, self._reported
         )
 
-    @_guard
+    @guarded
     def on_train_start(self, trainer: Any, pl_module: Any) -> None:
         # In case Lightning did not call log_graph (enable_autolog_hparams=False).
         if self._active and trainer.global_rank == 0 and self._logger is not None:
             self._logger._log_run_config(trainer)
 
-    @_guard
+    @guarded
     def on_train_epoch_start(self, trainer: Any, pl_module: Any) -> None:
         exp = self._secondary or (self.experiment if trainer.global_rank == 0 else None)
         if self._active and exp is not None:
             exp.set_epoch(trainer.current_epoch)
 
-    @_guard
+    @guarded
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         """Mark the run failed (or interrupted on Ctrl-C); Lightning then finalizes the
         logger, which ends the experiment. The exception itself is left alone."""
@@ -803,10 +766,10 @@ class CometCallback(_Callback):
         lg = self._logger
         lg._end_status = status
         if lg not in trainer.loggers and lg._experiment is not None:
-            lg.finalize("failed")  # not attached yet: Lightning will not finalize it
+            lg.finalize(status)  # not attached yet: Lightning will not finalize it
         self._end_secondary(status)
 
-    @_guard
+    @guarded
     def teardown(self, trainer: Any, pl_module: Any, stage: str) -> None:
         if self._active:
             self._end_secondary("success")

@@ -45,14 +45,13 @@ Every hook is guarded: a bug here is logged once and never breaks training, unle
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from transformers import TrainerCallback
 
@@ -64,8 +63,22 @@ except ImportError:  # pragma: no cover - older transformers: resume uses comet_
         """Stand-in for transformers versions without stateful callbacks."""
 
 
-from comet_callbacks.config import FIELDS, Settings
-from comet_callbacks.experiment import Experiment, ExperimentError
+from comet_callbacks.config import Settings
+from comet_callbacks.distributed import broadcast_key, global_rank
+from comet_callbacks.experiment import Experiment
+
+from ._toolkit import (
+    ModelPolicy,
+    guarded,
+    join_as_secondary,
+    log_final_model,
+    non_settings,
+    numbers,
+    open_experiment,
+    parse_log_model,
+    reopen,
+    settings_from,
+)
 
 __all__ = ["CometCallback", "rewrite_logs", "KEY_FILE"]
 
@@ -74,7 +87,6 @@ log = logging.getLogger("comet_callbacks")
 #: Written into each checkpoint folder by the main process: ``{"experiment_key": ...}``.
 KEY_FILE = "comet_experiment.json"
 
-_SETTING_NAMES = frozenset(f.name for f in FIELDS)
 # What a checkpoint holds besides the model and its processor (kept out of a "model" upload).
 _TRAINING_STATE_FILES = frozenset(
     {
@@ -87,7 +99,6 @@ _TRAINING_STATE_FILES = frozenset(
         KEY_FILE,
     }
 )
-_F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
@@ -102,61 +113,6 @@ def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
         else:
             out["train/" + k] = v
     return out
-
-
-def _metric_value(v: Any) -> float | int | None:
-    """A loggable number, or None for strings and other non-numeric log entries."""
-    if isinstance(v, bool):
-        return int(v)
-    if isinstance(v, (int, float)):
-        return v
-    item = getattr(v, "item", None)  # numpy / torch scalars
-    if callable(item):
-        try:
-            v = item()
-        except (ValueError, RuntimeError):
-            return None
-        return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
-    return None
-
-
-def _parse_log_model(value: Any) -> bool | str:
-    """``False`` | ``True`` | ``"best"`` | ``"all"`` (``"last"`` means ``True``)."""
-    if isinstance(value, bool):
-        return value
-    s = str(value).strip().lower()
-    if s in ("best", "all"):
-        return s
-    if s in ("true", "1", "yes", "on", "last", "end", "final"):
-        return True
-    if s in ("false", "0", "no", "off", "", "none"):
-        return False
-    raise ValueError(f"log_model must be False, True, 'best' or 'all', got {value!r}")
-
-
-def _guard(fn: _F) -> _F:
-    """Run a hook; a failure is reported once per hook and never reaches the Trainer
-    (unless strict mode is on)."""
-
-    @functools.wraps(fn)
-    def wrapper(self: CometCallback, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(self, *args, **kwargs)
-        except Exception as exc:
-            if self._strict():
-                raise
-            if fn.__name__ not in self._failed_hooks:
-                self._failed_hooks.add(fn.__name__)
-                log.warning(
-                    "comet_callbacks: CometCallback.%s failed: %r (training goes on; further "
-                    "failures of this hook are not reported)",
-                    fn.__name__,
-                    exc,
-                    exc_info=True,
-                )
-            return None
-
-    return wrapper  # type: ignore[return-value]
 
 
 class CometCallback(TrainerCallback, ExportableState):
@@ -188,7 +144,7 @@ class CometCallback(TrainerCallback, ExportableState):
         **experiment_kwargs: Any,
     ) -> None:
         self._user_experiment = experiment
-        self._log_model_arg = None if log_model is None else _parse_log_model(log_model)
+        self._log_model_arg = None if log_model is None else parse_log_model(log_model)
         self._model_name = model_name
         self._registry_arg = registry_name
         self._experiment_kwargs = experiment_kwargs
@@ -200,7 +156,7 @@ class CometCallback(TrainerCallback, ExportableState):
         self._params_logged = False
         self._secondary: Experiment | None = None
         self._staging: list[str] = []
-        self._failed_hooks: set[str] = set()
+        self._reported: set[str] = set()
         self._saved_experiment_key: str | None = None  # restored by the Trainer on resume
 
     # ------------------------------------------------------------------ settings
@@ -209,8 +165,7 @@ class CometCallback(TrainerCallback, ExportableState):
     def settings(self) -> Settings:
         """Resolved settings: this callback's keyword arguments > ``COMET_*`` > config file."""
         if self._settings is None:
-            given = {k: v for k, v in self._experiment_kwargs.items() if k in _SETTING_NAMES}
-            self._settings = Settings.resolve(**given)
+            self._settings = settings_from(self._experiment_kwargs)
         return self._settings
 
     @property
@@ -227,9 +182,7 @@ class CometCallback(TrainerCallback, ExportableState):
     @property
     def log_model(self) -> bool | str:
         """The model upload mode in force (argument, else ``COMET_LOG_MODEL``)."""
-        if self._log_model_arg is not None:
-            return self._log_model_arg
-        return _parse_log_model(self.settings.log_model)
+        return ModelPolicy.of(self._log_model_arg, self.settings).mode
 
     @property
     def registry_name(self) -> str | None:
@@ -283,10 +236,10 @@ class CometCallback(TrainerCallback, ExportableState):
         except (OSError, ValueError, AttributeError):
             return None
 
-    def _new_experiment(self, args: Any, key: str | None, **extra: Any) -> Experiment:
+    def _new_experiment(self, args: Any, key: str | None) -> Experiment | None:
         # self.settings already holds this callback's setting arguments, parsed; only the
         # experiment's own overrides (parsed values) are applied on top
-        overrides: dict[str, Any] = dict(extra)
+        overrides: dict[str, Any] = {}
         if key:
             overrides["experiment_key"] = key
         elif not self.settings.experiment_name and not self.settings.experiment_key:
@@ -294,8 +247,7 @@ class CometCallback(TrainerCallback, ExportableState):
             if run_name and run_name != getattr(args, "output_dir", None):
                 overrides["experiment_name"] = run_name
         settings = self.settings.replace(**overrides) if overrides else self.settings
-        others = {k: v for k, v in self._experiment_kwargs.items() if k not in _SETTING_NAMES}
-        return Experiment(settings=settings, **others)
+        return open_experiment(settings, self._reported, **non_settings(self._experiment_kwargs))
 
     def _ensure_experiment(
         self, args: Any, state: Any, model: Any, resume_key: str | None = None
@@ -311,25 +263,18 @@ class CometCallback(TrainerCallback, ExportableState):
         if self._exp is not None and not self._exp.ended:
             return self._exp
         self._exp = self._new_experiment(args, resume_key)
+        if self._exp is None:
+            return None
         self._key = self._exp.key
         self._params_logged = False
         self._log_setup(args, state, model)
         return self._exp
 
-    def _reopen(self, args: Any) -> Experiment | None:
+    def _reopen(self) -> Experiment | None:
         """Continue the ended experiment for one post-training logging call (evaluate/predict)."""
         if self._user_experiment is not None or not self._key:
             return None
-        quiet = dict(
-            auto_log_code=False,
-            auto_log_git_metadata=False,
-            auto_log_git_patch=False,
-            auto_log_env_details=False,
-            auto_log_env_cpu=False,
-            auto_log_env_gpu=False,
-            auto_log_output_logger=False,
-        )
-        return self._new_experiment(args, self._key, **quiet)
+        return reopen(self.settings, self._key, self._reported, brief=True)
 
     def _log_setup(self, args: Any, state: Any, model: Any) -> None:
         """Parameters and graph, once per experiment."""
@@ -418,7 +363,7 @@ class CometCallback(TrainerCallback, ExportableState):
 
     # ------------------------------------------------------------------ hooks
 
-    @_guard
+    @guarded
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
@@ -451,23 +396,11 @@ class CometCallback(TrainerCallback, ExportableState):
 
     def _join_as_secondary(self, state: Any) -> None:
         """Every rank: share rank 0's key (a collective); non-zero ranks send system metrics."""
-        from comet_callbacks.distributed import broadcast_key, rank_context
-
         key = broadcast_key(self._key if state.is_world_process_zero else None)
-        if not state.is_world_process_zero and key and self._secondary is None:
-            try:
-                self._secondary = Experiment(
-                    settings=self.settings,
-                    experiment_key=key,
-                    secondary=True,
-                    context=rank_context(),
-                )
-            except ExperimentError as exc:
-                log.warning(
-                    "comet_callbacks: %s cannot join the experiment: %s", rank_context(), exc
-                )
+        if not state.is_world_process_zero and self._secondary is None:
+            self._secondary = join_as_secondary(self.settings, key, global_rank(), self._reported)
 
-    @_guard
+    @guarded
     def on_log(
         self,
         args: Any,
@@ -481,7 +414,7 @@ class CometCallback(TrainerCallback, ExportableState):
             return
         self._log_metrics(args, state, model, _unmutated(logs, state))
 
-    @_guard
+    @guarded
     def on_predict(
         self, args: Any, state: Any, control: Any, metrics: Any = None, **kwargs: Any
     ) -> None:
@@ -492,7 +425,7 @@ class CometCallback(TrainerCallback, ExportableState):
     def _log_metrics(self, args: Any, state: Any, model: Any, logs: Mapping[str, Any]) -> None:
         exp, reopened = self.experiment, False
         if exp is None and self._key and self._user_experiment is None:
-            exp, reopened = self._reopen(args), True  # evaluate()/predict() after train() ended
+            exp, reopened = self._reopen(), True  # evaluate()/predict() after train() ended
         elif exp is None:
             exp = self._ensure_experiment(args, state, model)  # e.g. evaluate() before train()
         if exp is None:
@@ -502,15 +435,12 @@ class CometCallback(TrainerCallback, ExportableState):
                 return
             step = state.global_step
             epoch = int(state.epoch) if state.epoch is not None else None
-            for name, value in rewrite_logs(logs).items():
-                v = _metric_value(value)
-                if v is not None:
-                    exp.log_metric(name, v, step=step, epoch=epoch)
+            exp.log_metrics(numbers(rewrite_logs(logs)), step=step, epoch=epoch)
         finally:
             if reopened:
                 exp.end("success")
 
-    @_guard
+    @guarded
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         if not state.is_world_process_zero:
             return
@@ -528,7 +458,7 @@ class CometCallback(TrainerCallback, ExportableState):
             self._link_tree(folder, staged)
             exp.log_model(os.path.basename(folder), staged, step=state.global_step)
 
-    @_guard
+    @guarded
     def on_train_end(
         self,
         args: Any,
@@ -566,8 +496,9 @@ class CometCallback(TrainerCallback, ExportableState):
         source = None
         if self.log_model == "best" and not args.load_best_model_at_end and best:
             source = best  # the model in memory is the last one, not the best
-        elif sharded or model is None:
-            # a sharded model cannot be saved from one rank: take what the Trainer saved
+        elif sharded or model is None or (self.log_model == "last" and args.load_best_model_at_end):
+            # a sharded model cannot be saved from one rank, and "last" asks for the last state
+            # where the best was loaded at the end: take what the Trainer saved
             source = _last_checkpoint(args.output_dir)
             if source is None:
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
@@ -578,19 +509,14 @@ class CometCallback(TrainerCallback, ExportableState):
             model.save_pretrained(folder)
             if processor is not None and hasattr(processor, "save_pretrained"):
                 processor.save_pretrained(folder)
-        exp.log_model(
+        log_final_model(
+            exp,
             name,
             folder,
+            registry_name=self._registry_arg,
             metadata={"global_step": state.global_step, "best_checkpoint": best},
             step=state.global_step,
         )
-        registry = self.registry_name
-        if registry:
-            res = exp.register_model(name, registry_name=registry)
-            if res is not None:
-                log.info(
-                    "comet_callbacks: registered model %r version %s", registry, res.get("version")
-                )
 
 
 def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:

@@ -58,6 +58,7 @@ SAMPLES = {
     "_parse_bool": [("yes", True), ("0", False), ("true", True)],
     "_parse_mode": [("offline", "offline"), ("disabled", "disabled"), ("ONLINE", "online")],
     "_parse_log_model": [("all", "all"), ("false", False), ("best", "best")],
+    "_parse_summary_level": [("0", 0), ("2", 2), (" 1 ", 1)],
 }
 
 
@@ -475,3 +476,22 @@ def test_colon_delimiter_and_line_numbers(isolated):
     s = Settings.resolve(env={})
     assert s.workspace == "ws-colon" and s.sources["workspace"].endswith("line 2")
     assert s.url_override == "http://h.test:1" and s.sources["url_override"].endswith("line 3")
+
+
+def test_every_project_error_derives_from_one_exported_base() -> None:
+    import comet_callbacks
+    from comet_callbacks import rest
+    from comet_callbacks.registry import RegistryError
+
+    base = comet_callbacks.CometCallbacksError
+    assert "CometCallbacksError" in comet_callbacks.__all__
+    errors = [comet_callbacks.ConfigError, comet_callbacks.ExperimentError, RegistryError]
+    errors += [getattr(rest, n) for n in rest.__all__ if n.endswith("Error")]
+    assert len(errors) > 10
+    for cls in errors:
+        assert issubclass(cls, base), cls
+    # the built-in bases stay, so existing ``except ValueError`` / ``RuntimeError`` still work
+    assert issubclass(comet_callbacks.ConfigError, ValueError)
+    assert issubclass(comet_callbacks.ExperimentError, RuntimeError)
+    with pytest.raises(base, match="invalid mode"):
+        Settings.resolve(env={"COMET_MODE": "onlin"})

@@ -10,6 +10,7 @@ import argparse
 import dataclasses
 import json
 import logging
+import time
 from collections.abc import Iterator, Mapping
 from typing import Any
 
@@ -337,3 +338,16 @@ def test_output_arrives_in_offset_order(comet_env, reader) -> None:
     out = reader.output(exp.key)
     lines = [ln for ln in out.splitlines() if ln.startswith("line ")]
     assert lines == [f"line {i}" for i in range(300)]
+
+
+@pytest.mark.parametrize("send", [True, False])
+def test_send_system_metrics_switches_the_monitor(comet_env: Any, reader: Any, send: bool) -> None:
+    exp = Experiment(
+        send_system_metrics=send,
+        cpu_monitor_interval=0.05,
+        auto_log_output_logger=False,
+        auto_log_env_details=False,
+    )
+    time.sleep(0.4)  # several sampling intervals
+    exp.end()
+    assert bool(reader.metrics(exp.key, "sys.ram.used")) is send

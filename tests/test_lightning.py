@@ -354,7 +354,9 @@ def test_ddp_two_processes_one_experiment(
 
 def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: Path) -> None:
     example = HERE.parent / "examples" / "lightning_quickstart.py"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    temp = tmp_path / "tmpdir"  # the system temp folder, as the example sees it
+    temp.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(temp))
     proc = subprocess.run(
         [sys.executable, str(example), "--max-steps", "6", "--project", "qs"],
         env=env,
@@ -367,7 +369,39 @@ def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: P
     exps = reader.experiments("local", "qs")
     assert len(exps) == 1
     key = exps[0]["experimentKey"]
-    assert f"Comet experiment: {key}" in proc.stdout
+    link = f"{comet_env.url}/local/qs/{key}"
+    assert f"Comet experiment {key}: {link}" in proc.stdout  # the link, not only the key
+    assert f"comet_callbacks: experiment is live at {link}" in proc.stderr
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
+    assert list((tmp_path / "comet-offline").iterdir()) == []  # delivered: the spool is gone
     assert [p["step"] for p in series(reader, key, "train_loss_step")] == [4]  # every 5 steps
     assert reader.parameters(key)["trainer|max_steps"] == "6"
+    assert reader.others(key)["status"] == "success"
+
+
+@pytest.mark.parametrize(
+    "status, outcome",
+    [("aborted", "interrupted"), ("interrupted", "interrupted"), ("failed", "failed")],
+)
+def test_finalize_status_contract(comet_env: Any, reader: Any, status: str, outcome: str) -> None:
+    """As Lightning's own logger tests call it: ``finalize(status)`` with the statuses its docs
+    name; only a failure status means failed."""
+    logger = CometLogger()
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.finalize(status)
+    key = only_experiment(reader)
+    assert reader.metadata(key)["running"] is False
+    assert reader.others(key)["status"] == outcome
+
+
+def test_finalize_with_another_status_only_flushes(comet_env: Any, reader: Any) -> None:
+    logger = CometLogger()
+    logger.log_metrics({"loss": 0.5}, step=0)
+    logger.finalize("finished")  # e.g. SLURM requeue: the run goes on
+    logger.finalize("some-third-party-status")
+    key = only_experiment(reader)
+    assert [p["step"] for p in series(reader, key, "loss")] == [0]  # flushed
+    assert not logger.experiment.ended and reader.metadata(key)["running"] is True
+    logger.finalize("success")
     assert reader.others(key)["status"] == "success"

@@ -18,9 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from quiet import quiet
 
+import comet_callbacks
 from comet_callbacks.server.embedded import ServerHandle
-from comet_callbacks.server.reader import Reader
+from comet_callbacks.server.reader import Reader, ReadError
 
 pytest.importorskip("comet_ml", reason="comet-ml is part of the test extra")
 
@@ -201,9 +203,9 @@ def test_official_experiment_full_run_then_existing_experiment_continues_it(
     assert out.index("hello stdout") < out.index("hello stderr")
 
     # code: the calling script, and log_code's snippet
-    # the SDK names the script by its absolute path; the server keeps a safe relative name
-    script_name = str(git_repo / "sdk_script.py").lstrip("/")
-    _, script = _asset(reader, key, type="source_code", fileName=script_name)
+    _, script = _asset(
+        reader, key, type="source_code", fileName=str(git_repo / "sdk_script.py").lstrip("/")
+    )  # the server stores a relative display name
     assert script.decode() == FULL_RUN
     snippet, data = _asset(reader, key, type="source_code", fileName="snippet.py")
     assert data == b"print('x')\n"
@@ -258,3 +260,164 @@ def test_official_experiment_full_run_then_existing_experiment_continues_it(
     assert out.index("hello stderr") < out.index("continued\n")  # offsets carry on
     meta = reader.metadata(key)
     assert meta["running"] is False and meta["endTimeMillis"] is not None
+
+
+HERE = Path(__file__).resolve().parent
+
+LIGHTNING = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import comet_ml  # first, as the SDK asks
+    from lightning.pytorch.loggers import CometLogger
+    from tiny import TinyModel, loader, pl
+
+    logger = CometLogger(project="sdk-lightning", log_env_gpu=False, log_git_metadata=False,
+                         log_git_patch=False, display_summary_level=0)
+    trainer = pl.Trainer(max_epochs=2, logger=logger, accelerator="cpu", log_every_n_steps=1,
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False)
+    trainer.fit(TinyModel(lr=0.05), loader(), loader(seed=1))
+    key = logger.experiment.get_key()
+    logger.experiment.end()
+    print("RESULT" + json.dumps({"key": key, "steps": trainer.global_step}))
+    """
+)
+
+
+def test_lightning_builtin_comet_logger_logs_to_the_local_server(
+    comet_server: ServerHandle, reader: Reader, tmp_path: Path
+) -> None:
+    env = sdk_env(comet_server, tmp_path / "home")
+    got = run_sdk(LIGHTNING, env, tmp_path, str(HERE / "lightning_scripts"))
+    key, steps = got["key"], got["steps"]
+    assert steps == 8  # 2 epochs of 4 batches
+    assert reader.metadata(key)["projectName"] == "sdk-lightning"
+    train = reader.metrics(key, "train_loss_step")
+    assert [p["step"] for p in train] == list(range(steps))
+    assert all(float(p["metricValue"]) > 0 for p in train)
+    val = reader.metrics(key, "val_loss")
+    assert [p["step"] for p in val] == [3, 7]  # once per epoch, at its last step
+    params = reader.parameters(key)
+    assert params["lr"] == "0.05" and params["hidden"] == "4"
+    assert reader.metadata(key)["running"] is False
+
+
+TRANSFORMERS = textwrap.dedent(
+    """
+    import json, sys
+    sys.path.insert(0, sys.argv[1])
+    import comet_ml  # first, as the SDK asks
+    from transformers import Trainer
+    import hf_tiny
+
+    args = hf_tiny.args(sys.argv[2], report_to="comet_ml", run_name="hf-sdk")
+    trainer = Trainer(model=hf_tiny.model(), args=args, train_dataset=hf_tiny.Data(24))
+    trainer.train()
+    exp = comet_ml.get_running_experiment()
+    key = exp.get_key()
+    exp.end()
+    print("RESULT" + json.dumps({"key": key}))
+    """
+)
+
+
+def test_transformers_builtin_comet_callback_logs_to_the_local_server(
+    comet_server: ServerHandle, reader: Reader, tmp_path: Path
+) -> None:
+    env = sdk_env(
+        comet_server,
+        tmp_path / "home",
+        COMET_PROJECT_NAME="sdk-hf",
+        COMET_LOG_ENV_GPU="false",
+        COMET_AUTO_LOG_GIT_METADATA="false",
+        COMET_AUTO_LOG_GIT_PATCH="false",
+    )
+    key = run_sdk(
+        TRANSFORMERS, env, tmp_path, str(HERE / "transformers_scripts"), str(tmp_path / "out")
+    )["key"]
+    meta = reader.metadata(key)
+    assert (meta["projectName"], meta["experimentName"]) == ("sdk-hf", "hf-sdk")
+    loss = reader.metrics(key, "train/loss")  # transformers' rewrite_logs names it so
+    assert [p["step"] for p in loss] == [1, 2, 3, 4, 5, 6]
+    assert all(float(p["metricValue"]) > 0 for p in loss)
+    # one epoch of 6 steps: the SDK sends the fractional epochs 1/6 ... 6/6, kept whole
+    assert [p["epoch"] for p in loss] == [0, 0, 0, 0, 0, 1]
+    params = reader.parameters(key)
+    assert params["args|max_steps"] == "6"
+    assert params["config|hidden_size"] == "32"
+
+
+OFFLINE = textwrap.dedent(
+    """
+    import json, sys
+    import comet_ml
+
+    exp = comet_ml.OfflineExperiment(
+        project_name="sdk-offline", offline_directory=sys.argv[1], auto_metric_logging=False,
+        log_env_gpu=False, log_git_metadata=False, log_git_patch=False, display_summary_level=0)
+    exp.set_name("offline-run")
+    exp.log_parameter("lr", 0.5)
+    for step in range(3):
+        exp.log_metric("loss", 3 - step, step=step)
+    print("offline hello")
+    exp.log_asset_data(b"offline bytes", name="off.txt")
+    exp.add_tag("off")
+    exp.end()
+    print("RESULT" + json.dumps({"key": exp.get_key()}))
+    """
+)
+
+
+def test_sdk_comet_upload_of_an_offline_archive(
+    comet_server: ServerHandle, reader: Reader, tmp_path: Path
+) -> None:
+    env = sdk_env(comet_server, tmp_path / "home")
+    archive_dir = tmp_path / "archives"
+    key = run_sdk(OFFLINE, env, tmp_path, str(archive_dir))["key"]
+    archive = archive_dir / f"{key}.zip"
+    assert archive.is_file()
+    with pytest.raises(ReadError) as nothing_yet:
+        reader.metadata(key)
+    assert nothing_yet.value.status == 404
+    comet = Path(sys.executable).parent / "comet"
+    proc = subprocess.run(
+        [str(comet), "upload", str(archive)],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
+    meta = reader.metadata(key)
+    assert (meta["experimentName"], meta["projectName"]) == ("offline-run", "sdk-offline")
+    assert meta["running"] is False and meta["endTimeMillis"] >= meta["startTimeMillis"]
+    loss = sorted((p["step"], p["metricValue"]) for p in reader.metrics(key, "loss"))
+    assert loss == [(0, "3"), (1, "2"), (2, "1")]
+    assert reader.parameters(key)["lr"] == "0.5"
+    assert reader.tags(key) == ["off"]
+    assert "offline hello\n" in reader.output(key)
+    assert _asset(reader, key, fileName="off.txt")[1] == b"offline bytes"
+
+
+def test_our_client_still_registers_models_with_the_probe_at_3_5_42(
+    comet_env: ServerHandle, reader: Reader, tmp_path: Path
+) -> None:
+    # The probe makes the official SDK register through item/create (the full run above);
+    # this project's client uses the documented registry-model endpoints, still served.
+    assert reader.version() == "3.5.42"
+    weights = tmp_path / "weights.bin"
+    weights.write_bytes(WEIGHTS)
+    exp = comet_callbacks.Experiment(project_name="ours", **quiet())
+    try:
+        exp.log_model("mine", weights)
+        first = exp.register_model("mine", version="1.0.0")
+        second = exp.register_model("mine")
+    finally:
+        exp.end()
+    assert first is not None and second is not None
+    assert (first.version, second.version) == ("1.0.0", "1.0.1")
+    details = reader.registry_details(comet_env.workspace, "mine")
+    assert [v["version"] for v in details["versions"]] == ["1.0.0", "1.0.1"]
+    assert details["versions"][0]["experimentModel"]["experimentKey"] == exp.key

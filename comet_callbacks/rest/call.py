@@ -116,9 +116,11 @@ class MultipartStream(io.RawIOBase):
     known length so ``Content-Length`` is sent.
     """
 
-    def __init__(self, file: FilePart, metadata: str | None = None) -> None:
+    def __init__(
+        self, file: FilePart, metadata: str | None = None, boundary: str | None = None
+    ) -> None:
         super().__init__()
-        self.boundary = uuid.uuid4().hex
+        self.boundary = boundary or uuid.uuid4().hex
         b = self.boundary.encode()
         name = file.filename.replace('"', "%22").replace("\r", "").replace("\n", "")
         head = b""

@@ -22,13 +22,15 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import retry as policy
 from .call import Call
-from .client import RestClient
 from .endpoints import calls
 from .errors import CometAPIError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .client import RestClient
 
 __all__ = [
     "Abandoned",
@@ -78,8 +80,10 @@ class Deliverer:
 
     ``stop``: an event that abandons waiting deliveries; ``deadline``: a ``time.monotonic()``
     after which a transient failure is not retried any more (``None``: no limit).
-    ``on_transient(call, exc, wait)`` is told of each transient failure and the wait before
-    the retry; ``on_success()`` of each success.
+    ``unreachable``: give up (:class:`Abandoned`) once the server has not answered at all
+    (connection refused, timeouts) for this many seconds — a server that answers, even with
+    429 or 5xx, is waited for until the deadline. ``on_transient(call, exc, wait)`` is told of
+    each transient failure and the wait before the retry; ``on_success()`` of each success.
     """
 
     def __init__(
@@ -90,8 +94,11 @@ class Deliverer:
         deadline: float | None = None,
         on_transient: Callable[[Call, CometAPIError, float], None] | None = None,
         on_success: Callable[[], None] | None = None,
+        unreachable: float | None = None,
     ) -> None:
         self.client = client
+        self.unreachable = unreachable
+        self._last_answer = time.monotonic()
         self.root = client.root
         self.stop = stop or threading.Event()
         self.deadline = deadline
@@ -130,8 +137,18 @@ class Deliverer:
             try:
                 answer = self.client.send(call, request_id=request_id, retries=0)
             except CometAPIError as exc:
+                if exc.status is not None:
+                    self._last_answer = time.monotonic()
                 if not policy.is_transient(exc):
                     raise
+                if (
+                    exc.status is None
+                    and self.unreachable is not None
+                    and time.monotonic() - self._last_answer > self.unreachable
+                ):
+                    raise Abandoned(
+                        f"no answer from the server for {self.unreachable:g} s ({exc})"
+                    ) from None
                 if self._successes != seen:  # any success resets the backoff
                     attempt, seen = 0, self._successes
                 given = policy.server_wait(exc)
@@ -146,6 +163,7 @@ class Deliverer:
                 attempt += 1
                 continue
             self._successes += 1
+            self._last_answer = time.monotonic()
             if self._on_success is not None:
                 self._on_success()
             return answer
@@ -195,12 +213,13 @@ class Deliverer:
                     set_batch_supported(self.root, kind, False)
                     self._per_point(part, to_call, rid, done)
                 else:  # 400 (or a 404 naming the experiment...): one bad value fails alone
-                    bad = self._bad_batches.get(kind, 0) + 1
-                    self._bad_batches[kind] = bad
                     failed = self._per_point(part, to_call, rid, done)
-                    if status == 400 and not failed and bad >= _BAD_BATCHES_OFF:
-                        set_batch_supported(self.root, kind, False)
-                    if failed:
+                    if status == 400 and not failed:  # the batch itself was the problem
+                        bad = self._bad_batches.get(kind, 0) + 1
+                        self._bad_batches[kind] = bad
+                        if bad >= _BAD_BATCHES_OFF:
+                            set_batch_supported(self.root, kind, False)
+                    else:
                         self._bad_batches[kind] = 0
                 continue
             if isinstance(answer, bytes):  # 2xx but not JSON (an HTML page): not served

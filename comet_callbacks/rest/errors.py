@@ -8,8 +8,10 @@ path (the key is sent only in a header) and passed through :func:`comet_callback
 from __future__ import annotations
 
 from ..config import scrub
+from ..errors import CometCallbacksError
 
 __all__ = [
+    "CometCallbacksError",
     "CometAPIError",
     "BadRequestError",
     "UnauthorizedError",
@@ -32,7 +34,7 @@ _HINTS = {
 }
 
 
-class CometAPIError(Exception):
+class CometAPIError(CometCallbacksError):
     """A failed REST call: ``status`` (None for transport errors), ``endpoint``, ``server_message``."""
 
     status: int | None = None

@@ -15,6 +15,7 @@ import json
 import logging
 import threading
 import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -134,9 +135,10 @@ class Transport:
         """
         limit = self.retries if retries is None else retries
         attempt = 0
+        boundary = uuid.uuid4().hex  # a retried upload sends the very same bytes
         while True:
             try:
-                answer = self._send_once(call, timeout, request_id)
+                answer = self._send_once(call, timeout, request_id, boundary)
             except CometAPIError as exc:
                 if attempt >= limit or not policy.is_transient(exc):
                     raise
@@ -165,7 +167,9 @@ class Transport:
             wait,
         )
 
-    def _send_once(self, call: Call, timeout: float | None, request_id: str | None) -> Any:
+    def _send_once(
+        self, call: Call, timeout: float | None, request_id: str | None, boundary: str
+    ) -> Any:
         extra = {REQUEST_ID_HEADER: request_id} if request_id else {}
         if call.file is None:
             return self._send_small(call, timeout or self.timeout, extra)
@@ -173,7 +177,7 @@ class Transport:
         kwargs: dict[str, Any] = {"params": call.query or None}
         stream = None
         if call.file is not None:
-            stream = MultipartStream(call.file, call.metadata)
+            stream = MultipartStream(call.file, call.metadata, boundary)
             kwargs["data"] = stream
             kwargs["headers"] = {
                 "Content-Type": stream.content_type,

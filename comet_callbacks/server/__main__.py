@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     sock.listen(2048)  # connections made as soon as the URL is printed wait, not fail
     port = sock.getsockname()[1]
     url = _url(args.host, port)
+    app = wrap(build_app(store, limits))
+    session_key: str | None = None
     print(f"Local Comet server at {url}  (database {db}, assets {assets})")
     print("Point a client at it with:")
     print(f"  export COMET_URL_OVERRIDE={url}")
@@ -195,6 +197,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
             "  export COMET_API_KEY=<the admin key printed at first start; "
             f"lost? {_new_key_hint(args, prog)}>"
         )
+    # The stored admin key is hashed: on later starts the login link gets an admin key of its
+    # own, valid while this server runs (revoked at shutdown).
+    link_key = key
+    if link_key is None:
+        link_key = session_key = store.add_admin_key()
+    print("Web UI (one-time login link; later sign in with the API key):")
+    print(f"  {url}{app.login_path(link_key)}")
     sys.stdout.flush()
     # uvicorn shuts down cleanly on SIGINT and SIGTERM, then re-raises the signal: SIGINT
     # becomes KeyboardInterrupt, SIGTERM would kill the process before the store is closed
@@ -202,7 +211,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         config = uvicorn.Config(
-            wrap(build_app(store, limits)),
+            app,
             log_level=args.log_level,
             access_log=False,
             lifespan="off",
@@ -212,6 +221,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         pass
     finally:
         signal.signal(signal.SIGTERM, previous)
+        if session_key is not None:
+            store.drop_key(session_key)
         store.close()
     return 0
 

@@ -365,7 +365,13 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
     """Create the FastAPI application serving ``store``."""
     limits = limits or Limits()
     notifier = Notifier(limits)
-    app = FastAPI(title="comet-callbacks local Comet server", version=SERVER_VERSION)
+    # no /docs or /redoc: they load their scripts from a CDN, blank on an air-gapped machine
+    app = FastAPI(
+        title="comet-callbacks local Comet server",
+        version=SERVER_VERSION,
+        docs_url=None,
+        redoc_url=None,
+    )
     state: dict[str, Any] = {"store": store, "limits": limits, "notifier": notifier}
     app.state.comet = state
 
@@ -441,5 +447,7 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
 
 
 def wrap(app: FastAPI) -> Any:
-    """The ASGI callable to serve: the app behind the clientlib alias."""
-    return AliasMiddleware(app, getattr(app.state, "fast_routes", None))
+    """The ASGI callable to serve: the web UI's pages, then the app behind the clientlib alias."""
+    from .ui import UI
+
+    return UI(AliasMiddleware(app, getattr(app.state, "fast_routes", None)), app.state.comet)

@@ -138,7 +138,10 @@ def add_run(ctx: Ctx) -> Any:
         return sdk_error(400 if not exists else 403, NON_EXISTING_TEAM, msg)
     row = ctx.tx.one("SELECT key FROM experiments WHERE key=?", (key,))
     if row is not None:
-        exp = ctx.exp(key)  # 403 if it lives in a workspace the key may not use
+        try:
+            exp = ctx.exp(key)
+        except ApiError as exc:  # it lives in a workspace this key may not use
+            return sdk_error(exc.code, EXPERIMENT_ALREADY_EXISTS, exc.msg)
         if not b["getOrCreateEnabled"]:
             return sdk_error(
                 400, EXPERIMENT_ALREADY_EXISTS, f"experimentKey: {key!r} already exists"
@@ -201,7 +204,8 @@ def status_update(ctx: Ctx) -> dict[str, Any]:
             (ctx.now, exp["key"]),
         )
     return {
-        "is_alive_beat_duration_millis": ctx.limits.beat_interval_ms,
+        # half the window after which a silent run counts as crashed: a late beat never flaps it
+        "is_alive_beat_duration_millis": max(1000, ctx.limits.beat_interval_ms // 2),
         "gpu_monitor_interval_millis": ctx.limits.gpu_monitor_ms,
         "cpu_monitor_interval_millis": ctx.limits.cpu_monitor_ms,
         "parameter_update_interval_millis": 60_000,
@@ -330,12 +334,12 @@ def _store_upload(ctx: Ctx, default_type: str) -> dict[str, Any]:
         )
         if not link:
             raise bad("link", "required multipart part for a remote asset")
-        data = None
+        data: Any = None
         size = 0
     else:
         if "file" not in ctx.files:
             raise bad("file", "required multipart part")
-        data = ctx.files["file"][1]  # an Upload: the content is in a temporary file
+        data = ctx.files["file"][1]  # streamed to a temporary file (uploads.Upload)
         size = data.size
         link = None
     atype = q["type"] or default_type
@@ -371,7 +375,7 @@ def _store_upload(ctx: Ctx, default_type: str) -> dict[str, Any]:
     if not asset_id or ctx.tx.one("SELECT 1 FROM assets WHERE id=?", (asset_id,)):
         asset_id = new_id()  # the SDK's ids are unique; a clash (a retry) gets a fresh one
     model_id = _model_for(ctx, exp["key"], grouping) if atype == "model-element" else None
-    storage = None if data is None else ctx.tx.write_file(data)
+    storage = None if remote else ctx.tx.write_file(data)
     ctx.tx.execute(
         "INSERT INTO assets (id, exp_key, file_name, type, extension, step, epoch, context, size, "
         "created_at, metadata, remote, link, storage, grouping, model_id, artifact_id, "
@@ -431,8 +435,11 @@ def git_patch_upload(ctx: Ctx) -> dict[str, Any]:
     exp = ctx.exp(ctx.query["experimentId"], "experimentId")
     if "file" not in ctx.files:
         raise bad("file", "required multipart part")
-    patch = ctx.files["file"][1].read(ctx.limits.max_json_bytes, "file")
-    ctx.set_value(exp["key"], "git_patch", _as_patch_zip(patch))
+    ctx.set_value(
+        exp["key"],
+        "git_patch",
+        _as_patch_zip(ctx.files["file"][1].read(ctx.limits.max_json_bytes, "file")),
+    )
     return {"msg": "Saved"}
 
 

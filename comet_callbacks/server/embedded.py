@@ -48,6 +48,7 @@ class ServerHandle:
         self._store: Store | None = None
         self._server: Any = None
         self._notifier: Any = None
+        self._ui: Any = None
         self._thread: threading.Thread | None = None
         self.api_key = ""
         self.admin_created = False
@@ -89,6 +90,7 @@ class ServerHandle:
         fastapi_app = build_app(self._store, self.limits)
         self._notifier = fastapi_app.state.comet["notifier"]
         app = wrap(fastapi_app)
+        self._ui = app
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(
             family, socket.SOCK_STREAM, socket.IPPROTO_TCP
@@ -115,6 +117,12 @@ class ServerHandle:
                 raise RuntimeError("local Comet server failed to start")
             time.sleep(0.005)
         return self
+
+    def login_url(self, api_key: str | None = None, next_path: str | None = None) -> str:
+        """A one-time link that signs a browser in to the web UI (as the admin by default)
+        and opens ``next_path`` (a page path such as ``/local/demo/<key>``)."""
+        assert self._ui is not None, "server is not running"
+        return self.url + self._ui.login_path(api_key or self.api_key, next_path)
 
     def stop(self) -> None:
         """Stop serving and close the database (files stay for a later :meth:`start`)."""

@@ -28,13 +28,13 @@ METRIC_ITEM = {
     "metricName": "s",
     "metricValue": "m",
     "step?": "i",
-    "epoch?": "i",
+    "epoch?": "n",  # the official SDK passes fractional epochs on (transformers' CometCallback)
     "context?": "s",
     "timestamp?": "i",
 }
 PARAMETER_ITEM = {
     "parameterName": "s",
-    "parameterValue": "j",
+    "parameterValue?": "j",  # the official SDK sends null for a parameter whose value is None
     "step?": "i",
     "source?": "s",
     "context?": "s",
@@ -53,6 +53,11 @@ def batch_metric(ctx: Ctx) -> dict[str, Any]:
             raise bad(f"values[{i}].metricName", "must not be empty")
         value = v["metricValue"]
         ts = v["timestamp"] if v["timestamp"] is not None else now
+        epoch = v["epoch"]
+        if epoch is not None:  # a fractional epoch keeps its whole part (2.5 → 2)
+            if not -(2**63) <= epoch < 2**63:
+                raise bad(f"values[{i}].epoch", "integer out of int64 range")
+            epoch = int(epoch)
         rows.append(
             (
                 key,
@@ -61,7 +66,7 @@ def batch_metric(ctx: Ctx) -> dict[str, Any]:
                 text_of(value),
                 ts,
                 v["step"],
-                v["epoch"],
+                epoch,
                 v["context"],
             )
         )

@@ -41,13 +41,13 @@ class Upload:
         self.path = Path(name)
         self.file: IO[bytes] = open(fd, "w+b")  # noqa: SIM115  (closed by close())
         self.size = 0
-        #: digest of the content, computed as it arrives (request-id fingerprints)
+        #: digest of the content, so a retried upload can be recognised (request ids)
         self.sha256 = hashlib.sha256()
 
     def write(self, data: bytes) -> None:
         self.file.write(data)
-        self.size += len(data)
         self.sha256.update(data)
+        self.size += len(data)
 
     def read(self, limit: int | None = None, what: str = "file") -> bytes:
         """The whole content in memory; 413 when larger than ``limit`` (for small parts

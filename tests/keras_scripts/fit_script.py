@@ -52,13 +52,28 @@ def main() -> None:
     )
     model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse", steps_per_execution=spe)
     cb = CometCallback(log_batch_every=every, log_model=False)
-    history = model.fit(x, y, epochs=2, batch_size=8, callbacks=[cb], verbose=0)
+
+    class StepCount(keras.callbacks.Callback):
+        """Keras' own count: the optimizer steps really taken at each batch-end call (as in
+        Keras' steps_per_execution trainer tests)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.iterations: list[int] = []
+
+        def on_train_batch_end(self, batch: int, logs: object = None) -> None:
+            it = self.model.optimizer.iterations
+            self.iterations.append(int(keras.ops.convert_to_numpy(it)))
+
+    counter = StepCount()
+    history = model.fit(x, y, epochs=2, batch_size=8, callbacks=[cb, counter], verbose=0)
     result = {
         "backend": keras.backend.backend(),
         "key": cb.experiment.key,
         "ended": cb.experiment.ended,
         "history": history.history,
         "epochs": history.epoch,
+        "batch_end_iterations": counter.iterations,
         "iterations": int(keras.ops.convert_to_numpy(model.optimizer.iterations)),
         "tf_attempts": TF_ATTEMPTS,
         "tf_modules": sorted(m for m in sys.modules if m.split(".")[0] == "tensorflow"),

@@ -17,7 +17,7 @@ import requests
 from comet_callbacks.server.embedded import ServerHandle, start_server
 from comet_callbacks.server.names import safe_asset_name, safe_join
 from comet_callbacks.server.reader import Reader
-from comet_callbacks.server.store import MIGRATIONS, Store
+from comet_callbacks.server.store import MIGRATIONS, SCHEMA_VERSION, Store
 from comet_callbacks.server.uploads import INCOMING
 
 REST = "/api/rest/v2/"
@@ -334,7 +334,7 @@ def test_migration_hashes_existing_plain_keys(tmp_path: Path) -> None:
     store = Store(db, tmp_path / "assets")
     try:
         assert store.key_user(admin_key) == "u1" and store.key_user(bob_key) == "u2"
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert store.ensure_admin() == (None, False)  # a hashed key cannot be shown
     finally:
         store.close()
