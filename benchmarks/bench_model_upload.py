@@ -3,8 +3,8 @@
 Run: ``python -m benchmarks.bench_model_upload [--size-mb 500]``. Prints a Markdown table.
 
 The local server runs in a SUBPROCESS (``python -m comet_callbacks.server``, upload limit
-raised above the file size), because it reads each upload whole into memory; measured in the
-same process, its buffers would hide the client's figure. The client side is the real path:
+raised above the file size), so that its memory is metered apart from the client's (it streams
+each upload to a temporary file; see ``bench_server_memory``). The client side is the real path:
 ``Experiment.log_model`` → sender → ``MultipartStream`` → HTTP, then ``flush()``.
 
 Memory is the peak RSS growth over the RSS before the step, sampled every 5 ms by a psutil
@@ -233,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"\nServer check: {verdict}. Client memory {'flat' if streamed < 50 else 'NOT flat'}: "
         f"{streamed:.1f} MiB growth for a {args.size_mb} MiB file (target < 50 MiB). "
-        "The server reads each upload whole into memory (see its column), so it runs in a "
-        "separate process here."
+        "The server streams each upload to a temporary file (see its column); it runs in a "
+        "separate process here so the two figures stay apart."
     )
     return 0 if ok and streamed < 50 else 1
 

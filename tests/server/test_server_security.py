@@ -434,3 +434,17 @@ def test_safe_join_refuses_a_symlink_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         safe_join(tmp_path / "dl", "link/x.txt")
     assert safe_join(tmp_path / "dl", "../x.txt") == (tmp_path / "dl" / "x.txt").resolve()
+
+
+def test_only_stale_partial_uploads_are_removed_at_open(tmp_path: Path) -> None:
+    """Opening the store (a restart, or ``--new-admin-key`` while a server runs) removes
+    uploads left half-received long ago, never one another process is still receiving."""
+    Store(tmp_path / "db.sqlite", tmp_path / "assets").close()
+    incoming = tmp_path / "assets" / INCOMING
+    incoming.mkdir(exist_ok=True)
+    (incoming / "stale.part").write_bytes(b"old")
+    (incoming / "live.part").write_bytes(b"new")
+    day_ago = time.time() - 86400
+    os.utime(incoming / "stale.part", (day_ago, day_ago))
+    Store(tmp_path / "db.sqlite", tmp_path / "assets").close()
+    assert sorted(p.name for p in incoming.iterdir()) == ["live.part"]
