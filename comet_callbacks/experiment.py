@@ -456,7 +456,9 @@ class Experiment:
             call = calls.log_gpu_metrics(key, payload["gpus"], **t)
         else:
             return
-        self._put(call)
+        sender = self._sender  # also while end() stops the monitor (its last sample)
+        if sender is not None:
+            sender.put(call)
 
     def _beat_loop(self) -> None:
         """Keep-alive: ``set-status`` now and every interval the server asks for."""
