@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="comet-callbacks",
         description="Comet ML experiment tracking over the REST API: upload offline runs, run a local server.",
+        epilog="Settings come from COMET_* environment variables or .comet.config files, like "
+        "the official SDK's (see the README's Configuration table). "
+        "Help on a command: comet-callbacks upload --help, comet-callbacks server --help.",
     )
     parser.add_argument("--version", action="version", version=f"comet-callbacks {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")

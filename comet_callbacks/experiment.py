@@ -8,6 +8,7 @@ kind and never raised into the training loop, unless ``strict=True``.
 from __future__ import annotations
 
 import atexit
+import errno
 import io
 import logging
 import os
@@ -198,6 +199,7 @@ class Experiment:
             }
         )
         self._store = store
+        store.on_disk_error = self._on_disk_error
         self._sender = Sender(
             store,
             self._key,
@@ -313,6 +315,29 @@ class Experiment:
                 self.settings.max_queue_size,
             )
             return RunStore(root, meta=meta, memory_only=True)
+
+    def _on_disk_error(self, exc: OSError) -> None:
+        """The event log could not be written any more (the disk is full): one warning."""
+        where = self._store.root
+        reason = f"{errno.errorcode.get(exc.errno or 0, type(exc).__name__)}: {exc.strerror or exc}"
+        if self._mode == "online":
+            log.warning(
+                "comet_callbacks: cannot write to the offline directory %s (%s); the event log "
+                "stops here and delivery goes on from memory (at most COMET_MAX_QUEUE_SIZE=%d "
+                "events waiting; beyond that new events are dropped and counted). Free some "
+                "space or set COMET_OFFLINE_DIRECTORY to another disk.",
+                where,
+                reason,
+                self.settings.max_queue_size,
+            )
+        else:
+            log.warning(
+                "comet_callbacks: cannot write to the offline directory %s (%s); events logged "
+                "from now on are NOT kept (they are counted). Free some space or set "
+                "COMET_OFFLINE_DIRECTORY to another disk.",
+                where,
+                reason,
+            )
 
     def _start_background(self) -> None:
         s = self.settings
@@ -431,7 +456,9 @@ class Experiment:
             call = calls.log_gpu_metrics(key, payload["gpus"], **t)
         else:
             return
-        self._put(call)
+        sender = self._sender  # also while end() stops the monitor (its last sample)
+        if sender is not None:
+            sender.put(call)
 
     def _beat_loop(self) -> None:
         """Keep-alive: ``set-status`` now and every interval the server asks for."""
@@ -524,7 +551,9 @@ class Experiment:
     def offline_path(self) -> str | None:
         """Folder of this run's event log (None when disabled)."""
         store = getattr(self, "_store", None)
-        return store.path if store is not None and store.on_disk else None
+        if store is None or (not store.on_disk and store.disk_error is None):
+            return None  # the folder could not be created: nothing on disk
+        return store.path
 
     @property
     def step(self) -> int | None:
@@ -1096,6 +1125,13 @@ class Experiment:
                 )
             if done:
                 self._store.remove()
+                if self._store.disk_error is not None and not sender.stats.dropped:
+                    print(
+                        f"comet_callbacks: the offline directory {self._store.root} could not "
+                        f"be written during the run ({self._store.disk_error.strerror}); every "
+                        "event was delivered from memory, none lost",
+                        file=sys.stderr,
+                    )
                 if sender.stats.dropped:
                     msg = (
                         f"comet_callbacks: {sender.stats.dropped} events were not kept ({summary}): "
@@ -1111,11 +1147,20 @@ class Experiment:
                         raise ExperimentError(f"some events were refused by the server: {summary}")
             elif not self._store.on_disk:
                 self._store.close()
+                store = self._store
+                lost = sender.undelivered_after(store.disk_last_seq)
+                kept = sender.pending() - lost
                 msg = (
                     f"comet_callbacks: {sender.pending()} events could not be delivered in "
-                    f"{timeout:g}s ({summary}) and are lost: the offline directory "
-                    f"{self._store.root} cannot be written (COMET_OFFLINE_DIRECTORY)"
+                    f"{timeout:g}s ({summary}). {lost + sender.stats.dropped} events are lost: "
+                    f"the offline directory {store.root} could not be written "
+                    "(COMET_OFFLINE_DIRECTORY)"
                 )
+                if store.disk_error is not None and kept > 0:
+                    msg += (
+                        f". The other {kept}, logged before the disk filled up, are kept in "
+                        f"{store.path}; send them with: comet-callbacks upload {store.path}"
+                    )
                 print(msg, file=sys.stderr)
                 if self.strict:
                     raise ExperimentError(msg)
@@ -1134,7 +1179,19 @@ class Experiment:
                     raise ExperimentError(msg)
         else:
             self._store.close()
-            if not self._secondary:
+            store = self._store
+            if store.disk_error is not None:
+                not_kept = sender.stats.dropped + store.lost_lines
+                msg = (
+                    f"comet_callbacks: offline run saved in {store.path} up to event "
+                    f"{store.disk_last_seq}: the disk filled up ({store.disk_error.strerror}) "
+                    f"and {not_kept} events were not kept (lost). Upload what was kept with: "
+                    f"comet-callbacks upload {store.path}"
+                )
+                print(msg, file=sys.stderr)
+                if self.strict:
+                    raise ExperimentError(msg)
+            elif not self._secondary:
                 print(
                     f"comet_callbacks: offline run saved in {self._store.path}; "
                     f"upload with: comet-callbacks upload {self._store.path}",
@@ -1258,6 +1315,14 @@ def _warn_forked_once() -> None:
         )
 
 
+#: Module-level locks replaced in a forked child (never waited for: see _after_fork_in_child).
+_FORK_LOCKS = (
+    ("comet_callbacks.rest.delivery", "_support_lock"),
+    ("comet_callbacks.capture.system", "_nvml_lock"),
+    ("comet_callbacks.config", "_secrets_lock"),
+)
+
+
 def _after_fork_in_child() -> None:
     """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
 
@@ -1266,7 +1331,25 @@ def _after_fork_in_child() -> None:
     blocks forever on a lock held at fork time and prints a false "could not be delivered"
     message. The child starts with no live experiment and no handlers; it may create its own.
     """
-    global _current, _hooks_installed, _crashed, _forked_warned
+    global _current, _hooks_installed, _crashed, _forked_warned, _sigterm_parked
+    _sigterm_parked = False  # the child keeps the default SIGTERM action set before the fork
+    if _hooks_installed:  # first: whatever happens next, SIGTERM ends the child at once
+        _hooks_installed = False
+        try:
+            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+        atexit.unregister(_end_all)
+        if sys.excepthook is _excepthook and _previous_excepthook is not None:
+            sys.excepthook = _previous_excepthook
+    # module-level locks another thread may have held at fork time (a batch answer records
+    # the server's batch support under one): a child that starts its own experiment would
+    # wait for them forever
+    for module, name in _FORK_LOCKS:
+        mod = sys.modules.get(module)  # no import machinery in a fork hook
+        if mod is not None and hasattr(mod, name):
+            setattr(mod, name, threading.Lock())
     for exp in list(_live):
         try:
             exp._forget_after_fork()
@@ -1276,20 +1359,47 @@ def _after_fork_in_child() -> None:
     _current = None
     _crashed = False
     _forked_warned = False
-    if _hooks_installed:
-        _hooks_installed = False
-        atexit.unregister(_end_all)
-        if sys.excepthook is _excepthook and _previous_excepthook is not None:
-            sys.excepthook = _previous_excepthook
+
+
+_sigterm_parked = False
+
+
+def _before_fork() -> None:
+    """Fork with the default SIGTERM action, restored in the parent right after.
+
+    A child inherits the parent's signal dispositions. With our Python-level handler, a
+    SIGTERM that reaches the child before its interpreter has finished the fork (a pool
+    terminated while a slow worker is still starting) is swallowed: the worker never dies
+    and ``Pool.terminate`` waits forever. With the default action the kernel ends it at once.
+    Only possible from the main thread; elsewhere the handler checks the pid instead.
+    """
+    global _sigterm_parked
+    if _on_sigterm is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _sigterm_parked = True
+    except (ValueError, OSError):
+        pass
+
+
+def _after_fork_in_parent() -> None:
+    global _sigterm_parked
+    if _sigterm_parked:
+        _sigterm_parked = False
         try:
-            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, _on_sigterm)
         except (ValueError, OSError):
             pass
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _install_exit_hooks() -> None:
@@ -1313,9 +1423,11 @@ def _install_exit_hooks() -> None:
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                owner = os.getpid()
 
                 def on_sigterm(signum: int, frame: Any) -> None:
-                    _end_all("interrupted")
+                    if os.getpid() == owner:  # never in a forked child: it owns nothing
+                        _end_all("interrupted")
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     os.kill(os.getpid(), signal.SIGTERM)
 
