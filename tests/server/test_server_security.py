@@ -448,3 +448,25 @@ def test_only_stale_partial_uploads_are_removed_at_open(tmp_path: Path) -> None:
     os.utime(incoming / "stale.part", (day_ago, day_ago))
     Store(tmp_path / "db.sqlite", tmp_path / "assets").close()
     assert sorted(p.name for p in incoming.iterdir()) == ["live.part"]
+
+
+def test_upload_with_relative_data_folder_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started on a relative data folder keeps storing uploads after the process
+    changes directory (the demo does both)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with start_server(db_path="rel/comet.sqlite", assets_dir="rel/assets") as srv:
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        api = Api(srv)
+        key = api.create()
+        asset = api.ok(
+            api.upload("write/experiment/upload-asset", b"data", "d.bin", experimentKey=key)
+        )
+        reader = Reader(srv.url, srv.api_key)
+        try:
+            assert reader.get_asset(key, asset["assetId"]) == b"data"
+        finally:
+            reader.close()
+    assert not (tmp_path / "elsewhere" / "rel").exists()
