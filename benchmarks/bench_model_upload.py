@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import psutil
+
+from benchmarks.server import LocalServer
 
 MiB = 1024 * 1024
 
@@ -90,40 +91,6 @@ def make_file(path: Path, size: int) -> None:
             n = min(left, MiB)
             fh.write(os.urandom(n))
             left -= n
-
-
-def start_server_subprocess(data_dir: Path, max_upload: int) -> tuple[subprocess.Popen, str, str]:
-    """Start ``python -m comet_callbacks.server`` on a free port; return (process, url, key)."""
-    key = "bench" + os.urandom(8).hex()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "comet_callbacks.server",
-            "--port",
-            "0",
-            "--data-dir",
-            str(data_dir),
-            "--api-key",
-            key,
-            "--max-upload-bytes",
-            str(max_upload),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert proc.stdout is not None
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        if not line and proc.poll() is not None:
-            raise RuntimeError(f"server exited with {proc.returncode}")
-        m = re.search(r"Local Comet server at (http://\S+)", line)
-        if m:
-            return proc, m.group(1), key
-    proc.kill()
-    raise RuntimeError("server did not start in 60 s")
 
 
 #: A discard sink: reads each request body in 1 MiB pieces and answers like upload-asset. It
@@ -194,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
         tmpdir = Path(tmp)
         model = tmpdir / "model.bin"
         make_file(model, size)
-        proc, url, key = start_server_subprocess(tmpdir / "server", size + 64 * MiB)
+        srv = LocalServer(str(tmpdir / "server"), ["--max-upload-bytes", str(size + 64 * MiB)])
+        proc, url, key = srv.proc, srv.url, srv.api_key
         try:
             for name in list(os.environ):
                 if name.startswith("COMET_"):
@@ -266,11 +234,7 @@ def main(argv: list[str] | None = None) -> int:
             ).json()["assets"]
             ok = len(stored) == 1 and stored[0]["fileSize"] == size
         finally:
-            proc.terminate()
-            try:
-                proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+            srv.stop()
 
     print(f"\nModel upload of a {args.size_mb} MiB file to the local server (subprocess)\n")
     print(

@@ -1,21 +1,20 @@
 """Throughput of the local server: metric writes per second with 1 and 8 clients.
 
 Run: ``python -m benchmarks.bench_server [--seconds 3]``. Prints a Markdown table.
-Each client uses its own ``requests.Session`` (keep-alive) and writes one metric
-point per request, exactly as the REST client does.
+The server runs in its own process (:class:`benchmarks.server.LocalServer`), the clients are
+threads here, each with its own ``requests.Session`` (keep-alive), writing one metric point per
+request.
 """
 
 from __future__ import annotations
 
 import argparse
-import tempfile
 import threading
 import time
-from pathlib import Path
 
 import requests
 
-from comet_callbacks.server.embedded import start_server
+from benchmarks.server import LocalServer
 
 
 def _run(url: str, key: str, clients: int, seconds: float) -> tuple[int, float]:
@@ -75,10 +74,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seconds", type=float, default=3.0, help="duration of each run")
     args = parser.parse_args(argv)
     rows = []
-    with (
-        tempfile.TemporaryDirectory() as tmp,
-        start_server(db_path=Path(tmp) / "bench.sqlite") as srv,
-    ):
+    with LocalServer() as srv:
         _run(srv.url, srv.api_key, 1, 0.3)  # warm-up
         for clients in (1, 8):
             done, elapsed = _run(srv.url, srv.api_key, clients, args.seconds)

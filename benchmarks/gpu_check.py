@@ -29,14 +29,12 @@ def main(argv: list[str] | None = None) -> int:
         print("skip: no CUDA GPU")
         return 0
 
+    from benchmarks.server import LocalServer
     from comet_callbacks import Experiment
-    from comet_callbacks.server.embedded import start_server
     from comet_callbacks.server.reader import Reader
 
     tmp = tempfile.mkdtemp()
-    with start_server(
-        db_path=os.path.join(tmp, "db.sqlite"), assets_dir=os.path.join(tmp, "a")
-    ) as srv:
+    with LocalServer(os.path.join(tmp, "server")) as srv:
         exp = Experiment(
             api_key=srv.api_key,
             url_override=srv.url,

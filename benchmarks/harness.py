@@ -4,16 +4,23 @@
 one line ``BENCH_JSON {...}`` on stdout (anything else printed is ignored by the runner,
 ``python -m benchmarks``, which starts one worker per scenario and peer).
 
+Every tracker proves it stored what was logged: after each measured run the worker reads it
+back (:meth:`benchmarks.peers.Peer.stored`); too few points is an error, reported as such.
+
 Scenarios:
 
 ``caller``
     per-call time on the calling thread (``time.perf_counter_ns`` around each call) of logging
     one scalar with a step, and of one 10-metric dict per step; warm-up first, then ``--reps``
     blocks; median and p99 of each block, the median of the blocks reported.
-``lightning`` / ``hf`` / ``keras``
-    a small model trained for a fixed number of steps, logging every step; each repetition
-    trains once without any tracker and once with the tracker (alternating order), in this
-    same process, so every slowdown is against a baseline measured next to it.
+``train``
+    ``--framework`` lightning / hf / keras, ``--workload`` tiny / real (see
+    :mod:`benchmarks.workloads`), at two lengths (``--steps 300,1200``): each repetition fits
+    once without any tracker and once with it (alternating order) in this same process, wall
+    and CPU (process + helper processes) from before the tracker is built until it finished.
+    The extra cost against the baseline next to it, at two lengths, gives a fixed cost per fit
+    and a cost per step (a straight line through the two medians). The first tracker fit of
+    the process (its imports and one-off start-up) is reported apart.
 ``endwait``
     log ``--points`` points (10-metric dicts), then time the end of the run (end + flush).
 ``memory``
@@ -34,7 +41,8 @@ import threading
 import time
 from typing import Any
 
-from benchmarks.peers import NO_NETWORK_ENV, Peer, Skip, get
+from benchmarks.peers import NO_NETWORK_ENV, NothingStored, Peer, Skip, check_stored, get
+from benchmarks.workloads import FITS, KERAS_EPOCHS, Fit, load_average
 
 RESULT_PREFIX = "BENCH_JSON "
 METRICS_PER_STEP = 10
@@ -173,6 +181,12 @@ def scenario_caller(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[
         }
     out["close_s"], out["closed"] = close_capped(peer, opts.cap)
     out["_exit_now"] = not out["closed"]
+    if out["closed"]:  # a capped end may still be writing: nothing to read back yet
+        total = {k: opts.warmup + opts.reps * out[k]["calls"] for k in ("scalar", "dict")}
+        out["read_back"] = {
+            "loss": check_stored(peer, workdir, ["loss"], total["scalar"]),
+            "metric_0": check_stored(peer, workdir, ["metric_0"], total["dict"]),
+        }
     return out
 
 
@@ -200,8 +214,11 @@ def scenario_endwait(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict
     steps = max(1, opts.points // METRICS_PER_STEP)
     waits, log_s, done_steps, details = [], [], [], []
     pc = time.perf_counter
+    read_back = []
     for r in range(opts.reps):
-        peer.open(os.path.join(workdir, f"rep{r}"))
+        rep_dir = os.path.join(workdir, f"rep{r}")
+        os.makedirs(rep_dir, exist_ok=True)
+        peer.open(rep_dir)
         fn = peer.log_dict()
         t0 = pc()
         deadline = t0 + opts.cap  # a slow tracker stops logging here (reported as capped)
@@ -218,6 +235,7 @@ def scenario_endwait(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict
         log_s.append(t1 - t0)
         done_steps.append(done)
         details.append(info or {})
+        read_back.append(check_stored(peer, rep_dir, ["metric_0"], done))
         gc.collect()
     points = int(statistics.median(done_steps)) * METRICS_PER_STEP
     return {
@@ -232,6 +250,7 @@ def scenario_endwait(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict
             d * METRICS_PER_STEP / max(1e-9, t) for d, t in zip(done_steps, log_s, strict=True)
         ),
         "details": details,
+        "read_back": read_back,
     }
 
 
@@ -263,7 +282,9 @@ def scenario_memory(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[
     end_s, ended = close_capped(peer, opts.cap)
     mem = sampler.stop()
     mb = 1024 * 1024
+    stored = check_stored(peer, workdir, ["metric_0"], done) if ended else None
     return {
+        "read_back": stored,
         "points_target": steps * METRICS_PER_STEP,
         "points": done * METRICS_PER_STEP,
         "capped": done < steps,
@@ -280,242 +301,106 @@ def scenario_memory(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[
 # ---------------------------------------------------------------------- training
 
 
-class _Timer:
-    """Wall time from the start of ``fit`` to ``on_train_end`` (put first in hook order, so
-    it fires after the last step's logging and before any tracker closes its run)."""
+def expected_points(peer: Peer, framework: str, steps: int) -> int:
+    """Points of the per-step loss a tracker must have stored after a fit of ``steps``."""
+    if framework == "keras" and peer.key == "csv":
+        return KERAS_EPOCHS  # keras.callbacks.CSVLogger has no per-batch mode
+    if framework == "keras":
+        return max(1, steps // KERAS_EPOCHS) * KERAS_EPOCHS
+    return steps
 
-    def __init__(self) -> None:
-        self.start = 0.0
-        self.train_end = 0.0
+
+def line_through(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float]:
+    """``(intercept, slope)`` of the line through two points: fixed cost and cost per step."""
+    slope = (y1 - y0) / (x1 - x0)
+    return y0 - slope * x0, slope
 
 
-def _paired(peer: Peer, opts: argparse.Namespace, run_one: Any, workdir: str) -> dict[str, Any]:
-    """Alternate baseline and tracker runs; every figure is a median over ``reps`` pairs."""
+def scenario_train(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[str, Any]:
+    """Paired fits (baseline, tracker) at each length; the first tracker fit reported apart."""
+    fit = FITS[opts.framework]
     base = get("none")
-    rows: dict[str, list[float]] = {k: [] for k in ("base_fit", "fit", "base_loop", "loop")}
-    rows["finish"] = []
-    # warm-up: one short run of each (imports, first-call costs, tracker service start-up)
-    warm = min(opts.steps, opts.warmup_steps)
-    run_one(base, os.path.join(workdir, "warm-base"), warm)
-    run_one(peer, os.path.join(workdir, "warm-peer"), warm)
-    for r in range(opts.reps):
-        order = [(base, "base_"), (peer, "")] if r % 2 == 0 else [(peer, ""), (base, "base_")]
-        for p, prefix in order:
-            gc.collect()
-            wd = os.path.join(workdir, f"r{r}-{prefix or 'peer'}")
-            fit, loop, finish = run_one(p, wd, opts.steps)
-            rows[prefix + "fit"].append(fit)
-            rows[prefix + "loop"].append(loop)
-            if not prefix:
-                rows["finish"].append(finish)
-    med = {k: statistics.median(v) for k, v in rows.items()}
-    return {
-        "reps": opts.reps,
-        "steps": opts.steps,
-        **{f"{k}_s": v for k, v in med.items()},
-        "all": rows,
-        # paired: each tracker run against the baseline run next to it
-        "loop_slowdown_pct": 100
-        * statistics.median(
-            a / b - 1 for a, b in zip(rows["loop"], rows["base_loop"], strict=True)
-        ),
-        "total_slowdown_pct": 100
-        * statistics.median(
-            (a + f) / b - 1
-            for a, f, b in zip(rows["fit"], rows["finish"], rows["base_fit"], strict=True)
-        ),
+    lengths = sorted({int(x) for x in str(opts.steps).split(",")})
+    runs = 0
+    loads: list[float] = []
+    read_back: dict[int, list[int]] = {n: [] for n in lengths}
+
+    def one(p: Peer, steps: int) -> Fit:
+        nonlocal runs
+        runs += 1
+        wd = os.path.join(workdir, f"run{runs}-{p.key}")
+        gc.collect()
+        loads.append(load_average())
+        res = fit(p, wd, steps, opts.workload)
+        if p is not base:
+            n = check_stored(p, wd, "loss", expected_points(p, opts.framework, steps))
+            read_back.setdefault(steps, []).append(n)
+        return res
+
+    one(base, opts.warmup_steps)  # imports and first-call costs of the framework itself
+    b0, f0 = one(base, lengths[0]), one(peer, lengths[0])
+    first = {
+        "steps": lengths[0],
+        "extra_cpu_ms": 1000 * (f0.cpu - b0.cpu),
+        "extra_wall_ms": 1000 * (f0.wall - b0.wall),
     }
+    pairs: dict[int, list[tuple[Fit, Fit]]] = {n: [] for n in lengths}
+    for r in range(opts.reps):
+        for n in lengths:
+            if r % 2 == 0:
+                b, t = one(base, n), one(peer, n)
+            else:
+                t = one(peer, n)
+                b = one(base, n)
+            pairs[n].append((b, t))
 
+    def med(values: list[float]) -> float:
+        return statistics.median(values)
 
-def scenario_lightning(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[str, Any]:
-    """A small MLP, ``steps`` optimizer steps, ``self.log`` of the loss (+ a metric) every step."""
-    import lightning.pytorch as pl
-    import torch
-
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    x = torch.randn(opts.steps * 32, 64)
-    y = (x[:, :1] * 2.0 + 0.1 * torch.randn(len(x), 1)).float()
-    data = torch.utils.data.TensorDataset(x, y)
-
-    class Model(pl.LightningModule):
-        def __init__(self, hidden: int = 128, lr: float = 1e-3) -> None:
-            super().__init__()
-            self.save_hyperparameters()
-            self.net = torch.nn.Sequential(
-                torch.nn.Linear(64, hidden), torch.nn.ReLU(), torch.nn.Linear(hidden, 1)
-            )
-
-        def training_step(self, batch: Any, batch_idx: int) -> Any:
-            xb, yb = batch
-            loss = torch.nn.functional.mse_loss(self.net(xb), yb)
-            self.log("train_loss", loss)
-            self.log("train_mae", torch.nn.functional.l1_loss(self.net(xb).detach(), yb))
-            return loss
-
-        def configure_optimizers(self) -> Any:
-            return torch.optim.Adam(self.parameters(), lr=self.hparams.lr)
-
-    class Timer(pl.Callback):
-        def __init__(self) -> None:
-            self.t = _Timer()
-
-        def on_train_end(self, trainer: Any, pl_module: Any) -> None:
-            self.t.train_end = time.perf_counter()
-
-    def run_one(p: Peer, wd: str, steps: int) -> tuple[float, float, float]:
-        os.makedirs(wd, exist_ok=True)
-        kw = p.lightning(wd)
-        timer = Timer()
-        trainer = pl.Trainer(
-            max_steps=steps,
-            max_epochs=-1,
-            log_every_n_steps=1,
-            enable_checkpointing=False,
-            enable_progress_bar=False,
-            enable_model_summary=False,
-            accelerator="cpu",
-            devices=1,
-            default_root_dir=wd,
-            logger=kw["logger"],
-            callbacks=[timer, *kw["callbacks"]],
-        )
-        loader = torch.utils.data.DataLoader(data, batch_size=32, shuffle=False)
-        model = Model()
-        t0 = time.perf_counter()
-        trainer.fit(model, loader)
-        t1 = time.perf_counter()
-        p.after_train()
-        t2 = time.perf_counter()
-        return t1 - t0, timer.t.train_end - t0, t2 - t1
-
-    return _paired(peer, opts, run_one, workdir)
-
-
-def scenario_hf(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[str, Any]:
-    """A tiny BERT (2 layers, hidden 32) from a config, ``steps`` steps, ``logging_steps=1``."""
-    import torch
-    import transformers
-    from transformers import BertConfig, BertForSequenceClassification, Trainer, TrainingArguments
-
-    transformers.logging.set_verbosity_error()
-    torch.set_num_threads(1)
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=128,
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        max_position_embeddings=32,
-    )
-    n = opts.steps * 8
-    ids = torch.randint(0, 128, (n, 16))
-    labels = (ids[:, 0] % 2).long()
-
-    class Data(torch.utils.data.Dataset):
-        def __len__(self) -> int:
-            return n
-
-        def __getitem__(self, i: int) -> dict[str, Any]:
-            return {"input_ids": ids[i], "labels": labels[i]}
-
-    class Timer(transformers.TrainerCallback):
-        def __init__(self) -> None:
-            self.t = _Timer()
-
-        def on_train_end(self, args: Any, state: Any, control: Any, **kw: Any) -> None:
-            self.t.train_end = time.perf_counter()
-
-    def run_one(p: Peer, wd: str, steps: int) -> tuple[float, float, float]:
-        os.makedirs(wd, exist_ok=True)
-        kw = p.hf(wd)
-        args = TrainingArguments(
-            output_dir=wd,
-            max_steps=steps,
-            per_device_train_batch_size=8,
-            logging_steps=1,
-            save_strategy="no",
-            report_to=kw["report_to"],
-            disable_tqdm=True,
-            use_cpu=True,
-            dataloader_num_workers=0,
-            seed=0,
-        )
-        timer = Timer()
-        trainer = Trainer(
-            model=BertForSequenceClassification(cfg),
-            args=args,
-            train_dataset=Data(),
-            callbacks=kw["callbacks"],
-        )
-        # first in hook order: fires before any tracker's on_train_end closes its run
-        trainer.callback_handler.callbacks.insert(0, timer)
-        t0 = time.perf_counter()
-        trainer.train()
-        t1 = time.perf_counter()
-        p.after_train()
-        t2 = time.perf_counter()
-        return t1 - t0, timer.t.train_end - t0, t2 - t1
-
-    return _paired(peer, opts, run_one, workdir)
-
-
-def scenario_keras(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[str, Any]:
-    """A small Keras 3 MLP (torch backend), 3 epochs of ``steps/3`` batches, logged per batch."""
-    os.environ.setdefault("KERAS_BACKEND", "torch")
-    import keras
-    import numpy as np
-    import torch
-
-    torch.set_num_threads(1)
-    rng = np.random.default_rng(0)
-    epochs = 3
-    x_all = rng.normal(size=(max(1, opts.steps // epochs) * 32, 64)).astype("float32")
-    y_all = (x_all[:, :1] * 2.0).astype("float32")
-
-    class Timer(keras.callbacks.Callback):
-        def __init__(self) -> None:
-            super().__init__()
-            self.t = _Timer()
-
-        def on_train_end(self, logs: Any = None) -> None:
-            self.t.train_end = time.perf_counter()
-
-    def run_one(p: Peer, wd: str, steps: int) -> tuple[float, float, float]:
-        os.makedirs(wd, exist_ok=True)
-        callbacks = p.keras(wd)
-        keras.utils.set_random_seed(0)
-        model = keras.Sequential(
-            [keras.Input((64,)), keras.layers.Dense(128, activation="relu"), keras.layers.Dense(1)]
-        )
-        model.compile(optimizer="adam", loss="mse", metrics=["mae"])
-        timer = Timer()
-        t0 = time.perf_counter()
-        n = max(1, steps // epochs) * 32  # `steps` batches of 32 over 3 epochs
-        model.fit(
-            x_all[:n],
-            y_all[:n],
-            batch_size=32,
-            epochs=epochs,
-            verbose=0,
-            callbacks=[timer, *callbacks],
-        )
-        t1 = time.perf_counter()
-        p.after_train()
-        t2 = time.perf_counter()
-        return t1 - t0, timer.t.train_end - t0, t2 - t1
-
-    return _paired(peer, opts, run_one, workdir)
+    per_length: dict[str, dict[str, Any]] = {}
+    extra: dict[str, dict[int, float]] = {"cpu": {}, "wall": {}, "loop": {}}
+    for n, ps in pairs.items():
+        for what in extra:
+            extra[what][n] = med([getattr(t, what) - getattr(b, what) for b, t in ps])
+        per_length[str(n)] = {
+            "base_wall_s": med([b.wall for b, _ in ps]),
+            "wall_s": med([t.wall for _, t in ps]),
+            "base_cpu_s": med([b.cpu for b, _ in ps]),
+            "cpu_s": med([t.cpu for _, t in ps]),
+            "extra_cpu_ms": 1000 * extra["cpu"][n],
+            "extra_wall_ms": 1000 * extra["wall"][n],
+            "extra_loop_ms": 1000 * extra["loop"][n],
+            "slowdown_pct": 100 * med([t.wall / b.wall - 1 for b, t in ps]),
+            "loop_slowdown_pct": 100 * med([t.loop / b.loop - 1 for b, t in ps]),
+            "server_cpu_ms": 1000 * med([t.server_cpu for _, t in ps]),
+            "base_step_ms": 1000 * med([b.loop / n for b, _ in ps]),
+            "pairs": [{"base": b.as_dict(), "peer": t.as_dict()} for b, t in ps],
+        }
+    n0, n1 = lengths[0], lengths[-1]
+    out: dict[str, Any] = {
+        "framework": opts.framework,
+        "workload": opts.workload,
+        "lengths": lengths,
+        "reps": opts.reps,
+        "first": first,
+        "per_length": per_length,
+        "points_read_back": {str(k): v for k, v in read_back.items()},
+        "base_step_ms": per_length[str(n1)]["base_step_ms"],
+        "load_1min": {"min": min(loads), "median": med(loads), "max": max(loads)},
+    }
+    if n1 > n0:
+        for what, unit in (("cpu", "cpu"), ("wall", "wall"), ("loop", "loop")):
+            fixed, slope = line_through(n0, extra[what][n0], n1, extra[what][n1])
+            out[f"fixed_{unit}_ms"] = 1000 * fixed
+            out[f"per_step_{unit}_us"] = 1e6 * slope
+    return out
 
 
 SCENARIOS = {
     "caller": scenario_caller,
     "endwait": scenario_endwait,
     "memory": scenario_memory,
-    "lightning": scenario_lightning,
-    "hf": scenario_hf,
-    "keras": scenario_keras,
+    "train": scenario_train,
 }
 
 
@@ -535,8 +420,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=60.0,
         help="seconds: memory: per phase; endwait: of logging; caller: of the end wait",
     )
-    parser.add_argument("--steps", type=int, default=300, help="training: optimizer steps")
-    parser.add_argument("--warmup-steps", type=int, default=30, help="training: warm-up run")
+    parser.add_argument(
+        "--steps", default="300,1200", help="train: comma-separated lengths (optimizer steps)"
+    )
+    parser.add_argument("--warmup-steps", type=int, default=30, help="train: warm-up run")
+    parser.add_argument("--framework", default="lightning", choices=sorted(FITS))
+    parser.add_argument("--workload", default="tiny", choices=["tiny", "real"])
     parser.add_argument("--workdir", default=None, help="scratch folder (default: a temp dir)")
     return parser
 
@@ -554,6 +443,9 @@ def main(argv: list[str] | None = None) -> int:
     os.chdir(workdir)  # trackers that write next to the cwd (mlruns, wandb) stay in the scratch
     result: dict[str, Any] = {
         "scenario": opts.scenario,
+        "framework": opts.framework if opts.scenario == "train" else None,
+        "workload": opts.workload if opts.scenario == "train" else None,
+        "load_1min_at_start": load_average(),
         "peer": opts.peer,
         "label": peer.label,
         "mode": peer.mode,
@@ -565,6 +457,8 @@ def main(argv: list[str] | None = None) -> int:
         exit_now = bool(result.pop("_exit_now", False))
     except Skip as exc:
         result["skipped"] = str(exc)
+    except NothingStored as exc:
+        result["error"] = f"nothing stored: {exc}"
     except Exception as exc:
         import traceback
 

@@ -13,6 +13,9 @@ __version__ = "0.1.0"
 from .config import ConfigError, Settings  # noqa: E402
 from .errors import CometCallbacksError  # noqa: E402
 from .experiment import Experiment, ExperimentError, get_running_experiment, start  # noqa: E402
+from .log import install as _install_stderr_fallback  # noqa: E402
+
+_install_stderr_fallback()  # warnings reach stderr until the program configures logging
 
 __all__ = [
     "CometCallbacksError",

@@ -11,8 +11,28 @@ from . import __version__
 __all__ = ["main"]
 
 
+_UPLOAD_DESCRIPTION = """\
+Send offline runs, and the events online runs could not deliver, to a Comet server.
+Each run is sent exactly once: an interrupted upload can simply be re-run.
+
+Where it uploads (read from the environment, else the config files COMET_CONFIG,
+./.comet.config, ~/.comet.config, like the official SDK):
+  COMET_URL_OVERRIDE   the server, e.g. http://127.0.0.1:8080 for `comet-callbacks server`
+                       (default: https://www.comet.com)
+  COMET_API_KEY        the key it accepts (required by comet.com and the local server)
+  COMET_WORKSPACE      workspace of the new experiments (default: the run's, else the key's)
+  COMET_PROJECT_NAME   project for runs that did not record one (default: general)
+  COMET_OFFLINE_DIRECTORY  where runs are looked for without PATHS (default: .cometcallbacks)
+  COMET_TIMEOUT_API, COMET_TIMEOUT_UPLOAD  seconds per request / per file upload
+
+Exit status: 0 all delivered; 1 something is left (re-run) or was refused; 2 no server
+configured or a bad setting.
+"""
+
+
 def _cmd_upload(args: argparse.Namespace) -> int:
     from .config import ConfigError, Settings
+    from .log import short_reason
     from .upload import upload_paths
 
     try:
@@ -20,8 +40,16 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if not settings.api_key and not settings.url_override:
+        print(
+            "error: no server configured: set COMET_API_KEY (for comet.com), or "
+            "COMET_URL_OVERRIDE and COMET_API_KEY (for a self-hosted Comet or the local "
+            "`comet-callbacks server`, which prints both). Nothing was sent.",
+            file=sys.stderr,
+        )
+        return 2
     paths = args.paths or [settings.offline_directory]
-    results = upload_paths(paths, settings, progress=not args.quiet)
+    results = upload_paths(paths, settings, progress=not args.quiet, timeout=args.timeout)
     if args.remove:
         import shutil
 
@@ -34,14 +62,18 @@ def _cmd_upload(args: argparse.Namespace) -> int:
     rc = 0
     for r in results:
         state = "complete" if r.complete else "INCOMPLETE (re-run to continue)"
+        damaged = r.damaged_summary()
         print(
             f"{r.path}: {r.sent} events sent, {r.failed} failed, {r.skipped} already sent — {state}"
+            + (f"; {damaged}" if damaged else "")
         )
         if r.link:
             print(f"  experiment: {r.link}")
         for e in r.errors[:5]:
+            if "(no response)" in e:  # urllib3's nested retry text says less than this
+                e = f"cannot reach {settings.root} ({short_reason(e)}); is COMET_URL_OVERRIDE right?"
             print(f"  error: {e}")
-        if not r.complete:
+        if not r.complete or r.failed:
             rc = 1
     return rc
 
@@ -51,7 +83,7 @@ def _cmd_server(argv: list[str]) -> int:
         from .server.__main__ import cli_main as server_main
     except ImportError as exc:
         print(
-            f"error: the local server needs the 'server' extra: pip install 'comet-callbacks[server]' ({exc})",
+            f"error: the local server needs the 'server' extra: pip install -e '.[server]' in a clone of the repository ({exc})",
             file=sys.stderr,
         )
         return 2
@@ -69,12 +101,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     up = sub.add_parser(
-        "upload", help="send offline runs / undelivered events to the configured server"
+        "upload",
+        help="send offline runs / undelivered events to the configured server",
+        description=_UPLOAD_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     up.add_argument(
         "paths", nargs="*", help="run folders or folders of runs (default: COMET_OFFLINE_DIRECTORY)"
     )
     up.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
+    up.add_argument(
+        "--timeout",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="stop waiting out a busy or failing server after this long (default: no limit)",
+    )
     up.add_argument(
         "--remove",
         action="store_true",
@@ -89,6 +131,8 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_server(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
+    if not args.verbose:  # urllib3's "Retrying (...)" lines: our summary says what failed
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     if args.command == "upload":
         return _cmd_upload(args)
     parser.print_help()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import configparser
 import json
 import logging
 import os
@@ -129,6 +128,14 @@ def _parse_int(v: str) -> int:
     if i <= 0:
         raise ValueError("expected a positive integer")
     return i
+
+
+def _parse_summary_level(v: str) -> int:
+    """The SDK's ``display_summary_level``: 0 (nothing), 1 or 2 (the start and end lines)."""
+    s = v.strip()
+    if s not in ("0", "1", "2"):
+        raise ValueError("expected 0 (print no link or summary), 1 or 2")
+    return int(s)
 
 
 def _parse_mode(v: str) -> str:
@@ -294,6 +301,13 @@ FIELDS: tuple[_Field, ...] = (
     ),
     _Field("workers", "COMET_SENDER_WORKERS", _parse_int, 4, "Requests in flight at once."),
     _Field(
+        "batch",
+        "COMET_BATCH",
+        _parse_bool,
+        True,
+        "Send metrics and parameters in batches; `false`: one request per value.",
+    ),
+    _Field(
         "cpu_monitor_interval",
         "COMET_CPU_MONITOR_INTERVAL",
         _parse_float,
@@ -320,6 +334,13 @@ FIELDS: tuple[_Field, ...] = (
         _parse_bool,
         False,
         "Non-zero ranks send their system metrics (context `rank<N>`).",
+    ),
+    _Field(
+        "display_summary_level",
+        "COMET_DISPLAY_SUMMARY_LEVEL",
+        _parse_summary_level,
+        1,
+        "`0`: print neither the experiment link at start nor the summary line at the end.",
     ),
     _auto("code", "Capture the entry script's source."),
     _auto("git_metadata", "Capture git metadata."),
@@ -361,6 +382,8 @@ def _read_config_file(path: str, required: bool) -> tuple[dict[tuple[str, str], 
         raise ConfigError(
             "config file", path, path, f"cannot be read: {exc.__class__.__name__}"
         ) from None
+    import configparser  # only when a config file exists: keeps `import comet_callbacks` cheap
+
     parser = configparser.ConfigParser(interpolation=None)
     try:
         parser.read_string(text, source=path)

@@ -4,7 +4,12 @@ Starts the embedded local Comet-compatible server (SQLite, loopback, ephemeral p
 a small Lightning model with ``CometCallback`` against it — best checkpoint uploaded and
 registered in the model registry — and prints what the server now holds: the experiment
 link, the metric series, parameters, the registered model version and the final status.
-Needs the ``lightning`` and ``server`` extras. No Comet account, no network.
+It ends by saying how to open the run in the web UI; with ``--serve`` the server stays up and
+a one-time login link opens the run's page in a browser.
+
+Everything it writes stays in one visible folder (``./comet-demo`` by default: the server's
+database and assets, the checkpoint, any offline log). Needs the ``lightning`` and ``server``
+extras. No Comet account, no network.
 """
 
 from __future__ import annotations
@@ -12,10 +17,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import tempfile
+import threading
 
 
-def _train(max_epochs: int, registry_name: str) -> str:
+def _train(max_epochs: int, registry_name: str, root_dir: str) -> str:
     """Train a tiny regression model; returns the experiment key."""
     import lightning as L
     import torch
@@ -64,7 +69,8 @@ def _train(max_epochs: int, registry_name: str) -> str:
         enable_progress_bar=False,
         enable_model_summary=False,
         log_every_n_steps=5,
-        default_root_dir=tempfile.mkdtemp(prefix="comet-demo-"),
+        logger=False,  # no lightning_logs/ CSV folder: the run is in the Comet server
+        default_root_dir=root_dir,
     )
     trainer.fit(
         Regressor(),
@@ -127,26 +133,62 @@ def _fmt(value: str | None) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m comet_callbacks.demo", description=__doc__)
     parser.add_argument("--max-epochs", type=int, default=4)
-    parser.add_argument("--data-dir", default=None, help="keep the server's data here")
+    parser.add_argument(
+        "--data-dir",
+        default="comet-demo",
+        help="folder for everything the demo writes (default: ./comet-demo)",
+    )
+    parser.add_argument(
+        "--serve",
+        action="store_true",
+        help="keep the server up at the end and print a login link to the run's web page",
+    )
+    parser.add_argument(
+        "--port", type=int, default=0, help="port of the server (default: any free one)"
+    )
     args = parser.parse_args(argv)
 
     from comet_callbacks.server.embedded import start_server
     from comet_callbacks.server.reader import Reader
 
-    data = args.data_dir or tempfile.mkdtemp(prefix="comet-demo-server-")
+    data = args.data_dir
     os.makedirs(data, exist_ok=True)
     registry_name = "demo-regressor"
     with start_server(
-        db_path=os.path.join(data, "comet.sqlite"), assets_dir=os.path.join(data, "assets")
+        db_path=os.path.join(data, "comet.sqlite"),
+        assets_dir=os.path.join(data, "assets"),
+        port=args.port,
     ) as server:
         print(f"local Comet server at {server.url} (data in {data})")
         os.environ["COMET_URL_OVERRIDE"] = server.url
         os.environ["COMET_API_KEY"] = server.api_key
         os.environ.setdefault("COMET_OFFLINE_DIRECTORY", os.path.join(data, "offline"))
-        key = _train(args.max_epochs, registry_name)
-        _report(
-            Reader(server.url, server.api_key), server.url, key, server.workspace, registry_name
-        )
+        key = _train(args.max_epochs, registry_name, os.path.join(data, "lightning"))
+        reader = Reader(server.url, server.api_key)
+        _report(reader, server.url, key, server.workspace, registry_name)
+        meta = reader.metadata(key)
+        page = f"/{meta['workspaceName']}/{meta['projectName']}/{key}"
+        reader.close()
+        if args.serve:
+            print("\n=== Web UI ===")
+            print("Open the run in a browser (the login link works once):")
+            print(f"  {server.login_url(next_path=page)}")
+            print(
+                f"Later: comet-callbacks server --data-dir {data} serves this data again "
+                "and prints a new link."
+            )
+            print("Serving until Ctrl-C.", flush=True)
+            try:
+                threading.Event().wait()
+            except KeyboardInterrupt:
+                print("stopped.")
+        else:
+            print("\n=== See it in the web UI ===")
+            print(
+                "  python -m comet_callbacks.demo --serve        (trains again, keeps the server up)"
+            )
+            print(f"or serve this data: comet-callbacks server --data-dir {data}")
+            print(f"  then open the login link it prints and go to {page}")
     return 0
 
 

@@ -18,7 +18,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from . import __version__, registry
 from .capture import cloud as cloud_capture
@@ -29,9 +29,9 @@ from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
 from .config import ConfigError, Settings, scrub
 from .errors import CometCallbacksError
+from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.client import RestClient
 from .rest.endpoints import calls
 from .rest.errors import (
     CometAPIError,
@@ -51,6 +51,9 @@ from .values import (
     truncate,
 )
 
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
+
 __all__ = [
     "ConfigError",
     "Experiment",
@@ -64,6 +67,7 @@ log = logging.getLogger("comet_callbacks")
 _time = time.time
 _live: weakref.WeakSet[Experiment] = weakref.WeakSet()
 _current: Experiment | None = None
+_announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
 _INT64_MAX = 2**63 - 1
 
@@ -139,6 +143,7 @@ class Experiment:
         self._context = context
         self._status: str | None = None
         self._lock = threading.Lock()
+        self._forked = False  # True in a child forked while this experiment was alive
         args = dict(
             api_key=api_key,
             workspace=workspace,
@@ -166,6 +171,7 @@ class Experiment:
         self._name: str | None = settings.experiment_name
         self._key: str | None = settings.experiment_key
         self._link: str | None = None
+        self._unreachable: str | None = None  # "<root> (<reason>)" when it went offline
         self._start_ms = int(_time() * 1000)
         if self._mode == "disabled":
             return
@@ -176,9 +182,8 @@ class Experiment:
         if self._mode == "offline" and not self._key:
             self._key = uuid.uuid4().hex
         assert self._key is not None
-        store = RunStore(
-            settings.offline_directory,
-            meta={
+        store = self._open_store(
+            {
                 "mode": self._mode,
                 "experimentKey": self._key,
                 "online": self._mode == "online",
@@ -190,7 +195,7 @@ class Experiment:
                 "startTimeMillis": self._start_ms,
                 "secondary": secondary,
                 "version": __version__,
-            },
+            }
         )
         self._store = store
         self._sender = Sender(
@@ -199,17 +204,30 @@ class Experiment:
             self._client,
             workers=settings.workers,
             max_pending=settings.max_queue_size,
+            batch=bool(settings.batch),
         )
         _live.add(self)
         if not secondary:
             _current = self
-            if self._mode == "offline":
+            if self._unreachable:
+                log.warning(
+                    "comet_callbacks: cannot reach %s; continuing OFFLINE in %s. Training goes "
+                    "on; once the server is back: comet-callbacks upload %s",
+                    self._unreachable,
+                    store.path,
+                    store.path,
+                )
+            elif self._mode == "offline":
                 print(
                     f"comet_callbacks: offline mode, logging to {store.path}; "
                     f"upload later with: comet-callbacks upload {store.path}",
                     file=sys.stderr,
                 )
+            if self._mode == "offline":
                 self._put(calls.set_start_end_time(self._key, self._start_ms, None))
+            elif settings.display_summary_level and self._key not in _announced:
+                _announced.add(self._key)  # a later evaluate() continuing it: not again
+                print(f"comet_callbacks: experiment is live at {self.url}", file=sys.stderr)
             if self._name and settings.experiment_key is None and self._mode == "offline":
                 self._put(calls.log_other(self._key, "Name", self._name))
             if tags:
@@ -220,6 +238,8 @@ class Experiment:
 
     def _connect(self) -> None:
         s = self.settings
+        from .rest.client import RestClient  # requests: imported only when a client is built
+
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
         try:
             if self._key:
@@ -252,16 +272,47 @@ class Experiment:
             self._client.close()
             self._client = None
             self._mode = "offline"
-            log.warning(
-                "comet_callbacks: cannot reach %s (%s); continuing OFFLINE. Data is kept on disk; "
-                "upload it later with `comet-callbacks upload`.",
-                s.root,
-                exc.server_message or exc,
-            )
             if self.strict:
                 raise ExperimentError(f"cannot reach {s.root}: {exc}") from None
+            # reported once the run folder exists, so the line can name the upload command
+            self._unreachable = f"{s.root} ({short_reason(exc)})"
         except (CometAPIError, KeyError, TypeError) as exc:
             raise ExperimentError(f"could not create the experiment on {s.root}: {exc}") from None
+
+    def _open_store(self, meta: dict[str, Any]) -> RunStore:
+        """The run's event log under ``COMET_OFFLINE_DIRECTORY``.
+
+        When that folder cannot be written, an online run goes on with its events in memory
+        only (one warning naming the folder and the setting); an offline run cannot keep
+        anything, so that is a :class:`ConfigError` naming ``COMET_OFFLINE_DIRECTORY``.
+        """
+        root = self.settings.offline_directory
+        try:
+            return RunStore(root, meta=meta)
+        except OSError as exc:
+            reason = f"{type(exc).__name__}: {exc.strerror or exc}"
+            if self._mode != "online":
+                if self._client is not None:
+                    self._client.close()
+                source = self.settings.sources.get("offline_directory", "default")
+                raise ConfigError(
+                    "offline_directory",
+                    source,
+                    root,
+                    f"offline mode keeps the whole run in that folder, but it cannot be "
+                    f"written ({reason}). Set COMET_OFFLINE_DIRECTORY (or offline_directory=) "
+                    "to a writable folder",
+                ) from None
+            log.warning(
+                "comet_callbacks: the offline directory %s cannot be written (%s); continuing "
+                "online with undelivered events kept in memory only (at most "
+                "COMET_MAX_QUEUE_SIZE=%d; beyond that they are dropped and counted). Set "
+                "COMET_OFFLINE_DIRECTORY to a writable folder to keep them on disk.",
+                os.path.abspath(root),
+                reason,
+                self.settings.max_queue_size,
+            )
+            return RunStore(root, meta=meta, memory_only=True)
 
     def _start_background(self) -> None:
         s = self.settings
@@ -420,7 +471,9 @@ class Experiment:
 
     def _dropped(self) -> None:
         """Called when a log_* call cannot log: after :meth:`end` that is reported (once)."""
-        if self.ended and self._mode != "disabled":
+        if self._forked:
+            _warn_forked_once()
+        elif self.ended and self._mode != "disabled":
             self._report(
                 "after end",
                 ValueError(
@@ -471,7 +524,7 @@ class Experiment:
     def offline_path(self) -> str | None:
         """Folder of this run's event log (None when disabled)."""
         store = getattr(self, "_store", None)
-        return store.path if store is not None else None
+        return store.path if store is not None and store.on_disk else None
 
     @property
     def step(self) -> int | None:
@@ -1036,12 +1089,36 @@ class Experiment:
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)
         if self._mode == "online":
             summary = sender.stats.summary()
+            if done and not self._secondary and self.settings.display_summary_level:
+                print(
+                    f"comet_callbacks: experiment ended ({status}): {summary}; {self.url}",
+                    file=sys.stderr,
+                )
             if done:
                 self._store.remove()
-                if sender.stats.failed:
+                if sender.stats.dropped:
+                    msg = (
+                        f"comet_callbacks: {sender.stats.dropped} events were not kept ({summary}): "
+                        f"the offline directory {self._store.root} could not be written and "
+                        "memory was full (COMET_OFFLINE_DIRECTORY, COMET_MAX_QUEUE_SIZE)"
+                    )
+                    print(msg, file=sys.stderr)
+                    if self.strict:
+                        raise ExperimentError(msg)
+                elif sender.stats.failed:
                     log.warning("comet_callbacks: %s", summary)
                     if self.strict:
                         raise ExperimentError(f"some events were refused by the server: {summary}")
+            elif not self._store.on_disk:
+                self._store.close()
+                msg = (
+                    f"comet_callbacks: {sender.pending()} events could not be delivered in "
+                    f"{timeout:g}s ({summary}) and are lost: the offline directory "
+                    f"{self._store.root} cannot be written (COMET_OFFLINE_DIRECTORY)"
+                )
+                print(msg, file=sys.stderr)
+                if self.strict:
+                    raise ExperimentError(msg)
             elif background:
                 self._store.close()
                 self._upload_in_background(sender.pending())
@@ -1052,7 +1129,7 @@ class Experiment:
                     f"{timeout:g}s ({summary}). They are kept in "
                     f"{self._store.path}; send them with: comet-callbacks upload {self._store.path}"
                 )
-                print(msg, file=sys.stderr)
+                log.warning(msg)
                 if self.strict:
                     raise ExperimentError(msg)
         else:
@@ -1121,6 +1198,37 @@ class Experiment:
     def __repr__(self) -> str:
         return f"Experiment(key={self._key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
 
+    def _forget_after_fork(self) -> None:
+        """In a forked child: drop the parent's state (threads, sender, client, files, locks).
+
+        The child never sends, writes, ends or waits for anything of the parent's experiment;
+        its ``log_*`` calls are no-ops (one warning per process). Takes no lock: a lock held
+        by another thread at fork time would never be released in the child.
+        """
+        self._lock = threading.Lock()
+        self._forked = True
+        self.ended = True
+        output, self._output = self._output, None
+        if output is not None:
+            try:
+                output.forget_after_fork()
+            except Exception:
+                pass
+        store = getattr(self, "_store", None)
+        if store is not None:
+            try:
+                store.forget_after_fork()
+            except Exception:
+                pass
+        # the parent's threads do not exist here; its sockets are left alone (never closed
+        # with a shutdown, never reused)
+        self._sender = None
+        self._client = None
+        self._monitor = None
+        self._capture_thread = None
+        self._beat_thread = None
+        self._beat_stop = threading.Event()
+
 
 def start(**kwargs: Any) -> Experiment:
     """Create (or continue, with ``experiment_key=``) an experiment; same arguments as :class:`Experiment`."""
@@ -1131,17 +1239,68 @@ def start(**kwargs: Any) -> Experiment:
 
 _hooks_installed = False
 _crashed = False
+_on_sigterm: Any = None
+_excepthook: Any = None
+_previous_excepthook: Any = None
+_forked_warned = False
+
+
+def _warn_forked_once() -> None:
+    global _forked_warned
+    if not _forked_warned:
+        _forked_warned = True
+        log.warning(
+            "comet_callbacks: log_* calls in a forked child process (pid %d) are not logged: "
+            "the experiment belongs to the parent process (pid %d). Log from the parent, or "
+            "create a new Experiment in the child.",
+            os.getpid(),
+            os.getppid(),
+        )
+
+
+def _after_fork_in_child() -> None:
+    """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
+
+    Without this, a ``fork`` worker (``multiprocessing.Pool``, DataLoader workers) inherits the
+    exit and SIGTERM handlers, ends the parent's copied experiment when it is terminated,
+    blocks forever on a lock held at fork time and prints a false "could not be delivered"
+    message. The child starts with no live experiment and no handlers; it may create its own.
+    """
+    global _current, _hooks_installed, _crashed, _forked_warned
+    for exp in list(_live):
+        try:
+            exp._forget_after_fork()
+        except Exception:
+            pass
+    _live.clear()
+    _current = None
+    _crashed = False
+    _forked_warned = False
+    if _hooks_installed:
+        _hooks_installed = False
+        atexit.unregister(_end_all)
+        if sys.excepthook is _excepthook and _previous_excepthook is not None:
+            sys.excepthook = _previous_excepthook
+        try:
+            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _install_exit_hooks() -> None:
     """End every live experiment at interpreter exit; an uncaught exception marks it failed;
     SIGTERM ends it as interrupted. Installed once, chaining any existing hooks."""
-    global _hooks_installed
+    global _hooks_installed, _on_sigterm, _excepthook, _previous_excepthook
     if _hooks_installed:
         return
     _hooks_installed = True
     atexit.register(_end_all)
-    previous_hook = sys.excepthook
+    previous_hook = _previous_excepthook = sys.excepthook
 
     def excepthook(tp: Any, value: Any, tb: Any) -> None:
         global _crashed
@@ -1150,7 +1309,7 @@ def _install_exit_hooks() -> None:
         _end_all(status)
         previous_hook(tp, value, tb)
 
-    sys.excepthook = excepthook
+    sys.excepthook = _excepthook = excepthook
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
@@ -1161,6 +1320,7 @@ def _install_exit_hooks() -> None:
                     os.kill(os.getpid(), signal.SIGTERM)
 
                 signal.signal(signal.SIGTERM, on_sigterm)
+                _on_sigterm = on_sigterm
         except (ValueError, OSError):
             pass
 

@@ -34,7 +34,16 @@ from typing import Any
 
 from .rest.call import INLINE_LIMIT, Call, FilePart
 
-__all__ = ["RunStore", "read_events", "read_acks", "list_runs", "is_run_dir", "RunLock"]
+__all__ = [
+    "RunStore",
+    "read_events",
+    "read_events_checked",
+    "check_event",
+    "read_acks",
+    "list_runs",
+    "is_run_dir",
+    "RunLock",
+]
 
 log = logging.getLogger("comet_callbacks.offline")
 
@@ -77,26 +86,57 @@ class RunLock:
 
 
 class RunStore:
-    """Writer for one run's event log. Thread-safe; writes are buffered and flushed by time."""
+    """Writer for one run's event log. Thread-safe; writes are buffered and flushed by time.
+
+    ``memory_only=True`` (the offline directory cannot be written, for an online run) keeps
+    nothing on disk: every write is a no-op, ``on_disk`` is False and the sender keeps the
+    events in memory only (bounded; see :class:`~.sender.Sender`).
+
+    Raises ``OSError`` when the run folder cannot be created or written (and then leaves no
+    half-made folder behind).
+    """
 
     def __init__(
-        self, root: str, run_id: str | None = None, meta: dict[str, Any] | None = None
+        self,
+        root: str,
+        run_id: str | None = None,
+        meta: dict[str, Any] | None = None,
+        *,
+        memory_only: bool = False,
     ) -> None:
         self.run_id = run_id or time.strftime("%Y%m%d-%H%M%S-") + uuid.uuid4().hex[:8]
-        self.path = os.path.join(os.path.abspath(root), self.run_id)
-        os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
+        self.root = os.path.abspath(root)
+        self.path = os.path.join(self.root, self.run_id)
+        # a root folder we create is removed again when it ends up empty (remove())
+        self._made_root = not memory_only and not os.path.isdir(self.root)
         self._lock = threading.Lock()
         self._meta: dict[str, Any] = dict(meta or {})
         self._meta.setdefault("runId", self.run_id)
         self._meta.setdefault("created", int(time.time() * 1000))
-        self.write_meta()
-        self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
-        self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
         self._last_flush = time.monotonic()
         self._dirty = False
         self.closed = False
+        self.on_disk = not memory_only
         self.lock = RunLock(self.path)
-        self.lock.acquire()
+        self._events: Any = None
+        self._acks: Any = None
+        if memory_only:
+            return
+        try:
+            os.makedirs(os.path.join(self.path, "files"), exist_ok=True)
+            self.write_meta()
+            self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
+            self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
+            self.lock.acquire()
+        except OSError:
+            for fh in (self._events, self._acks):
+                if fh is not None:
+                    try:
+                        fh.close()
+                    except OSError:
+                        pass
+            shutil.rmtree(self.path, ignore_errors=True)
+            raise
 
     # ------------------------------------------------------------------ meta
 
@@ -107,7 +147,8 @@ class RunStore:
     def update_meta(self, **values: Any) -> None:
         with self._lock:
             self._meta.update(values)
-            self.write_meta()
+            if self.on_disk:
+                self.write_meta()
 
     def write_meta(self) -> None:
         """Atomically replace meta.json (temp file + rename)."""
@@ -122,7 +163,7 @@ class RunStore:
 
     def keep_file(self, part: FilePart) -> FilePart:
         """A FilePart safe to store: large in-memory data goes to ``files/``; paths stay paths."""
-        if part.data is not None and len(part.data) > INLINE_LIMIT:
+        if part.data is not None and len(part.data) > INLINE_LIMIT and self.on_disk:
             dest = os.path.join(self.path, "files", uuid.uuid4().hex)
             with open(dest, "wb") as fh:
                 fh.write(part.data)
@@ -139,6 +180,8 @@ class RunStore:
         """
         if part.path is None:
             return self.keep_file(part)
+        if not self.on_disk:
+            return part
         dest = os.path.join(self.path, "files", uuid.uuid4().hex)
         try:
             if os.path.getsize(part.path) <= SNAPSHOT_LIMIT:
@@ -159,7 +202,7 @@ class RunStore:
             allow_nan=False,
         )
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -167,7 +210,7 @@ class RunStore:
     def append_line(self, line: str) -> None:
         """Append one already-encoded event line (the sender's metric fast path)."""
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -176,7 +219,7 @@ class RunStore:
         """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""
         line = json.dumps({"seq": seq, "op": op, "args": args}, separators=(",", ":"), default=str)
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.write(line + "\n")
             self._dirty = True
@@ -189,6 +232,8 @@ class RunStore:
         make ``upload`` send the event again. A late ack (a request that finished after
         :meth:`close`) is still appended, unless the run folder was removed.
         """
+        if not self.on_disk:
+            return
         line = ("a " if ok else "f ") + str(seq) + "\n"
         with self._lock:
             if not self.closed:
@@ -208,7 +253,7 @@ class RunStore:
 
     def flush(self) -> None:
         with self._lock:
-            if self.closed:
+            if self.closed or not self.on_disk:
                 return
             self._events.flush()
             self._acks.flush()
@@ -221,6 +266,8 @@ class RunStore:
                 return
             self.closed = True
             for fh in (self._events, self._acks):
+                if fh is None:
+                    continue
                 try:
                     fh.flush()
                     os.fsync(fh.fileno())
@@ -229,10 +276,43 @@ class RunStore:
                 fh.close()
             self.lock.release()
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: drop this store without touching the parent's files.
+
+        The child's copies of the log and ack file descriptors (and of the ``.lock`` one, which
+        shares the parent's ``flock``) are pointed at ``/dev/null``, so buffered lines copied at
+        fork time are never written a second time, and the lock is released only by the parent.
+        Nothing here takes a lock: one held by another thread at fork time is never released.
+        """
+        self._lock = threading.Lock()
+        self.closed = True
+        fds = [fh.fileno() for fh in (self._events, self._acks) if fh is not None and not fh.closed]
+        if self.lock._fh is not None:
+            fds.append(self.lock._fh.fileno())
+        try:
+            null = os.open(os.devnull, os.O_WRONLY)
+        except OSError:
+            return
+        try:
+            for fd in fds:
+                try:
+                    os.dup2(null, fd)
+                except OSError:
+                    pass
+        finally:
+            os.close(null)
+        self.lock._fh = None
+
     def remove(self) -> None:
         """Delete the run folder (after everything was delivered)."""
         self.close()
-        shutil.rmtree(self.path, ignore_errors=True)
+        if os.path.isdir(self.path):
+            shutil.rmtree(self.path, ignore_errors=True)
+        if self._made_root:  # leave no empty folder of ours behind (another run's stays)
+            try:
+                os.rmdir(self.root)
+            except OSError:
+                pass
 
 
 # ---------------------------------------------------------------------- reading
@@ -255,8 +335,12 @@ def list_runs(root: str) -> list[str]:
 
 
 def read_meta(path: str) -> dict[str, Any]:
+    """The run's ``meta.json``; ``ValueError`` when it is not JSON or not a JSON object."""
     with open(os.path.join(path, "meta.json"), encoding="utf-8") as fh:
-        return json.load(fh)
+        meta = json.load(fh)
+    if not isinstance(meta, dict):
+        raise ValueError(f"meta.json is not a JSON object ({type(meta).__name__})")
+    return meta
 
 
 def read_events(path: str) -> Iterator[dict[str, Any]]:
@@ -270,6 +354,100 @@ def read_events(path: str) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
             except ValueError:
                 log.warning("skipping a corrupt event line in %s", path)
+
+
+#: Operations an event log may record besides REST calls (performed at replay time).
+KNOWN_OPS = frozenset({"register_model"})
+
+
+#: Body fields a metric or parameter event needs to be sent (alone or in a batch).
+_BODY_NEEDS = {
+    "write/experiment/metric": ("metricName", "metricValue"),
+    "write/experiment/parameter": ("parameterName",),
+}
+
+
+def check_event(obj: Any) -> str | None:
+    """Why a parsed event-log line cannot be replayed, or None when it can.
+
+    An event is ``{"seq": <int >= 0>, "call": {"method": str, "path": str, ...}}`` or
+    ``{"seq": <int>, "op": <known op>, "args": {...}}``.
+    """
+    if not isinstance(obj, dict):
+        return f"not a JSON object ({type(obj).__name__})"
+    seq = obj.get("seq")
+    if type(seq) is not int or seq < 0:
+        return "no valid seq"
+    if "call" in obj:
+        call = obj["call"]
+        if not isinstance(call, dict):
+            return f"call is not a JSON object ({type(call).__name__})"
+        path = call.get("path")
+        if not isinstance(path, str) or not path:
+            return "call has no path"
+        if not isinstance(call.get("method"), str) or not call["method"]:
+            return "call has no method"
+        if not isinstance(call.get("query") or {}, dict):
+            return "call query is not a JSON object"
+        f = call.get("file")
+        if f is not None and (
+            not isinstance(f, dict)
+            or not isinstance(f.get("filename"), str)
+            or not isinstance(f.get("data") if f.get("data") is not None else f.get("path"), str)
+        ):
+            return "call file is not a file part"
+        try:
+            Call.from_json(call)
+        except (KeyError, TypeError, ValueError) as exc:
+            return f"call cannot be read ({type(exc).__name__})"
+        body = call.get("json")
+        needs = _BODY_NEEDS.get(path)
+        if needs is not None:
+            if not isinstance(body, dict):
+                return f"{path} without a JSON object body"
+            if not isinstance(body.get(needs[0]), str) or any(k not in body for k in needs[1:]):
+                return f"{path} without {' or '.join(needs)}"
+        return None
+    if "op" in obj:
+        if obj["op"] not in KNOWN_OPS:
+            return f"unknown operation {str(obj['op'])[:40]!r}"
+        if not isinstance(obj.get("args", {}), dict):
+            return "operation args are not a JSON object"
+        return None
+    return "neither a call nor an operation"
+
+
+def read_events_checked(path: str) -> tuple[list[dict[str, Any]], list[tuple[int, str]]]:
+    """Events that can be replayed, in order, and the damaged lines as ``(line number, why)``.
+
+    A damaged line (not JSON, JSON that is not an event, a repeated ``seq``) is skipped, never
+    fatal: the rest of the run is still replayed. A torn last line (the writer died in the
+    middle of it) is expected after a kill and is not reported.
+    """
+    events: list[dict[str, Any]] = []
+    bad: list[tuple[int, str]] = []
+    seen: set[int] = set()
+    with open(os.path.join(path, "events.jsonl"), encoding="utf-8", errors="replace") as fh:
+        for number, line in enumerate(fh, 1):
+            if not line.endswith("\n"):
+                log.debug("skipping a torn last line in %s", path)
+                break
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except ValueError:
+                bad.append((number, "not valid JSON"))
+                continue
+            why = check_event(obj)
+            if why is None and obj["seq"] in seen:
+                why = f"repeats seq {obj['seq']}"
+            if why is not None:
+                bad.append((number, why))
+                continue
+            seen.add(obj["seq"])
+            events.append(obj)
+    return events, bad
 
 
 def read_acks(path: str) -> set[int]:

@@ -10,13 +10,15 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .config import Settings
 from .errors import CometCallbacksError
 from .rest.call import Call
-from .rest.client import RestClient
 from .rest.errors import CometAPIError, ConflictError, ForbiddenError, NotFoundError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = [
     "Registry",
@@ -172,6 +174,8 @@ class Registry:
         """A registry for the configured server and key; the workspace is ``COMET_WORKSPACE``,
         else the key's default workspace. The returned object owns its client (``close()``)."""
         settings = settings or Settings.resolve()
+        from .rest.client import RestClient
+
         client = RestClient.from_settings(settings)
         workspace = settings.workspace
         if not workspace:

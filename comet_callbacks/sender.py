@@ -9,10 +9,16 @@
   name, a parameter's name, all output in one lane), so a parameter's last value wins and
   output arrives by offset. File uploads have their own lane so a big model never stalls
   metrics.
-* When the server is unreachable (connection errors, 5xx or 429 after the transport's own
-  retries) the sender backs off and probes; nothing is lost because every event is in the
-  event log until it is acknowledged. Past ``max_pending`` events in the lanes, new events are
-  kept on disk only and read back from the log as the lanes drain (bounded memory).
+* Metric and parameter events are sent in batches (BATCH.md): consecutive events of one kind
+  are collected and shipped to a lane when 1000 are waiting (or about 1 MiB), about 1 s after
+  the first one, on :meth:`Sender.flush` and at the end. The event log still holds one event
+  per value, and a delivered batch acknowledges each of its events. Fallbacks (a server
+  without batch endpoints, a bad value, a batch too large) are in :mod:`.rest.delivery`.
+* Transient failures (no answer, 408, 429, 5xx) are retried by each lane on its own with
+  full-jitter backoff (WIRE.md §6), so one failing request never stalls the other lanes;
+  nothing is lost because every event is in the event log until it is acknowledged. Past
+  ``max_pending`` events in the lanes, new events are kept on disk only and read back from
+  the log as the lanes drain (bounded memory).
 * Memory: a metric waits in a lane as its small tuple (the :class:`Call` is built when it is
   sent), and the caller queue is capped at :data:`CALLER_QUEUE_LIMIT` (the caller then waits
   for the dispatcher, which only writes to disk: tens of µs per event).
@@ -27,13 +33,23 @@ import os
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .offline import RunStore
+from .rest import retry as policy
 from .rest.call import Call
-from .rest.client import RestClient
-from .rest.endpoints import calls
-from .rest.errors import CometAPIError, is_retryable
+from .rest.delivery import (
+    BATCH_MAX_BYTES,
+    BATCH_MAX_ITEMS,
+    Abandoned,
+    Deliverer,
+    batch_supported,
+)
+from .rest.endpoints import calls, encode_metric_value, parameter_item
+from .rest.errors import CometAPIError
+
+if TYPE_CHECKING:  # requests is imported only when a client is built
+    from .rest.client import RestClient
 
 __all__ = ["Sender", "Op", "DeliveryStats"]
 
@@ -46,6 +62,53 @@ CALLER_QUEUE_LIMIT = 50_000
 #: The dispatcher handles at most this many events between two looks at the clock (to flush
 #: the event log and refill the lanes), so a caller logging non-stop cannot starve either.
 DISPATCH_BATCH = 1000
+
+#: A batch is shipped this long after its first event at the latest (BATCH.md §3).
+BATCH_WAIT = 1.0
+
+_METRIC_PATH = "write/experiment/metric"
+_PARAMETER_PATH = "write/experiment/parameter"
+
+
+class _Batch:
+    """Consecutive metric or parameter events shipped to a lane as one request."""
+
+    __slots__ = ("kind", "entries", "finished")
+
+    def __init__(self, kind: str, entries: list[tuple[int, Any]]) -> None:
+        self.kind = kind
+        self.entries = entries
+        self.finished: set[int] = set()  # seqs whose fate is recorded
+
+
+def _metric_item(item: Any) -> dict[str, Any]:
+    """The batch item of a metric event (a tuple, or a per-point Call read back from disk)."""
+    if type(item) is tuple:
+        name, value, step, epoch, context, t = item
+        return {
+            "metricName": name,
+            "metricValue": encode_metric_value(value),
+            "step": step,
+            "epoch": epoch,
+            "context": context,
+            "timestamp": int(t * 1000),
+        }
+    b = item.json
+    return {
+        "metricName": b["metricName"],
+        "metricValue": b["metricValue"],
+        "step": b.get("step"),
+        "epoch": b.get("epoch"),
+        "context": b.get("context"),
+        "timestamp": b.get("timestamp"),
+    }
+
+
+def _parameter_item(call: Call) -> dict[str, Any]:
+    b = call.json
+    return parameter_item(
+        b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
+    )
 
 
 class _Barrier:
@@ -74,6 +137,8 @@ class DeliveryStats:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.sent = 0
+        #: events neither delivered nor kept: memory full while the disk could not be written
+        self.dropped = 0
         self.failed: collections.Counter[tuple[str, str]] = collections.Counter()
         self.retried: collections.Counter[tuple[str, str]] = collections.Counter()
         self.first_errors: dict[tuple[str, str], str] = {}
@@ -101,6 +166,8 @@ class DeliveryStats:
             if self.retried:
                 parts = [f"{p} ({st}): {n}" for (p, st), n in sorted(self.retried.items())]
                 out += "; transient errors (retried): " + ", ".join(parts)
+            if self.dropped:
+                out += f"; {self.dropped} events dropped (memory full, disk not writable)"
             return out
 
 
@@ -127,6 +194,7 @@ class Sender:
         workers: int = 4,
         max_pending: int = 100_000,
         on_first_failure: Callable[[str], None] | None = None,
+        batch: bool = True,
     ) -> None:
         self.store = store
         self.key = experiment_key
@@ -142,11 +210,27 @@ class Sender:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._dispatching = False
-        self._down_until = 0.0
-        self._down_backoff = 0.5
         self._outage = False
+        self._warned_at = -1e9
         self._auth_failed = False
         self._abandon = threading.Event()
+        self._batch = batch and client is not None
+        self._root = client.root if client is not None else ""
+        # events collected for the next batch, per kind; and when the first one came
+        self._acc: dict[str, list[tuple[int, Any]]] = {"metric": [], "parameter": []}
+        self._acc_bytes = {"metric": 0, "parameter": 0}
+        self._acc_since = {"metric": 0.0, "parameter": 0.0}
+        self._rid_base = f"{store.run_id}.{experiment_key}"
+        self._deliver = (
+            Deliverer(
+                client,
+                stop=self._abandon,
+                on_transient=self._on_transient,
+                on_success=self._on_success,
+            )
+            if client is not None
+            else None
+        )
         self._rr = 0
         self._json_key = json.dumps(experiment_key)
         self._json_names: dict[str, str] = {}
@@ -229,6 +313,7 @@ class Sender:
                 worked = True
                 n += 1
                 if type(item) is _Barrier:
+                    self._ship_all()
                     item.event.set()
                     continue
                 try:
@@ -257,8 +342,11 @@ class Sender:
                     self._refill()
                 except Exception as exc:  # e.g. the log became unreadable: retry next round
                     log.debug("sender: refill failed: %r", exc)
+            if self._batch:
+                self._ship_due()
             store.maybe_flush()
             if self._stop.is_set() and not q:
+                self._ship_all()
                 store.flush()
                 return
             if not worked:
@@ -269,16 +357,76 @@ class Sender:
         if self._abandon.is_set():
             return  # closing with the server down: the event stays in the log for upload
         with self._pending_lock:
+            if self._pending >= self.max_pending and not self.store.on_disk:
+                # no event log to spill to: past max_pending new events are dropped, counted
+                self.stats.dropped += 1
+                return
             if self._spill_from is not None or self._pending >= self.max_pending:
-                if self._spill_from is None:
+                spill_starts = self._spill_from is None
+                if spill_starts:
                     self._spill_from = seq
                     log.debug("sender: %d events pending; keeping new ones on disk", self._pending)
-                return
-            self._pending += 1
-        lane = self._lane_for(item)
+            else:
+                spill_starts = None
+                self._pending += 1
+        if spill_starts is not None:
+            if spill_starts:
+                self._ship_all()  # the lanes are what drains the backlog now
+            return
+        kind = self._batch_kind(item) if self._batch else None
+        if kind is not None:
+            acc = self._acc[kind]
+            if not acc:
+                self._acc_since[kind] = time.monotonic()
+            acc.append((seq, item))
+            size = self._acc_bytes[kind] + _size_of(item)
+            self._acc_bytes[kind] = size
+            if len(acc) >= BATCH_MAX_ITEMS or size >= BATCH_MAX_BYTES:
+                self._ship(kind)
+            return
+        self._push(self._lane_for(item), seq, item)
+
+    def _push(self, lane: _Lane, seq: int, item: Any) -> None:
         lane.items.append((seq, item))
         with lane.cond:
             lane.cond.notify()
+
+    def _batch_kind(self, item: Any) -> str | None:
+        """``metric`` / ``parameter`` when this event goes in a batch, else None."""
+        if type(item) is tuple:
+            kind = "metric"
+        elif type(item) is Call and item.path == _METRIC_PATH:
+            kind = "metric"
+        elif type(item) is Call and item.path == _PARAMETER_PATH:
+            kind = "parameter"
+        else:
+            return None
+        return kind if batch_supported(self._root, kind) else None
+
+    def _ship(self, kind: str) -> None:
+        """Hand the collected events of ``kind`` to a lane as one batch."""
+        entries = self._acc[kind]
+        if not entries:
+            return
+        self._acc[kind] = []
+        self._acc_bytes[kind] = 0
+        n = len(self._lanes) - 1
+        if kind == "metric":  # metric points carry their own step and time: any lane
+            self._rr = (self._rr + 1) % n
+            lane = self._lanes[self._rr]
+        else:  # parameters keep their order (the last value wins): always the same lane
+            lane = self._lanes[hash("<parameters>") % n]
+        self._push(lane, entries[0][0], _Batch(kind, entries))
+
+    def _ship_all(self) -> None:
+        for kind in self._acc:
+            self._ship(kind)
+
+    def _ship_due(self) -> None:
+        now = time.monotonic()
+        for kind, acc in self._acc.items():
+            if acc and now - self._acc_since[kind] >= BATCH_WAIT:
+                self._ship(kind)
 
     def _lane_for(self, item: Any) -> _Lane:
         n = len(self._lanes) - 1
@@ -336,11 +484,19 @@ class Sender:
             call = Call.from_json(obj["call"])
             with self._pending_lock:
                 self._pending += 1
-            lane = self._lane_for(call)
-            lane.items.append((seq, call))
-            with lane.cond:
-                lane.cond.notify()
+            kind = self._batch_kind(call) if self._batch else None
+            if kind is not None:
+                acc = self._acc[kind]
+                if not acc:
+                    self._acc_since[kind] = time.monotonic()
+                acc.append((seq, call))
+                if len(acc) >= BATCH_MAX_ITEMS:
+                    self._ship(kind)
+            else:
+                self._push(self._lane_for(call), seq, call)
             routed += 1
+        if routed:
+            self._ship_all()  # events read back from disk are old: send them now
         if self._spill_from is not None and self._spill_from > self._seq:
             with self._pending_lock:
                 self._spill_from = None
@@ -350,8 +506,8 @@ class Sender:
     # ------------------------------------------------------------------ lanes
 
     def _lane_loop(self, lane: _Lane) -> None:
-        client = self.client
-        assert client is not None
+        deliver = self._deliver
+        assert deliver is not None
         while True:
             with lane.cond:
                 while not lane.items and not self._stop.is_set():
@@ -360,59 +516,84 @@ class Sender:
                     return
             if self._abandon.is_set():
                 return
-            now = time.monotonic()
-            if self._down_until > now:
-                time.sleep(min(self._down_until - now, 0.2))
-                continue
             seq, item = lane.items[0]
             lane.busy = True
             try:
+                if type(item) is _Batch:
+                    self._send_batch(item)
+                    self._pop(lane, seq)
+                    continue
                 call = item if type(item) is not tuple else self._build(item)
-                client.send(call, request_id=f"{self.store.run_id}-{seq}")
-            except CometAPIError as exc:
-                if is_retryable(exc):
-                    self._mark_down(call, exc)
-                    lane.busy = False
-                    continue  # keep it at the head of the lane and retry after the back-off
-                self._finish(lane, seq, ok=False, call=call, exc=exc)
+                deliver.send(call, f"{self._rid_base}.{seq}")
+            except Abandoned:
+                return  # closing: what is left stays in the event log
+            except CometAPIError as exc:  # permanent: reported once, not retried
+                self._pop(lane, seq)
+                self._done(seq, exc, call)
                 continue
             except Exception as exc:  # a bug or an unreadable file: do not retry forever
-                self._finish(lane, seq, ok=False, call=None, exc=exc)
+                self._pop(lane, seq)
+                if type(item) is _Batch:
+                    for s, _ in item.entries:
+                        if s not in item.finished:
+                            self._done(s, exc, None)
+                else:
+                    self._done(seq, exc, None)
                 continue
-            self._down_backoff = 0.5
-            self._down_until = 0.0
-            if self._outage:
-                self._outage = False
-                log.info("comet_callbacks: delivery resumed")
-            self._finish(lane, seq, ok=True)
+            self._pop(lane, seq)
+            self._done(seq, None, call)
 
-    def _mark_down(self, call: Call, exc: CometAPIError) -> None:
-        self.stats.record_failure(call.path, exc, retried=True)
-        wait = self._down_backoff
-        if getattr(exc, "retry_after", None):
-            wait = max(wait, float(exc.retry_after))  # type: ignore[attr-defined]
-        self._down_until = time.monotonic() + wait
-        self._down_backoff = min(self._down_backoff * 2, 5.0)
-        if not self._outage:  # one warning per outage, whatever the endpoints
-            self._outage = True
-            log.warning(
-                "comet_callbacks: delivery is failing (%s); retrying in the background, "
-                "events are kept on disk",
-                exc,
-            )
+    def _send_batch(self, batch: _Batch) -> None:
+        deliver = self._deliver
+        assert deliver is not None
+        if batch.kind == "metric":
+            to_item: Callable[[Any], dict[str, Any]] = _metric_item
+        else:
+            to_item = _parameter_item
 
-    def _finish(
-        self,
-        lane: _Lane,
-        seq: int,
-        ok: bool,
-        call: Call | None = None,
-        exc: BaseException | None = None,
-    ) -> None:
+        def done(seq: int, exc: BaseException | None, call: Call | None) -> None:
+            batch.finished.add(seq)
+            self._done(seq, exc, call)
+
+        deliver.send_batch(
+            batch.kind,
+            self.key,
+            batch.entries,
+            to_item,
+            self._build,  # type: ignore[arg-type]
+            lambda tag: f"{self._rid_base}.{tag}",
+            done,
+        )
+
+    @staticmethod
+    def _pop(lane: _Lane, seq: int) -> None:
         if lane.items and lane.items[0][0] == seq:
             lane.items.popleft()
         lane.busy = False
-        if ok:
+
+    def _on_transient(self, call: Call, exc: CometAPIError, wait: float) -> None:
+        self.stats.record_failure(call.path, exc, retried=True)
+        if not self._outage:  # one status line per outage (at most one a minute)
+            self._outage = True
+            now = time.monotonic()
+            if now - self._warned_at < 60.0:
+                return
+            self._warned_at = now
+            log.warning(
+                "comet_callbacks: delivery is failing (%s: %s); retrying in the background, "
+                "events are kept on disk",
+                policy.describe(exc),
+                exc,
+            )
+
+    def _on_success(self) -> None:
+        if self._outage:
+            self._outage = False
+            log.info("comet_callbacks: delivery resumed")
+
+    def _done(self, seq: int, exc: BaseException | None, call: Call | None) -> None:
+        """Record the fate of event ``seq``: stored (``exc`` None) or refused for good."""
+        if exc is None:
             self.store.ack(seq, True)
             with self.stats.lock:
                 self.stats.sent += 1
@@ -424,7 +605,7 @@ class Sender:
             else:
                 self._auth_failed = True
             path = call.path if call is not None else "<send>"
-            if exc is not None and self.stats.record_failure(path, exc):
+            if self.stats.record_failure(path, exc):
                 msg = f"comet_callbacks: {exc}"
                 log.warning(msg)
                 if self._on_first_failure is not None:
@@ -503,6 +684,15 @@ class Sender:
                 lane.thread.join(timeout=2 if done else 0.5)
         self.store.flush()
         return done and self.pending() == 0
+
+
+def _size_of(item: Any) -> int:
+    """About how many bytes an event adds to a batch body (for the ~1 MiB cap)."""
+    if type(item) is tuple:
+        return 90 + len(item[0]) + (len(item[4]) if item[4] else 0)
+    body = item.json if isinstance(item.json, dict) else {}
+    value = body.get("parameterValue", body.get("metricValue"))
+    return 100 + len(str(body.get("parameterName", body.get("metricName", "")))) + len(str(value))
 
 
 def _line_seq(line: str) -> int | None:

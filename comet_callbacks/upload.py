@@ -12,6 +12,16 @@ an ack. When continuing an existing experiment, metric points are therefore matc
 what the server already has (name, step, epoch, context and the recorded timestamp) and not
 sent again. Parameters, others and tags are idempotent (last value wins / set semantics).
 
+Metric and parameter events go in batches of up to 1000 (BATCH.md), several metric batches
+in flight at once; other events keep their recorded order (every batch before an event is
+delivered before it is sent). Transient failures (no answer, 408, 429, 5xx) are retried per
+WIRE.md §6 until ``timeout`` (default: no limit while the server answers at all), with the
+progress line saying what it waits for; a re-run is only needed after a permanent problem.
+
+Request ids are ``<run id>.<experiment key>.<first>-<last>`` (or ``.<seq>``), unique per
+target experiment, so a retried batch is stored once and an id is never reused for another
+experiment.
+
 A run still being written by a live process (its ``.lock`` is held) is skipped.
 """
 
@@ -22,17 +32,28 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
 from .config import Settings
-from .offline import RunLock, list_runs, read_acks, read_events, read_meta
+from .offline import RunLock, list_runs, read_acks, read_events_checked, read_meta
+from .rest import retry as policy
 from .rest.call import Call
 from .rest.client import RestClient
-from .rest.endpoints import calls
-from .rest.errors import CometAPIError, is_retryable
+from .rest.delivery import BATCH_MAX_ITEMS, Abandoned, Deliverer
+from .rest.endpoints import calls, parameter_item
+from .rest.errors import CometAPIError
+
+#: Metric batches in flight at once during an upload.
+UPLOAD_IN_FLIGHT = 4
+#: Seconds without any answer from the server (refused, timed out) before upload stops.
+UNREACHABLE_LIMIT = 60.0
+#: At most this many error messages are kept per run (the counts are complete).
+MAX_ERRORS = 50
 
 __all__ = ["UploadResult", "upload_run", "upload_paths"]
 
@@ -51,6 +72,24 @@ class UploadResult:
     failed: int = 0
     errors: list[str] = field(default_factory=list)
     complete: bool = False
+    #: damaged event-log lines that were skipped: (line number, why)
+    damaged: list[tuple[int, str]] = field(default_factory=list)
+
+    def damaged_summary(self, limit: int = 20) -> str:
+        """``"3 damaged lines skipped (line 4: not a JSON object; lines 7, 9: call has no
+        path)"``, or ``""`` when none; at most ``limit`` line numbers are listed."""
+        if not self.damaged:
+            return ""
+        by_reason: dict[str, list[int]] = {}
+        for number, why in self.damaged[:limit]:
+            by_reason.setdefault(why, []).append(number)
+        parts = [
+            ("line " if len(nums) == 1 else "lines ") + ", ".join(map(str, nums)) + f": {why}"
+            for why, nums in by_reason.items()
+        ]
+        more = len(self.damaged) - limit
+        tail = f"; and {more} more" if more > 0 else ""
+        return f"{len(self.damaged)} damaged lines skipped ({'; '.join(parts)}{tail})"
 
 
 def _write_meta(path: str, meta: dict[str, Any]) -> None:
@@ -88,6 +127,16 @@ class _Progress:
             self._last = time.monotonic()
             print(f"\r{self.desc}: {self.n}/{self.total}", end="", file=sys.stderr, flush=True)
 
+    def status(self, text: str) -> None:
+        """Say what the upload waits for (``server busy (429), retrying in 4 s``); "" clears."""
+        if not self.enabled or text == getattr(self, "_status", ""):
+            return
+        self._status = text
+        if self.bar is not None:
+            self.bar.set_postfix_str(text)
+        elif text:
+            print(f"\r{self.desc}: {self.n}/{self.total} — {text}", file=sys.stderr, flush=True)
+
     def close(self) -> None:
         if self.bar is not None:
             self.bar.close()
@@ -101,11 +150,16 @@ def upload_run(
     *,
     progress: bool = False,
     client: RestClient | None = None,
+    timeout: float | None = None,
+    unreachable: float = UNREACHABLE_LIMIT,
 ) -> UploadResult:
     """Upload one run folder. Safe to re-run: delivered events are never sent again.
 
-    Never raises for server or file problems: they end up in ``result.errors`` with
-    ``complete=False`` (re-run to continue).
+    Transient server trouble is waited out (up to ``timeout`` seconds, default no limit) as
+    long as the server answers at all; after ``unreachable`` seconds without any answer the
+    upload stops (re-run it later).
+    Never raises for server or file problems: they end up in ``result.errors``;
+    ``complete`` is True only when every event was stored or refused for good.
     """
     settings = settings or Settings.resolve()
     result = UploadResult(path=path)
@@ -116,10 +170,16 @@ def upload_run(
     own_client = client is None
     try:
         client = client or RestClient.from_settings(settings)
-        return _upload_locked(path, settings, progress, client, result)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        return _upload_locked(path, settings, progress, client, result, deadline, unreachable)
+    except Abandoned as exc:
+        why = str(exc) if "no answer" in str(exc) else f"gave up after --timeout {timeout} s"
+        result.errors.append(f"{why}; re-run to continue")
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, why)
+        return result
     except (CometAPIError, OSError, ValueError, KeyError) as exc:
         result.errors.append(str(exc))
-        log.error("upload of %s stopped: %s (re-run the command to continue)", path, exc)
+        log.debug("upload of %s stopped: %s (re-run the command to continue)", path, exc)
         return result
     finally:
         if own_client and client is not None:
@@ -128,17 +188,22 @@ def upload_run(
 
 
 def _metric_key(body: dict[str, Any]) -> tuple[Any, ...]:
-    return (
+    values = (
         body.get("metricName"),
         body.get("step"),
         body.get("epoch"),
         body.get("context") or body.get("runContext"),
         body.get("timestamp"),
     )
+    # a damaged event may carry a list or an object here: keep the key hashable
+    return tuple(
+        v if v is None or isinstance(v, (str, int, float)) else json.dumps(v, sort_keys=True)
+        for v in values
+    )
 
 
 def _already_stored(
-    client: RestClient, key: str, events: list[dict[str, Any]], done: set[int]
+    deliver: Deliverer, key: str, events: list[dict[str, Any]], done: set[int]
 ) -> collections.Counter[tuple[Any, ...]]:
     """Metric points of unacknowledged events that the server already has (to skip).
 
@@ -152,12 +217,13 @@ def _already_stored(
             names.add(body["metricName"])
     stored: collections.Counter[tuple[Any, ...]] = collections.Counter()
     for name in sorted(names):
-        ans = client.send(
+        ans = deliver.send(
             Call(
                 "GET",
                 "experiment/metrics/get-metric",
                 query={"experimentKey": key, "metricName": name},
-            )
+            ),
+            None,
         )
         for m in (ans or {}).get("metrics", []):
             stored[_metric_key(m)] += 1
@@ -171,7 +237,13 @@ def _already_stored(
 
 
 def _upload_locked(
-    path: str, settings: Settings, progress: bool, client: RestClient, result: UploadResult
+    path: str,
+    settings: Settings,
+    progress: bool,
+    client: RestClient,
+    result: UploadResult,
+    deadline: float | None = None,
+    unreachable: float | None = None,
 ) -> UploadResult:
     meta = read_meta(path)
     done = read_acks(path)
@@ -180,98 +252,197 @@ def _upload_locked(
     key = meta.get("uploadedKey")
     workspace = meta.get("uploadedWorkspace") or meta.get("workspace")
     project = meta.get("project") or settings.project_name or "general"
+    bar = _Progress(0, f"uploading {os.path.basename(path)}", False)  # until the count is known
+    stop = threading.Event()
+
+    def waiting(call: Call, exc: CometAPIError, wait: float) -> None:
+        text = f"{policy.describe(exc)}, retrying in {wait:.0f} s"
+        if bar.total:
+            bar.status(text)
+        elif progress:  # before the events are counted (creating the experiment...)
+            print(f"uploading {os.path.basename(path)}: {text}", file=sys.stderr, flush=True)
+
+    deliver = Deliverer(
+        client,
+        stop=stop,
+        deadline=deadline,
+        on_transient=waiting,
+        on_success=lambda: bar.status(""),
+        unreachable=unreachable,
+    )
     if key is None and (meta.get("online") or meta.get("continued")) and recorded_key:
         # leftovers of an online run: the experiment exists on the server
-        client.get_experiment_metadata(recorded_key)
+        deliver.send(calls.get_experiment_metadata(recorded_key), None)
         key = recorded_key
     if key is None:
         workspace = (
-            settings.workspace or workspace or client.get_account_details()["defaultWorkspaceName"]
+            settings.workspace
+            or workspace
+            or deliver.send(calls.get_account_details(), None)["defaultWorkspaceName"]
         )
-        res = client.create_experiment(workspace, project, meta.get("experimentName"))
+        res = deliver.send(
+            calls.create_experiment(workspace, project, meta.get("experimentName")), None
+        )
         key = res["experimentKey"]
         result.link = res.get("link")
         meta.update(uploadedKey=key, uploadedWorkspace=workspace)
         _write_meta(path, meta)
     if workspace is None:
-        workspace = client.get_experiment_metadata(key).get("workspaceName")
+        workspace = deliver.send(calls.get_experiment_metadata(key), None).get("workspaceName")
     result.experiment_key = key
     result.link = result.link or f"{client.root}/{workspace}/{project}/{key}"
-    events = list(read_events(path))
+    events, result.damaged = read_events_checked(path)
+    if result.damaged:
+        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
     continuing = bool(done) or meta.get("online") or meta.get("uploadedKey")
-    stored = _already_stored(client, key, events, done) if continuing else None
+    stored = _already_stored(deliver, key, events, done) if continuing else None
     todo = [e for e in events if e.get("seq") not in done]
     result.skipped = len(events) - len(todo)
     has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(path)}", progress)
+    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
+    rid_base = f"{run_id}.{key}"
+    lock = threading.Lock()
+    auth_error: list[CometAPIError] = []
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
-        for ev in todo:
-            seq = ev.get("seq")
-            body = (ev.get("call") or {}).get("json")
-            if stored and isinstance(body, dict) and "metricName" in body:
-                k = _metric_key(body)
-                if stored[k] > 0:  # stored before the ack was written: do not send twice
-                    stored[k] -= 1
-                    acks.write(f"a {seq}\n")
-                    acks.flush()
-                    result.skipped += 1
-                    bar.update()
-                    continue
-            try:
+
+        def record(seq: int, exc: BaseException | None, call: Call | None = None) -> None:
+            """One event's fate: acknowledged (stored / refused for good) or, for an auth
+            error, left for a later run."""
+            with lock:
+                if exc is not None and getattr(exc, "status", None) in (401, 403):
+                    if not auth_error:
+                        auth_error.append(exc)  # type: ignore[arg-type]
+                        result.errors.append(str(exc))
+                    stop.set()
+                    return
+                acks.write(("a " if exc is None else "f ") + str(seq) + "\n")
+                if exc is None:
+                    result.sent += 1
+                else:
+                    result.failed += 1
+                    if len(result.errors) < MAX_ERRORS:
+                        result.errors.append(str(exc))
+                bar.update()
+
+        def rid(tag: str) -> str:
+            return f"{rid_base}.{tag}"
+
+        def send_batch(kind: str, entries: list[tuple[int, Call]]) -> None:
+            to_item = _metric_item if kind == "metric" else _parameter_item
+            deliver.send_batch(kind, key, entries, to_item, lambda c: c, rid, record)
+            with lock:
+                acks.flush()
+
+        pool = ThreadPoolExecutor(UPLOAD_IN_FLIGHT, thread_name_prefix="comet-upload")
+        inflight: list[Future[None]] = []
+        runs: dict[str, list[tuple[int, Call]]] = {"metric": [], "parameter": []}
+
+        def drain() -> None:
+            """Send what is collected and wait for every batch in flight (order barrier)."""
+            if runs["metric"]:
+                inflight.append(pool.submit(send_batch, "metric", runs["metric"]))
+                runs["metric"] = []
+            if runs["parameter"]:
+                send_batch("parameter", runs["parameter"])
+                runs["parameter"] = []
+            while inflight:
+                inflight.pop(0).result()
+
+        try:
+            for ev in todo:
+                if stop.is_set():
+                    break
+                seq = ev.get("seq")
+                body = (ev.get("call") or {}).get("json")
+                if stored and isinstance(body, dict) and "metricName" in body:
+                    k = _metric_key(body)
+                    if stored[k] > 0:  # stored before the ack was written: do not send twice
+                        stored[k] -= 1
+                        with lock:
+                            acks.write(f"a {seq}\n")
+                            result.skipped += 1
+                            bar.update()
+                        continue
+                call = None
                 if "call" in ev:
                     call = Call.from_json(ev["call"])
                     if call.experiment_key and call.experiment_key != key:
                         call = call.with_experiment_key(key)
-                    if (
-                        call.file is not None
-                        and call.file.path
-                        and not os.path.exists(call.file.path)
-                    ):
-                        raise FileNotFoundError(
-                            f"file {call.file.path!r} of {call.file.filename!r} no longer exists"
-                        )
-                    client.send(call, request_id=f"{run_id}-{seq}")
-                elif ev.get("op") == "register_model":
-                    args = dict(ev.get("args") or {})
-                    args.pop("workspace", None)
-                    registry.register(client, workspace, key, **args)
-                ok = True
-            except CometAPIError as exc:
-                if is_retryable(exc) or exc.status in (401, 403):
-                    result.errors.append(str(exc))
-                    result.failed += 1
-                    bar.close()
-                    log.error("upload stopped: %s (re-run the command to continue)", exc)
-                    return result
-                ok = False
-                result.errors.append(str(exc))
-            except (registry.RegistryError, FileNotFoundError, OSError) as exc:
-                ok = False
-                result.errors.append(str(exc))
-            acks.write(("a " if ok else "f ") + str(seq) + "\n")
-            acks.flush()
-            if ok:
-                result.sent += 1
-            else:
-                result.failed += 1
-            bar.update()
+                    kind = _KINDS.get(call.path) if settings.batch is not False else None
+                    if kind is not None:
+                        runs[kind].append((seq, call))
+                        if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                            inflight.append(pool.submit(send_batch, kind, runs[kind]))
+                            runs[kind] = []
+                            while len(inflight) > UPLOAD_IN_FLIGHT:
+                                inflight.pop(0).result()
+                        elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                            send_batch(kind, runs[kind])
+                            runs[kind] = []
+                        continue
+                drain()
+                try:
+                    if call is not None:
+                        if (
+                            call.file is not None
+                            and call.file.path
+                            and not os.path.exists(call.file.path)
+                        ):
+                            raise FileNotFoundError(
+                                f"file {call.file.path!r} of {call.file.filename!r} no longer exists"
+                            )
+                        deliver.send(call, rid(str(seq)))
+                    elif ev.get("op") == "register_model":
+                        args = dict(ev.get("args") or {})
+                        args.pop("workspace", None)
+                        registry.register(client, workspace, key, **args)
+                    record(seq, None)
+                except CometAPIError as exc:
+                    record(seq, exc)
+                except (registry.RegistryError, FileNotFoundError, OSError) as exc:
+                    record(seq, exc)
+                with lock:
+                    acks.flush()
+            drain()
+        except Abandoned:
+            stop.set()
+            for f in inflight:
+                f.exception()
+            if not auth_error:
+                raise
+        finally:
+            pool.shutdown(wait=True)
+            with lock:
+                acks.flush()
     bar.close()
+    if auth_error:
+        log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
+        return result
+    left = len(events) - len(read_acks(path))
+    if left:
+        result.errors.append(f"{left} events were not stored; re-run to continue")
+        return result
     if not has_stop and not meta.get("secondary"):
         # the run died before ending: close it on the server, marked as crashed
-        last = (
-            max((e.get("call", {}).get("json") or {}).get("timestamp", 0) or 0 for e in events)
-            if events
-            else 0
+        stamps = [(e.get("call") or {}).get("json") for e in events]
+        last = max(
+            (
+                b["timestamp"]
+                for b in stamps
+                if isinstance(b, dict) and type(b.get("timestamp")) in (int, float)
+            ),
+            default=0,
         )
         end_ms = int(last or meta.get("startTimeMillis") or time.time() * 1000)
-        client.send(calls.log_other(key, "status", "crashed", timestamp=end_ms))
-        client.send(calls.log_other(key, "hasCrashed", True, timestamp=end_ms))
-        client.send(
+        deliver.send(calls.log_other(key, "status", "crashed", timestamp=end_ms), None)
+        deliver.send(calls.log_other(key, "hasCrashed", True, timestamp=end_ms), None)
+        deliver.send(
             calls.set_start_end_time(
                 key, meta.get("startTimeMillis") if not meta.get("online") else None, end_ms
-            )
+            ),
+            None,
         )
-        client.send(calls.stop_experiment(key))
+        deliver.send(calls.stop_experiment(key), None)
     meta = read_meta(path)
     meta["uploaded"] = True
     _write_meta(path, meta)
@@ -279,8 +450,34 @@ def _upload_locked(
     return result
 
 
+_KINDS = {"write/experiment/metric": "metric", "write/experiment/parameter": "parameter"}
+
+
+def _metric_item(call: Call) -> dict[str, Any]:
+    b = call.json
+    return {
+        "metricName": b["metricName"],
+        "metricValue": b["metricValue"],
+        "step": b.get("step"),
+        "epoch": b.get("epoch"),
+        "context": b.get("context"),
+        "timestamp": b.get("timestamp"),
+    }
+
+
+def _parameter_item(call: Call) -> dict[str, Any]:
+    b = call.json
+    return parameter_item(
+        b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
+    )
+
+
 def upload_paths(
-    paths: list[str], settings: Settings | None = None, *, progress: bool = True
+    paths: list[str],
+    settings: Settings | None = None,
+    *,
+    progress: bool = True,
+    timeout: float | None = None,
 ) -> list[UploadResult]:
     """Upload every run found under ``paths`` (run folders or folders of runs)."""
     settings = settings or Settings.resolve()
@@ -295,5 +492,11 @@ def upload_paths(
                     continue
                 if meta.get("uploaded"):
                     continue
-                results.append(upload_run(run, settings, progress=progress, client=client))
+                try:
+                    results.append(
+                        upload_run(run, settings, progress=progress, client=client, timeout=timeout)
+                    )
+                except Exception as exc:  # one broken run never stops the others
+                    log.error("upload of %s failed: %r", run, exc)
+                    results.append(UploadResult(path=run, errors=[f"unexpected error: {exc!r}"]))
     return results

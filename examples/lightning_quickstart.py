@@ -61,22 +61,25 @@ def main() -> None:
     args = parser.parse_args()
 
     pl.seed_everything(42)
-    trainer = pl.Trainer(
-        max_epochs=args.max_epochs,
-        max_steps=args.max_steps,
-        accelerator="cpu",
-        devices=1,
-        logger=False,
-        enable_progress_bar=False,
-        log_every_n_steps=5,
-        default_root_dir=tempfile.mkdtemp(prefix="lightning-quickstart-"),  # checkpoints
-        # The one line: metrics, hyperparameters, trainer/optimizer config, graph, the best
-        # checkpoint as a model, and the run's status all go to Comet.
-        callbacks=[CometCallback(project_name=args.project)],
-    )
-    trainer.fit(Regressor(), data(1024, seed=0), data(256, seed=1))
+    with tempfile.TemporaryDirectory(prefix="lightning-quickstart-") as checkpoints:
+        trainer = pl.Trainer(
+            max_epochs=args.max_epochs,
+            max_steps=args.max_steps,
+            accelerator="cpu",
+            devices=1,
+            logger=False,
+            enable_progress_bar=False,
+            log_every_n_steps=5,
+            default_root_dir=checkpoints,  # removed at the end: Comet keeps the model
+            # The one line: metrics, hyperparameters, trainer/optimizer config, graph, the best
+            # checkpoint as a model, and the run's status all go to Comet.
+            callbacks=[CometCallback(project_name=args.project)],
+        )
+        trainer.fit(Regressor(), data(1024, seed=0), data(256, seed=1))
     cb = next(c for c in trainer.callbacks if isinstance(c, CometCallback))
-    print(f"Comet experiment: {cb.experiment_key}")
+    exp = cb.experiment
+    if exp is not None:
+        print(f"Comet experiment {cb.experiment_key}:", exp.url or f"offline in {exp.offline_path}")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ proportions:
 * ``cut_after_commit`` — forward, let the server commit, read its answer, then close the
                          client's socket without sending it: the client cannot know that
                          the write landed, so it retries — the server must not store twice;
+* ``html``             — answer 200 with an HTML page without forwarding (what a site that
+                         does not serve an endpoint may answer);
 * ``forward``          — everything else: forward the request and relay the answer.
 
 Keep-alive is honoured on both sides (one upstream connection per client connection) and
@@ -40,7 +42,16 @@ from typing import Any
 __all__ = ["FaultProxy", "FAULT_KINDS"]
 
 #: Every fault kind, in the order proportions are laid out on [0, 1).
-FAULT_KINDS: tuple[str, ...] = ("drop", "delay", "500", "502", "503", "429", "cut_after_commit")
+FAULT_KINDS: tuple[str, ...] = (
+    "drop",
+    "delay",
+    "500",
+    "502",
+    "503",
+    "429",
+    "cut_after_commit",
+    "html",
+)
 
 #: Headers that describe one hop, not the message: never relayed as they are.
 _HOP = frozenset(
@@ -261,6 +272,15 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if outcome in ("500", "502", "503", "429"):
             headers = {"Retry-After": _fmt(proxy.retry_after)} if outcome == "429" else {}
             self._answer(int(outcome), {"msg": f"fault proxy: injected {outcome}"}, headers)
+            return
+        if outcome == "html":
+            page = b"<!doctype html><html><body>Welcome</body></html>"
+            self.send_response_only(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(page)))
+            self.end_headers()
+            self.wfile.write(page)
+            self.wfile.flush()
             return
         if outcome == "delay":
             time.sleep(proxy.delay_s)

@@ -148,3 +148,47 @@ def test_no_git_binary(
         assert find_repo_root(str(repo)) is None
     messages = [r.getMessage() for r in caplog.records]
     assert len(messages) == 3 and all("no git binary" in m for m in messages)
+
+
+def test_metadata_config_as_git_config_get(repo: Path) -> None:
+    """user.name and origin come from one merged config read: the last value wins, like
+    ``git config --get``, and values are taken whole (spaces kept)."""
+    git(repo, "config", "--add", "user.name", "Second Name  With Spaces")
+    git(repo, "remote", "add", "origin", "https://example.com/a b.git")
+    meta = collect_git_metadata(str(repo))
+    assert meta is not None
+    assert meta["user"] == git(repo, "config", "--get", "user.name") == "Second Name  With Spaces"
+    assert meta["origin"] == "https://example.com/a b.git"
+    # a new commit: HEAD, and the same root (cached per HEAD, looked up again for a new one)
+    git(repo, "commit", "-q", "-m", "third")
+    again = collect_git_metadata(str(repo))
+    assert again is not None and again["parent"] == git(repo, "rev-parse", "HEAD")
+    assert again["root"] == meta["root"] == git(repo, "rev-list", "--max-parents=0", "HEAD")
+
+
+def test_metadata_reused_until_the_repository_changes(
+    repo: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second read of an unchanged repository runs no git process; a commit, a branch
+    switch or a config change is seen at once."""
+    real_git = subprocess.run(["which", "git"], capture_output=True, text=True).stdout.strip()
+    bin_dir, runs = tmp_path / "bin", tmp_path / "runs"
+    bin_dir.mkdir()
+    (bin_dir / "git").write_text(f'#!/bin/sh\necho "$1" >> {runs}\nexec {real_git} "$@"\n')
+    (bin_dir / "git").chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+
+    def count() -> int:
+        return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+    first = collect_git_metadata(str(repo))
+    n = count()
+    assert first is not None and n >= 2
+    assert collect_git_metadata(str(repo)) == first and count() == n
+    git(repo, "commit", "-q", "-m", "third")
+    after_commit = collect_git_metadata(str(repo))
+    assert after_commit is not None and after_commit["parent"] == git(repo, "rev-parse", "HEAD")
+    git(repo, "checkout", "-q", "-b", "other")
+    assert collect_git_metadata(str(repo))["branch"] == "refs/heads/other"  # type: ignore[index]
+    git(repo, "config", "user.name", "Grace Hopper")
+    assert collect_git_metadata(str(repo))["user"] == "Grace Hopper"  # type: ignore[index]

@@ -80,6 +80,37 @@ def test_installed_packages() -> None:
     assert len(packages) == len(set(packages))
 
 
+def test_installed_packages_same_as_importlib_metadata(
+    tmp_path: os.PathLike, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fast scan lists exactly what ``importlib.metadata`` reports (names as in the
+    metadata, not as in folder names), including a legacy egg-info file and a zipped path."""
+    import importlib.metadata
+    import zipfile
+
+    extra = os.path.join(tmp_path, "extra")
+    os.makedirs(os.path.join(extra, "Odd_Name-1.0.dist-info"))
+    with open(os.path.join(extra, "Odd_Name-1.0.dist-info", "METADATA"), "w") as fh:
+        fh.write("Metadata-Version: 2.1\nName: odd-Name\nVersion: 1.0\n\nName: not-this\n")
+    with open(os.path.join(extra, "legacy.egg-info"), "w") as fh:
+        fh.write("Metadata-Version: 1.0\nName: Legacy\nVersion: 0.3\n")
+    zipped = os.path.join(tmp_path, "z.zip")
+    with zipfile.ZipFile(zipped, "w") as zf:
+        zf.writestr("zpkg-2.0.dist-info/METADATA", "Name: zpkg\nVersion: 2.0\n")
+    monkeypatch.setattr(sys, "path", [*sys.path, extra, zipped])
+
+    expected = set()
+    for dist in importlib.metadata.distributions():
+        if dist.metadata["Name"]:
+            expected.add(f"{dist.metadata['Name']}=={dist.version}")
+    packages = collect_installed_packages()
+    assert packages == sorted(expected, key=str.lower)
+    assert {"odd-Name==1.0", "Legacy==0.3", "zpkg==2.0"} <= set(packages)
+    # cached per sys.path: the second call is the same list (a copy the caller may change)
+    again = collect_installed_packages()
+    assert again == packages and again is not packages
+
+
 def test_os_packages_best_effort() -> None:
     packages = collect_os_packages()
     assert isinstance(packages, list)
@@ -92,6 +123,31 @@ def test_os_packages_best_effort() -> None:
 def test_os_packages_without_tools(monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike) -> None:
     monkeypatch.setenv("PATH", str(tmp_path))
     assert collect_os_packages() == []
+
+
+def test_os_packages_queried_again_only_when_the_database_changes(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: os.PathLike
+) -> None:
+    """A fake ``dpkg-query`` counts its runs: a second fit reuses the list, a changed package
+    database (its modification time) runs the query again."""
+    bin_dir, calls, db = (os.path.join(tmp_path, n) for n in ("bin", "calls", "status"))
+    os.makedirs(bin_dir)
+    with open(os.path.join(bin_dir, "dpkg-query"), "w") as fh:
+        fh.write(f"#!/bin/sh\necho run >> {calls}\nprintf 'zlib==1\\nbash==5\\nzlib==1\\n'\n")
+    os.chmod(os.path.join(bin_dir, "dpkg-query"), 0o755)
+    with open(db, "w") as fh:
+        fh.write("v1")
+    monkeypatch.setenv("PATH", bin_dir)
+    monkeypatch.setitem(system._OS_PACKAGE_DBS, "dpkg-query", db)
+
+    def runs() -> int:
+        with open(calls) as fh:
+            return len(fh.readlines())
+
+    assert collect_os_packages() == ["bash==5", "zlib==1"]
+    assert collect_os_packages() == ["bash==5", "zlib==1"] and runs() == 1
+    os.utime(db, ns=(0, os.stat(db).st_mtime_ns + 10**9))
+    assert collect_os_packages() == ["bash==5", "zlib==1"] and runs() == 2
 
 
 @pytest.mark.skipif(importlib.util.find_spec("pynvml") is not None, reason="NVML installed")

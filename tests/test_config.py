@@ -58,6 +58,7 @@ SAMPLES = {
     "_parse_bool": [("yes", True), ("0", False), ("true", True)],
     "_parse_mode": [("offline", "offline"), ("disabled", "disabled"), ("ONLINE", "online")],
     "_parse_log_model": [("all", "all"), ("false", False), ("best", "best")],
+    "_parse_summary_level": [("0", 0), ("2", 2), (" 1 ", 1)],
 }
 
 

@@ -9,6 +9,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -444,8 +445,13 @@ def test_backend_subprocess_batch_steps_and_no_tensorflow(
     assert [e for _, e, _ in batch] == [(s - 1) // 8 for s in expected]
 
 
-def test_quickstart_example_runs_online(comet_env: Any, reader: Any, monkeypatch: Any) -> None:
+def test_quickstart_example_runs_online(
+    comet_env: Any, reader: Any, monkeypatch: Any, tmp_path: Path, capsys: Any
+) -> None:
     path = Path(__file__).parents[1] / "examples" / "keras_quickstart.py"
+    temp = tmp_path / "tmpdir"  # the system temp folder, as the example sees it
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
     spec = importlib.util.spec_from_file_location("keras_quickstart", path)
     assert spec is not None and spec.loader is not None
     example = importlib.util.module_from_spec(spec)
@@ -459,3 +465,6 @@ def test_quickstart_example_runs_online(comet_env: Any, reader: Any, monkeypatch
     assert len(reader.metrics(key, "eval_accuracy")) == 1
     assert set(reader.tags(key)) == {"keras", "torch"}
     assert reader.others(key)["status"] == "success"
+    assert f"experiment: {comet_env.url}/{WS}/keras-quickstart/{key}" in capsys.readouterr().out
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []

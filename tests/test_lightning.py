@@ -354,7 +354,9 @@ def test_ddp_two_processes_one_experiment(
 
 def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: Path) -> None:
     example = HERE.parent / "examples" / "lightning_quickstart.py"
-    env = dict(os.environ, OMP_NUM_THREADS="1")
+    temp = tmp_path / "tmpdir"  # the system temp folder, as the example sees it
+    temp.mkdir()
+    env = dict(os.environ, OMP_NUM_THREADS="1", TMPDIR=str(temp))
     proc = subprocess.run(
         [sys.executable, str(example), "--max-steps", "6", "--project", "qs"],
         env=env,
@@ -367,7 +369,12 @@ def test_quickstart_example_runs_online(comet_env: Any, reader: Any, tmp_path: P
     exps = reader.experiments("local", "qs")
     assert len(exps) == 1
     key = exps[0]["experimentKey"]
-    assert f"Comet experiment: {key}" in proc.stdout
+    link = f"{comet_env.url}/local/qs/{key}"
+    assert f"Comet experiment {key}: {link}" in proc.stdout  # the link, not only the key
+    assert f"comet_callbacks: experiment is live at {link}" in proc.stderr
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
+    assert list((tmp_path / "comet-offline").iterdir()) == []  # delivered: the spool is gone
     assert [p["step"] for p in series(reader, key, "train_loss_step")] == [4]  # every 5 steps
     assert reader.parameters(key)["trainer|max_steps"] == "6"
     assert reader.others(key)["status"] == "success"

@@ -161,7 +161,7 @@ def test_interrupted_upload_rerun_does_not_duplicate(comet_env, reader) -> None:
 
     stopper = threading.Thread(target=stop_midway)
     stopper.start()
-    first = upload_run(run)
+    first = upload_run(run, unreachable=1.0)  # the server is gone: stop after 1 s of silence
     stopper.join()
     assert not first.complete and first.errors
     assert 150 <= len(read_acks(run)) < n_events

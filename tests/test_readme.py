@@ -71,3 +71,33 @@ def test_quickstart_runs_against_the_local_server(name, comet_env, reader, tmp_p
     summary = reader.metric_summary(exp["experimentKey"])
     user_metrics = [m["name"] for m in summary if not m["name"].startswith("sys.")]
     assert user_metrics, f"no metrics stored for the {name} quick start"
+
+
+DOCS = [ROOT / "README.md", ROOT / "RELIABILITY.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+@pytest.mark.parametrize("doc", DOCS, ids=lambda p: p.name)
+def test_links_point_into_the_repository(doc: Path) -> None:
+    text = doc.read_text(encoding="utf-8")
+    assert "../shared" not in text and "shared/spec" not in text
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith(("http://", "https://")):
+            continue
+        path, _, anchor = target.partition("#")
+        resolved = (doc.parent / path).resolve() if path else doc
+        assert resolved.is_relative_to(ROOT), f"{doc.name} links outside the repository: {target}"
+        if resolved.name == "BATCH.md" and not resolved.exists():
+            continue  # written with the batch transport
+        assert resolved.exists(), f"{doc.name} links to a missing file: {target}"
+        if anchor:
+            titles = re.findall(r"^#+ (.+)$", resolved.read_text(encoding="utf-8"), re.M)
+            slugs = {re.sub(r"[^\w\- ]", "", t).strip().lower().replace(" ", "-") for t in titles}
+            assert anchor in slugs, f"{doc.name}: no heading for #{anchor} in {path or doc.name}"
+
+
+def test_install_instructions_use_the_clone() -> None:
+    # the package is not on an index: every install line installs this checkout or a wheel
+    for line in re.findall(r"pip install[^`\n]*", README):
+        assert "comet-callbacks[" not in line.replace('"', "").split("/")[0], line
+    assert 'pip install -e "' in README
+    assert ".venv/bin/comet-callbacks" in README and "source .venv/bin/activate" in README

@@ -154,7 +154,7 @@ def test_proportions_follow_the_seed(comet_server: ServerHandle) -> None:
     assert seq_a == seq_b  # same seed, same outcomes
     for kind in (*FAULT_KINDS, "forward"):
         share = seq_a.count(kind) / len(seq_a)
-        expected = 0.1 if kind != "forward" else 0.3
+        expected = 0.1 if kind != "forward" else 1 - 0.1 * len(FAULT_KINDS)
         assert abs(share - expected) < 0.04, (kind, share)
     with pytest.raises(ValueError, match="unknown fault"):
         FaultProxy(comet_server.url, faults={"explode": 0.1})
@@ -171,3 +171,12 @@ def test_upstream_down_looks_like_a_dropped_connection(comet_server: ServerHandl
         finally:
             comet_server.start()
         assert requests.get(proxy.url + "/clientlib/isAlive/ver", timeout=5).status_code == 200
+
+
+def test_html_is_a_200_page_without_forwarding(comet_server: ServerHandle) -> None:
+    with FaultProxy(comet_server.url, faults={"html": 1.0}) as proxy:
+        r = requests.get(proxy.url + "/clientlib/isAlive/ver", timeout=10)
+        assert r.status_code == 200
+        assert r.headers["Content-Type"].startswith("text/html")
+        assert r.text.startswith("<!doctype html>")
+        assert proxy.stats["html"] == 1

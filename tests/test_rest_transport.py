@@ -337,9 +337,9 @@ def test_client_and_transport_repr_redact_key(httpserver):
 
 
 def test_no_key_sends_no_authorization(httpserver):
-    httpserver.expect_request("/clientlib/isAlive/ver").respond_with_json({"version": "3.5.41"})
+    httpserver.expect_request("/clientlib/isAlive/ver").respond_with_json({"version": "3.5.42"})
     with RestClient(httpserver.url_for("/").rstrip("/"), None, retries=0) as c:
-        assert c.get_server_version() == {"version": "3.5.41"}
+        assert c.get_server_version() == {"version": "3.5.42"}
     req = httpserver.log[0][0]
     assert "Authorization" not in req.headers
 

@@ -9,6 +9,7 @@ it must produce the same request, so online, offline and replay cannot drift apa
 from __future__ import annotations
 
 import base64
+import gzip
 import inspect
 import io
 import json
@@ -22,7 +23,17 @@ import pytest
 from werkzeug.wrappers import Request, Response
 
 import comet_callbacks
-from comet_callbacks.rest import Call, CallBuilder, Endpoints, FilePart, RestClient, calls
+from comet_callbacks.rest import (
+    Call,
+    CallBuilder,
+    Endpoints,
+    FilePart,
+    RestClient,
+    calls,
+    metric_item,
+    parameter_item,
+)
+from comet_callbacks.rest.transport import clientlib_base
 
 REST = "/api/rest/v2/"
 EK = "0123456789abcdef0123456789abcdef"
@@ -197,6 +208,27 @@ CASES: list[Case] = [
       x_body={"experimentKey": EK, "metricName": "loss", "metricValue": "Infinity"}),
     C("28-ninf", "log_metric", EK, "loss", float("-inf"), x_http="POST", x_path="write/experiment/metric",
       x_body={"experimentKey": EK, "metricName": "loss", "metricValue": "-Infinity"}),
+    # clientlib batches (BATCH.md §2): gzip, all six keys with nulls, NaN/Infinity as strings
+    C("batch-metric", "log_metric_batch", EK,
+      [metric_item("loss", 0.25, 7, 1, "train", T), metric_item("loss", float("nan"), timestamp=T + 1),
+       {"metricName": "acc", "metricValue": float("-inf"), "timestamp": T + 2},
+       metric_item("ünï", float("inf"), 0, 0, None, T + 3)],
+      x_http="POST", x_path="/clientlib/batch/logger/experiment/metric",
+      x_body={"experimentKey": EK, "values": [
+          {"metricName": "loss", "metricValue": 0.25, "step": 7, "epoch": 1, "context": "train", "timestamp": T},
+          {"metricName": "loss", "metricValue": "NaN", "step": None, "epoch": None, "context": None, "timestamp": T + 1},
+          {"metricName": "acc", "metricValue": "-Infinity", "step": None, "epoch": None, "context": None, "timestamp": T + 2},
+          {"metricName": "ünï", "metricValue": "Infinity", "step": 0, "epoch": 0, "context": None, "timestamp": T + 3}]}),
+    C("batch-parameter", "log_parameter_batch", EK,
+      [parameter_item("opt|lr", 0.1, timestamp=T), parameter_item("layers", [64, 32], 2, "auto-logged", None, T + 1),
+       parameter_item("argv", None, source="cli", timestamp=T + 2)],
+      x_http="POST", x_path="/clientlib/batch/logger/experiment/parameter",
+      x_body={"experimentKey": EK, "values": [
+          {"parameterName": "opt|lr", "parameterValue": 0.1, "step": None, "source": "manual", "context": None, "timestamp": T},
+          {"parameterName": "layers", "parameterValue": [64, 32], "step": 2, "source": "auto-logged", "context": None,
+           "timestamp": T + 1},
+          {"parameterName": "argv", "parameterValue": None, "step": None, "source": "cli", "context": None,
+           "timestamp": T + 2}]}),
     # 29
     C("29", "log_html", EK, "<b>x</b>", override=True, timestamp=T, x_http="POST", x_path="write/experiment/html",
       x_body={"experimentKey": EK, "html": "<b>x</b>", "override": True, "timestamp": T}),
@@ -246,7 +278,7 @@ CASES: list[Case] = [
       x_body={"experimentKey": EK, "user": "me", "root": None, "branch": None, "parent": "abc123", "origin": None}),
     # 35
     C("35", "log_output", EK, LINES, context="train", x_http="POST", x_path="write/experiment/output",
-      x_body={"experimentKey": EK, "context": "train", "outputLines": LINES}),
+      x_body={"experimentKey": EK, "runContext": "train", "outputLines": LINES}),
     C("35-noctx", "log_output", EK, LINES[:1], x_http="POST", x_path="write/experiment/output",
       x_body={"experimentKey": EK, "outputLines": LINES[:1]}),
     # 36-40
@@ -397,8 +429,16 @@ def check(case: Case, s: Seen, key: str) -> None:
             meta = json.loads(case.metadata)
             assert case.metadata == json.dumps(meta, separators=(",", ":"), sort_keys=True)
     elif case.body is not None:
-        assert s.headers["Content-Type"] == "application/json"
-        text = s.body.decode("utf-8")  # UTF-8 (non-ASCII cases check it is not \u-escaped garbage)
+        raw = s.body
+        if case.path.startswith("/clientlib/batch/"):  # BATCH.md §2: gzip JSON, UTF-8
+            assert s.headers["Content-Type"] == "application/json;charset=utf-8"
+            assert s.headers["Content-Encoding"] == "gzip"
+            assert int(s.headers["Content-Length"]) == len(raw)
+            raw = gzip.decompress(raw)
+            assert not any(k.lower().startswith("x-comet-sdk") for k in s.headers)
+        else:
+            assert s.headers["Content-Type"] == "application/json"
+        text = raw.decode("utf-8")  # UTF-8 (non-ASCII cases check it is not \u-escaped garbage)
         assert "NaN" not in text.replace('"NaN"', ""), "bare NaN is not JSON"
         assert "Infinity" not in text.replace('"Infinity"', "").replace('"-Infinity"', "")
         assert json.loads(text) == case.body
@@ -483,6 +523,37 @@ def test_client_root_from_settings_key_payload(tmp_path, monkeypatch):
     with RestClient.from_settings(s) as c:
         assert c.root == "https://example.invalid"
         assert c.transport.base == "https://example.invalid/api/rest/v2/"
+
+
+@pytest.mark.parametrize(
+    ("override", "root", "expected"),
+    [
+        (None, "https://www.comet.com", "https://www.comet.com/clientlib/"),
+        ("http://127.0.0.1:8080", "http://127.0.0.1:8080", "http://127.0.0.1:8080/clientlib/"),
+        ("http://127.0.0.1:8080/", "http://127.0.0.1:8080", "http://127.0.0.1:8080/clientlib/"),
+        ("https://h/clientlib", "https://h", "https://h/clientlib/"),
+        ("https://h/comet/clientlib/", "https://h", "https://h/comet/clientlib/"),
+    ],
+)
+def test_clientlib_base(override, root, expected):
+    """BATCH.md §2: an override's own path is kept; a bare root gets ``/clientlib/``."""
+    assert clientlib_base(root, override) == expected
+
+
+def test_batch_goes_to_the_overrides_clientlib_path(httpserver, tmp_path, monkeypatch):
+    from comet_callbacks.config import Settings
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    override = httpserver.url_for("/comet/clientlib/")
+    s = Settings.resolve(env={"COMET_API_KEY": PLAIN_KEY, "COMET_URL_OVERRIDE": override})
+    httpserver.expect_oneshot_request(
+        "/comet/clientlib/batch/logger/experiment/metric", method="POST"
+    ).respond_with_json({"msg": "Saved"})
+    with RestClient.from_settings(s, retries=0) as c:
+        assert c.log_metric_batch(EK, [metric_item("m", 1, timestamp=T)]) == {"msg": "Saved"}
+        assert c.transport.base == httpserver.url_for("/api/rest/v2/")  # REST base unchanged
+    httpserver.check_assertions()
 
 
 def test_call_builder_is_an_endpoints():

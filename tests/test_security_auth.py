@@ -509,3 +509,137 @@ def test_allowed_principals_still_work(world: World) -> None:
         ).status_code
         == 200
     )
+
+
+# -- key management: no key obtains more rights than it has -----------------------------------
+
+#: (action, method, path, request kwargs): every endpoint that creates or replaces a key.
+KEY_ACTIONS: list[tuple[str, str, str, dict[str, Any]]] = [
+    (
+        "create global SA",
+        "POST",
+        "write/service-account",
+        {"json": {"name": "new-global", "teamName": "local", "organizationName": "o"}},
+    ),
+    (
+        "create SA for local",
+        "POST",
+        "write/service-account",
+        {
+            "json": {
+                "name": "new-local",
+                "teamName": "local",
+                "organizationName": "o",
+                "authorizedWorkspaces": ["local"],
+            }
+        },
+    ),
+    (
+        "create SA for second",
+        "POST",
+        "write/service-account",
+        {
+            "json": {
+                "name": "new-second",
+                "teamName": "second",
+                "organizationName": "o",
+                "authorizedWorkspaces": ["second"],
+            }
+        },
+    ),
+    ("rotate sibling SA", "GET", "write/api/rotate", {"params": {"userName": "sibling"}}),
+    ("rotate admin", "GET", "write/api/rotate", {"params": {"userName": "local"}}),
+    ("rotate other user", "GET", "write/api/rotate", {"params": {"userName": "bob"}}),
+]
+
+#: Who may do what: only a user manages keys, and only within their own rights and their
+#: own service accounts. Any other cell is a refusal (403).
+KEY_ALLOWED = {
+    ("owner", "create global SA"),
+    ("owner", "create SA for local"),
+    ("owner", "create SA for second"),
+    ("owner", "rotate sibling SA"),
+    ("owner", "rotate admin"),  # its own key
+    ("other user", "rotate other user"),  # its own key
+}
+
+
+@pytest.mark.parametrize(
+    "who", ["owner", "restricted SA", "global SA", "sibling SA", "other user", "other user's SA"]
+)
+def test_key_management_matrix(who: str, comet_server: ServerHandle) -> None:
+    """A service account restricted to one workspace used to create a global service
+    account and rotate its sibling's key (receiving a key with global access). Now only the
+    owning user creates or rotates service-account keys, within that user's rights; a
+    refused request changes nothing and the victims' keys keep working."""
+    srv, admin = comet_server, comet_server.api_key
+    ok(call(srv, admin, "POST", "write/workspace/new", json={"name": "second"}))
+
+    def service_account(auth: str, name: str, authorized: list[str] | None) -> str:
+        body: dict[str, Any] = {"name": name, "teamName": "local", "organizationName": "o"}
+        if authorized is not None:
+            body["authorizedWorkspaces"] = authorized
+        return ok(call(srv, auth, "POST", "write/service-account", json=body))["apiKey"]
+
+    bob = srv.create_user("bob")
+    keys = {
+        "owner": admin,
+        "restricted SA": service_account(admin, "restricted", ["second"]),
+        "global SA": service_account(admin, "global", None),
+        "sibling SA": service_account(admin, "sibling", ["local"]),
+        "other user": bob,
+    }
+    keys["other user's SA"] = ok(
+        call(
+            srv,
+            bob,
+            "POST",
+            "write/service-account",
+            json={"name": "bobs", "teamName": "bob", "organizationName": "o"},
+        )
+    )["apiKey"]
+    wrong: list[str] = []
+    for action, method, path, kw in KEY_ACTIONS:
+        # fresh principals' keys for every action (an allowed rotation replaces one)
+        live = {
+            name: key
+            for name, key in keys.items()
+            if call(srv, key, "GET", "workspaces").status_code == 200
+        }
+        if set(live) != set(keys):
+            wrong.append(f"before {action}: keys stopped working: {sorted(set(keys) - set(live))}")
+            break
+        before = db_snapshot(srv)
+        resp = call(srv, keys[who], method, path, **kw)
+        allowed = (who, action) in KEY_ALLOWED
+        if allowed:
+            if resp.status_code != 200 or "apiKey" not in resp.json():
+                wrong.append(
+                    f"{action}: expected 200 with a key, got {resp.status_code} {resp.text}"
+                )
+                continue
+            new_key = resp.json()["apiKey"]
+            if action.startswith("rotate"):
+                name = {"rotate sibling SA": "sibling SA", "rotate admin": "owner"}.get(
+                    action, "other user"
+                )
+                assert call(srv, keys[name], "GET", "workspaces").status_code == 401
+                keys[name] = new_key
+                if name == "owner":
+                    admin = new_key
+            else:  # undo the creation so later actions start from the same state
+                with sqlite3.connect(srv.db_path) as conn:
+                    uid = conn.execute(
+                        "SELECT id FROM users WHERE name=?", (kw["json"]["name"],)
+                    ).fetchone()[0]
+                    conn.execute("DELETE FROM api_keys WHERE user_id=?", (uid,))
+                    conn.execute("DELETE FROM users WHERE id=?", (uid,))
+                conn.close()
+        else:
+            if resp.status_code != 403:
+                wrong.append(f"{action}: expected 403, got {resp.status_code} {resp.text[:200]}")
+            elif set(resp.json()) != {"msg", "code"}:
+                wrong.append(f"{action}: refusal carries data {resp.json()}")
+            if db_snapshot(srv) != before:
+                wrong.append(f"{action}: refused, but the database changed")
+    assert not wrong, f"{who}:\n" + "\n".join(wrong)

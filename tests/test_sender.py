@@ -111,7 +111,7 @@ def test_several_requests_in_flight(tmp_path) -> None:
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         client = RestClient(f"http://127.0.0.1:{srv.server_port}", "k" * 20)
-        sender = Sender(RunStore(str(tmp_path)), "e" * 32, client, workers=4)
+        sender = Sender(RunStore(str(tmp_path)), "e" * 32, client, workers=4, batch=False)
         for i in range(40):
             sender.put(("loss", float(i), i, None, None, time.time()))
         t0 = time.monotonic()

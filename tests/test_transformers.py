@@ -500,6 +500,8 @@ def test_offline_run_with_evaluate_uploads_as_one_experiment(
 
 
 def test_quickstart_example(comet_env: Any, reader: Any, tmp_path: Path) -> None:
+    temp = tmp_path / "tmpdir"  # the system temp folder, as the example sees it
+    temp.mkdir()
     proc = subprocess.run(
         [
             sys.executable,
@@ -512,12 +514,15 @@ def test_quickstart_example(comet_env: Any, reader: Any, tmp_path: Path) -> None
         capture_output=True,
         text=True,
         timeout=300,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        env={**os.environ, "OMP_NUM_THREADS": "1", "TMPDIR": str(temp)},
         cwd=str(tmp_path),
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     key = _only_experiment(reader)
     assert f"experiment key {key}" in proc.stdout
+    assert f"experiment is live at {comet_env.url}/local/{PROJECT}/{key}" in proc.stderr
+    # nothing of ours (or the example's) is left; torch may keep its compile cache there
+    assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
     assert [s for s, _, _ in _series(reader, key, "train/loss")] == [1, 2, 3, 4]
     assert len(_series(reader, key, "eval/loss")) == 5  # steps 1..4 and the final evaluate()
     assert reader.tags(key) == ["quickstart"]

@@ -6,6 +6,10 @@ scenario raises :class:`Skip` with the reason, which ends up in the tables.
 
 Each worker is a fresh process, so a peer's :meth:`Peer.env` (offline mode, no telemetry) is
 applied before anything of the tracker is imported.
+
+Every tracker proves it did real work: after each measured run, :meth:`Peer.stored` reads back
+what it stored (its files, or our local server) and the worker fails loudly when fewer points
+than were logged came back (:func:`check_stored`).
 """
 
 from __future__ import annotations
@@ -15,11 +19,58 @@ import importlib.metadata
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["Peer", "Skip", "PEERS", "get", "version_of", "NO_NETWORK_ENV"]
+__all__ = [
+    "NO_NETWORK_ENV",
+    "PEERS",
+    "NothingStored",
+    "Peer",
+    "Skip",
+    "check_stored",
+    "count_metric_names",
+    "get",
+    "version_of",
+]
 
 
 class Skip(Exception):
     """This peer cannot run this scenario here; the message says why (shown in the table)."""
+
+
+class NothingStored(Exception):
+    """A tracker stored fewer points than were logged: its figures would measure nothing."""
+
+
+def count_metric_names(obj: Any, counts: dict[str, int], key: str = "metricName") -> None:
+    """Add 1 to ``counts[name]`` for every dict in ``obj`` (nested) with ``{key: name}``."""
+    if isinstance(obj, dict):
+        name = obj.get(key)
+        if isinstance(name, str):
+            counts[name] = counts.get(name, 0) + 1
+        for v in obj.values():
+            if isinstance(v, dict | list):
+                count_metric_names(v, counts, key)
+    elif isinstance(obj, list):
+        for v in obj:
+            count_metric_names(v, counts, key)
+
+
+def check_stored(peer: Peer, workdir: str, names: list[str] | str, expected: int) -> int:
+    """Read back what ``peer`` stored; the most points of one of ``names`` (or, with a
+    substring such as ``"loss"``, of any metric whose name contains it) must reach
+    ``expected``. Returns that count; raises :class:`NothingStored` otherwise."""
+    counts = peer.stored(workdir)
+    if isinstance(names, str):
+        hits = [n for n in counts if names in n]
+    else:
+        hits = [n for n in names if n in counts]
+    best = max((counts[n] for n in hits), default=0)
+    if best < expected:
+        shown = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
+        raise NothingStored(
+            f"{peer.key}: read back {best} points of {names!r}, expected at least {expected} "
+            f"(found: {shown or 'nothing'})"
+        )
+    return best
 
 
 #: Set for every worker: nothing may try the network (telemetry, hubs, version checks).
@@ -94,6 +145,11 @@ class Peer:
         """End the run and flush everything (the end-of-run wait); may return details."""
         return None
 
+    def stored(self, workdir: str) -> dict[str, int]:
+        """Points stored per metric name by the latest run, read back from the tracker's own
+        files (or server) under ``workdir``. Every tracker must implement it."""
+        raise NotImplementedError(f"{self.key}: no read-back of what it stored")
+
     def extra_pids(self) -> set[int]:
         """Child processes that are not part of the client (e.g. our local server)."""
         return set()
@@ -127,9 +183,12 @@ _REGISTRY: dict[str, str] = {
     "us-online-metrics": "ours:OursOnlineMetricsOnly",
     "us-offline-metrics": "ours:OursOfflineMetricsOnly",
     "comet_ml": "official_comet:CometOffline",
+    "comet_ml-metrics": "official_comet:CometOfflineMetricsOnly",
     "wandb": "wandb_offline:WandbOffline",
+    "wandb-metrics": "wandb_offline:WandbOfflineMetricsOnly",
     "mlflow": "mlflow_file:MlflowSync",
     "mlflow-async": "mlflow_file:MlflowAsync",
+    "mlflow-async-sys": "mlflow_file:MlflowAsyncSystemMetrics",
     "csv": "csv_floor:CsvFloor",
 }
 PEERS: tuple[str, ...] = tuple(_REGISTRY)

@@ -6,6 +6,11 @@ written by MLflow's own thread; the end of the run flushes that queue. Lightning
 ``MLFlowLogger(tracking_uri="file:...", synchronous=...)``, Hugging Face ``report_to="mlflow"``
 (which always logs with ``synchronous=False``), Keras MLflow's ``MlflowCallback`` logging every
 step (``log_every_n_steps=1``) in a run we start.
+
+MLflow's defaults capture nothing but what is logged (no system metrics, no console); with
+``mlflow-async-sys`` its system-metrics thread is on (``MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING``),
+the closest it comes to our default captures. The read-back asks MLflow's own client for the
+metric history of every run in the store.
 """
 
 from __future__ import annotations
@@ -23,9 +28,11 @@ class MlflowSync(Peer):
     dist = "mlflow"
     mode = "`file:` tracking URI, synchronous logging"
     synchronous = True
+    system_metrics = False
 
     def env(self, workdir: str) -> dict[str, str]:
         return {
+            "MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING": "true" if self.system_metrics else "false",
             "MLFLOW_TRACKING_URI": "file:" + os.path.join(workdir, "mlruns"),
             "MLFLOW_EXPERIMENT_NAME": "bench",
             "MLFLOW_ENABLE_ASYNC_LOGGING": "false" if self.synchronous else "true",
@@ -35,7 +42,23 @@ class MlflowSync(Peer):
         }
 
     def _uri(self, workdir: str) -> str:
-        return "file:" + os.path.join(workdir, "mlruns")
+        """The run's own store (also set as ``MLFLOW_TRACKING_URI``, which HF's callback reads)."""
+        uri = "file:" + os.path.join(workdir, "mlruns")
+        os.environ["MLFLOW_TRACKING_URI"] = uri
+        return uri
+
+    def stored(self, workdir: str) -> dict[str, int]:
+        from mlflow.tracking import MlflowClient
+
+        client = MlflowClient(tracking_uri=self._uri(workdir))
+        counts: dict[str, int] = {}
+        for exp in client.search_experiments():
+            for run in client.search_runs([exp.experiment_id]):
+                for name in run.data.metrics:
+                    if not name.startswith("system/"):
+                        n = len(client.get_metric_history(run.info.run_id, name))
+                        counts[name] = counts.get(name, 0) + n
+        return counts
 
     def open(self, workdir: str) -> None:
         import mlflow
@@ -108,3 +131,10 @@ class MlflowAsync(MlflowSync):
     label = "mlflow (file store, async)"
     mode = "`file:` tracking URI, `synchronous=False` / `MLFLOW_ENABLE_ASYNC_LOGGING=true`"
     synchronous = False
+
+
+class MlflowAsyncSystemMetrics(MlflowAsync):
+    key = "mlflow-async-sys"
+    label = "mlflow (file store, async, system metrics)"
+    mode = "as `mlflow-async`, plus `MLFLOW_ENABLE_SYSTEM_METRICS_LOGGING=true`"
+    system_metrics = True

@@ -2,42 +2,80 @@
 
 Offline it writes the run to a local zip (``COMET_OFFLINE_DIRECTORY``) at ``end()``; nothing
 is sent. ``COMET_DISABLE_AUTO_LOGGING=1`` stops its framework auto-logging (monkey patching of
-torch/keras/...), which would also add work the others do not do; its default captures
-(stdout, system metrics, code, git, environment) stay on, like ours. Lightning uses Lightning's
-own ``CometLogger(online=False)``; Hugging Face ``report_to="comet_ml"`` with
-``COMET_START_ONLINE=false`` (its callback refuses ``COMET_MODE=offline``).
+torch/keras/...), which would add work the others do not do (Lightning's ``CometLogger`` sets
+it too). Lightning uses Lightning's ``CometLogger`` with ``COMET_START_ONLINE=false`` and no
+``online=`` argument: ``online=False`` makes Lightning 2.6 build a *disabled* experiment that
+records nothing. Hugging Face uses ``report_to="comet_ml"`` with the same variable.
+
+``comet_ml`` runs at its defaults (stdout, system metrics, code, git, environment: about the
+captures of our defaults); ``comet_ml-metrics`` switches those captures off through the same
+``COMET_AUTO_LOG_*`` variables as our metrics-only variant.
 """
 
 from __future__ import annotations
 
+import glob
+import json
 import os
+import zipfile
 from collections.abc import Callable
 from typing import Any
 
-from . import Peer
+from . import Peer, count_metric_names
+from .ours import METRICS_ONLY_ENV
+
+
+def zip_counts(path: str) -> dict[str, int]:
+    """Metric points per name in one offline zip (its JSON message files)."""
+    counts: dict[str, int] = {}
+    with zipfile.ZipFile(path) as zf:
+        for name in zf.namelist():
+            if not name.endswith((".json", ".jsonl")):
+                continue
+            for line in zf.read(name).decode("utf-8", "replace").splitlines():
+                try:
+                    count_metric_names(json.loads(line), counts, key="metricName")
+                except ValueError:
+                    continue
+    return counts
 
 
 class CometOffline(Peer):
     key = "comet_ml"
     label = "comet_ml (offline)"
     dist = "comet_ml"
-    mode = "`OfflineExperiment` (HF/Lightning: `COMET_START_ONLINE=false`), zip written at end"
+    mode = "offline zip written at end (`COMET_START_ONLINE=false`); defaults: full capture"
+    metrics_only = False
 
     def env(self, workdir: str) -> dict[str, str]:
-        return {
-            "COMET_OFFLINE_DIRECTORY": os.path.join(workdir, "comet-ml-offline"),
+        env = {
             "COMET_START_ONLINE": "false",
             "COMET_DISABLE_AUTO_LOGGING": "1",
             "COMET_PROJECT_NAME": "bench",
             "COMET_LOGGING_CONSOLE": "critical",
         }
+        if self.metrics_only:
+            env.update(METRICS_ONLY_ENV)
+        return env
+
+    def _dir(self, workdir: str) -> str:
+        path = os.path.join(workdir, "comet-ml-offline")
+        os.makedirs(path, exist_ok=True)
+        os.environ["COMET_OFFLINE_DIRECTORY"] = path  # per run: the read-back finds its zip
+        return path
+
+    def stored(self, workdir: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for path in glob.glob(os.path.join(workdir, "comet-ml-offline", "*.zip")):
+            for k, v in zip_counts(path).items():
+                counts[k] = counts.get(k, 0) + v
+        return counts
 
     def open(self, workdir: str) -> None:
         import comet_ml
 
-        os.makedirs(workdir, exist_ok=True)
         self._exp = comet_ml.OfflineExperiment(
-            project_name="bench", offline_directory=os.path.join(workdir, "comet-ml-offline")
+            project_name="bench", offline_directory=self._dir(workdir)
         )
 
     def log_scalar(self) -> Callable[[str, float, int], Any]:
@@ -63,15 +101,12 @@ class CometOffline(Peer):
     def lightning(self, workdir: str) -> dict[str, Any]:
         from lightning.pytorch.loggers import CometLogger
 
-        logger = CometLogger(
-            online=False,
-            project="bench",
-            offline_directory=os.path.join(workdir, "comet-ml-offline"),
-        )
-        self._logger = logger
+        # no online=False: Lightning turns it into disabled=True (nothing recorded)
+        logger = CometLogger(project="bench", offline_directory=self._dir(workdir))
         return {"logger": logger, "callbacks": []}
 
     def hf(self, workdir: str) -> dict[str, Any]:
+        self._dir(workdir)
         return {"report_to": "comet_ml", "callbacks": []}
 
     def after_train(self) -> None:
@@ -80,3 +115,10 @@ class CometOffline(Peer):
         exp = comet_ml.get_running_experiment()
         if exp is not None:
             exp.end()
+
+
+class CometOfflineMetricsOnly(CometOffline):
+    key = "comet_ml-metrics"
+    label = "comet_ml (offline, metrics only)"
+    mode = "offline zip; every `COMET_AUTO_LOG_*` capture off (as our metrics-only variant)"
+    metrics_only = True

@@ -12,16 +12,14 @@ off and ``COMET_LOG_MODEL=false``, keeping only metrics and parameters.
 from __future__ import annotations
 
 import os
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
 
-from . import Peer
+from ..server import API_KEY, LocalServer, free_port
+from . import Peer, count_metric_names
 
-API_KEY = "benchmark-admin-key-0123456789"
+__all__ = ["API_KEY", "LocalServer", "METRICS_ONLY_ENV", "free_port"]  # the old import path
 
 #: every capture off: what remains is metrics and parameters
 METRICS_ONLY_ENV = {
@@ -36,59 +34,6 @@ METRICS_ONLY_ENV = {
     "COMET_AUTO_LOG_GRAPH": "false",
     "COMET_LOG_MODEL": "false",
 }
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class LocalServer:
-    """``python -m comet_callbacks.server`` in a child process, with a known admin key."""
-
-    def __init__(self, data_dir: str) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.api_key = API_KEY
-        env = {k: v for k, v in os.environ.items() if not k.startswith("COMET_")}
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "comet_callbacks.server",
-                "--port",
-                str(self.port),
-                "--data-dir",
-                data_dir,
-                "--api-key",
-                API_KEY,
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env=env,
-        )
-        deadline = time.monotonic() + 60
-        while True:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"local server exited with {self.proc.returncode}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError("local server did not start in 60 s") from None
-                time.sleep(0.05)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
 
 
 class _Ours(Peer):
@@ -108,8 +53,7 @@ class _Ours(Peer):
         """Start the local server once per worker and point the client at it."""
         if self.online and getattr(self, "_srv", None) is None:
             self._srv = LocalServer(os.path.join(workdir, "server"))
-            os.environ["COMET_URL_OVERRIDE"] = self._srv.url
-            os.environ["COMET_API_KEY"] = self._srv.api_key
+            os.environ.update(self._srv.env())
             os.environ["COMET_MODE"] = "online"
 
     def extra_pids(self) -> set[int]:
@@ -121,6 +65,40 @@ class _Ours(Peer):
         if srv is not None:
             srv.stop()
             self._srv = None
+
+    def stored(self, workdir: str) -> dict[str, int]:
+        """Online: the metric points the server holds for the run's experiment (asked through
+        its REST API). Offline: the metric events in the run's event log on disk."""
+        seen: set[str] = getattr(self, "_seen", set())
+        self._seen = seen
+        counts: dict[str, int] = {}
+        if self.online:
+            reader = self._srv.reader()
+            try:
+                workspace = reader.account_details()["defaultWorkspaceName"]
+                keys = [e["experimentKey"] for e in reader.experiments(workspace, "bench")]
+                new = [k for k in keys if k not in seen]
+                if len(new) != 1:
+                    return {}  # none (or several) new experiments: not what the run should leave
+                key = new[0]
+                seen.add(key)
+                for row in reader.metric_summary(key):
+                    name = row["name"]
+                    if not name.startswith("sys."):  # system metrics are not the run's
+                        counts[name] = len(reader.metrics(key, name))
+            finally:
+                reader.close()
+            return counts
+        from comet_callbacks.offline import list_runs, read_events
+
+        root = os.environ["COMET_OFFLINE_DIRECTORY"]
+        new = [r for r in list_runs(root) if r not in seen]
+        if len(new) != 1:
+            return {}
+        seen.add(new[0])
+        for event in read_events(new[0]):
+            count_metric_names(event, counts)
+        return counts
 
     def open(self, workdir: str) -> None:
         from comet_callbacks import Experiment

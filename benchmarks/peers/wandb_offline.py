@@ -1,34 +1,107 @@
 """Weights & Biases (``wandb``) in offline mode (``WANDB_MODE=offline``, ``WANDB_SILENT``).
 
-Offline, ``wandb`` writes the run to ``WANDB_DIR`` through its ``wandb-core`` service process;
-its defaults (console capture, system metrics, git) stay on. Its memory is reported with the
-helper processes. Keras: ``WandbMetricsLogger`` imports TensorFlow, so it is skipped where
-TensorFlow is not installed.
+Offline, ``wandb`` writes the run to ``<dir>/wandb/offline-run-*/run-*.wandb`` through its
+``wandb-core`` service process, whose CPU is counted with the client's. ``wandb`` runs at its
+defaults (console capture, system metrics, git); ``wandb-metrics`` switches those off
+(``WANDB_CONSOLE=off``, ``WANDB_X_DISABLE_STATS``, ``WANDB_DISABLE_GIT``, no code saving).
+Keras: ``WandbMetricsLogger`` imports TensorFlow, so it is skipped where TensorFlow is not
+installed. The read-back parses the run file with wandb's own record reader.
 """
 
 from __future__ import annotations
 
+import glob
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from . import Peer, Skip
+
+
+def _records(path: str) -> Iterator[bytes]:
+    """The records of a ``.wandb`` file: a LevelDB-style log (7-byte file header, 32 KiB
+    blocks, each chunk ``<crc32:4><length:2><type:1>`` + data; FULL, or FIRST/MIDDLE/LAST
+    pieces of one record). Written here because wandb no longer ships a Python reader."""
+    block, header = 32768, 7
+    with open(path, "rb") as fh:
+        data = fh.read()
+    if data[:4] != b":W&B":
+        raise ValueError(f"{path}: not a wandb run file")
+    pos, parts = header, b""
+    while pos + header <= len(data):
+        left_in_block = block - pos % block
+        if left_in_block < header:  # padding at the end of a block
+            pos += left_in_block
+            continue
+        length = int.from_bytes(data[pos + 4 : pos + 6], "little")
+        kind = data[pos + 6]
+        chunk = data[pos + header : pos + header + length]
+        pos += header + length
+        if kind == 1:  # FULL
+            yield chunk
+        elif kind == 2:  # FIRST
+            parts = chunk
+        elif kind == 3:  # MIDDLE
+            parts += chunk
+        elif kind == 4:  # LAST
+            yield parts + chunk
+            parts = b""
+        elif kind == 0 and length == 0:  # zero padding
+            pos += left_in_block - header - length
+        else:
+            raise ValueError(f"{path}: bad record type {kind} at {pos}")
+
+
+def run_file_counts(path: str) -> dict[str, int]:
+    """History points per key in one offline ``.wandb`` run file."""
+    from wandb.proto import wandb_internal_pb2
+
+    counts: dict[str, int] = {}
+    for data in _records(path):
+        rec = wandb_internal_pb2.Record()
+        rec.ParseFromString(data)
+        if rec.WhichOneof("record_type") == "history":
+            for item in rec.history.item:
+                key = item.key or "/".join(item.nested_key)
+                counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 class WandbOffline(Peer):
     key = "wandb"
     label = "wandb (offline)"
     dist = "wandb"
-    mode = "`WANDB_MODE=offline`, run files under `WANDB_DIR` (written by `wandb-core`)"
+    mode = "`WANDB_MODE=offline`, run file written by `wandb-core`; defaults: full capture"
+    metrics_only = False
 
     def env(self, workdir: str) -> dict[str, str]:
-        return {"WANDB_DIR": workdir, "WANDB_PROJECT": "bench", "WANDB_MODE": "offline"}
+        env = {"WANDB_DIR": workdir, "WANDB_PROJECT": "bench", "WANDB_MODE": "offline"}
+        if self.metrics_only:
+            env.update(
+                WANDB_CONSOLE="off",
+                WANDB_X_DISABLE_STATS="true",
+                WANDB_DISABLE_GIT="true",
+                WANDB_DISABLE_CODE="true",
+                WANDB_SAVE_CODE="false",
+            )
+        return env
+
+    def _dir(self, workdir: str) -> str:
+        os.makedirs(workdir, exist_ok=True)
+        os.environ["WANDB_DIR"] = workdir  # per run: the read-back finds its run file
+        return workdir
+
+    def stored(self, workdir: str) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for path in glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "*.wandb")):
+            for k, v in run_file_counts(path).items():
+                counts[k] = counts.get(k, 0) + v
+        return counts
 
     def open(self, workdir: str) -> None:
         import wandb
 
-        os.makedirs(workdir, exist_ok=True)
-        self._run = wandb.init(project="bench", dir=workdir, mode="offline")
+        self._run = wandb.init(project="bench", dir=self._dir(workdir), mode="offline")
 
     def log_scalar(self) -> Callable[[str, float, int], Any]:
         log = self._run.log
@@ -53,12 +126,11 @@ class WandbOffline(Peer):
     def lightning(self, workdir: str) -> dict[str, Any]:
         from lightning.pytorch.loggers import WandbLogger
 
-        return {
-            "logger": WandbLogger(project="bench", save_dir=workdir, offline=True),
-            "callbacks": [],
-        }
+        logger = WandbLogger(project="bench", save_dir=self._dir(workdir), offline=True)
+        return {"logger": logger, "callbacks": []}
 
     def hf(self, workdir: str) -> dict[str, Any]:
+        self._dir(workdir)
         return {"report_to": "wandb", "callbacks": []}
 
     def keras(self, workdir: str) -> list[Any]:
@@ -68,10 +140,17 @@ class WandbOffline(Peer):
             raise Skip(f"WandbMetricsLogger needs TensorFlow ({exc})") from None
         import wandb
 
-        wandb.init(project="bench", dir=workdir, mode="offline")
+        wandb.init(project="bench", dir=self._dir(workdir), mode="offline")
         return [WandbMetricsLogger(log_freq="batch")]
 
     def after_train(self) -> None:
         import wandb
 
         wandb.finish()
+
+
+class WandbOfflineMetricsOnly(WandbOffline):
+    key = "wandb-metrics"
+    label = "wandb (offline, metrics only)"
+    mode = "offline; console capture, system metrics, git and code saving off"
+    metrics_only = True

@@ -19,8 +19,6 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-import psutil
-
 from comet_callbacks.capture import system
 
 logger = logging.getLogger("comet_callbacks.capture")
@@ -46,9 +44,13 @@ class _CpuPercent:
     """Per-core CPU percent between consecutive ``sample()`` calls (private state)."""
 
     def __init__(self) -> None:
+        import psutil  # here, on the monitor thread: a cheap package import
+
         self._last = [_busy_and_total(t) for t in psutil.cpu_times(percpu=True)]
 
     def sample(self) -> list[float]:
+        import psutil
+
         now = [_busy_and_total(t) for t in psutil.cpu_times(percpu=True)]
         out: list[float] = []
         for (busy0, total0), (busy1, total1) in zip(self._last, now, strict=False):
@@ -62,6 +64,8 @@ class _CpuPercent:
 def _load_average() -> float:
     if hasattr(os, "getloadavg"):
         return float(os.getloadavg()[0])
+    import psutil
+
     return float(psutil.getloadavg()[0])  # Windows: psutil emulates it
 
 
@@ -187,6 +191,8 @@ class SystemMonitor:
             self._send("cpu-metrics", lambda: {"cpuPercentUtilization": cpu.sample()})
 
         def ram() -> dict[str, Any]:
+            import psutil
+
             vm = psutil.virtual_memory()
             # "used" as total - available: what is really unavailable to new allocations
             # (psutil's ``used`` differs per platform in how it counts caches).

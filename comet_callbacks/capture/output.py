@@ -176,6 +176,18 @@ class OutputCapture:
         if not self._flush(final=True, lock_timeout=max(deadline - time.monotonic(), 0.0)):
             logger.debug("output capture: emit still busy after %.1fs; last lines dropped", timeout)
 
+    def forget_after_fork(self) -> None:
+        """In a forked child: stop capturing without taking any lock (one held by another
+        thread at fork time is never released) and put the original streams back."""
+        for name, tee in self._tees:
+            tee._active = False
+            if getattr(sys, name) is tee:
+                setattr(sys, name, tee._original)
+        self._tees = []
+        self._thread = None
+        self._lock = threading.Lock()
+        self._emit_lock = threading.Lock()
+
     def flush(self) -> None:
         """Emit the complete lines captured so far, on the calling thread."""
         self._flush(final=False)

@@ -7,20 +7,12 @@ restricted ``/proc``, a missing ``dpkg`` or no NVML just means fewer keys.
 
 from __future__ import annotations
 
-import getpass
-import importlib.metadata
 import logging
 import os
-import platform
-import shutil
-import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Callable
 from typing import Any
-
-import psutil
 
 logger = logging.getLogger("comet_callbacks.capture")
 
@@ -37,6 +29,10 @@ def _try(key: str, fn: Callable[[], Any], out: dict[str, Any]) -> None:
 
 def _ipv4_addresses() -> list[str]:
     """All IPv4 addresses of local interfaces, non-loopback first (no network traffic)."""
+    import socket
+
+    import psutil
+
     addrs: list[str] = []
     for entries in psutil.net_if_addrs().values():
         for entry in entries:
@@ -59,6 +55,10 @@ def _primary_ip() -> str:
 
 def collect_host_details() -> dict[str, Any]:
     """Host and process keys of write #33, in camelCase; failed items are omitted."""
+    import getpass
+    import platform
+    import socket
+
     out: dict[str, Any] = {}
     _try("user", getpass.getuser, out)
     _try("pythonVersion", platform.python_version, out)
@@ -77,25 +77,109 @@ def collect_host_details() -> dict[str, Any]:
     return out
 
 
-def collect_installed_packages() -> list[str]:
-    """Sorted, de-duplicated ``name==version`` of the installed Python distributions."""
+def _metadata_header(path: str) -> tuple[str | None, str | None] | None:
+    """``(Name, Version)`` from the header block of a metadata file; None if unreadable.
+
+    Reads only up to the two headers (they open every ``METADATA``/``PKG-INFO``), instead of
+    handing the whole file (long descriptions included) to the ``email`` parser as
+    ``importlib.metadata`` does; the values are the ones it would return.
+    """
+    name: str | None = None
+    version: str | None = None
     try:
-        found: set[str] = set()
-        for dist in importlib.metadata.distributions():
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for line in fh:
+                if not line.strip():
+                    break  # end of the header block
+                if line[0] in " \t":
+                    continue  # a folded continuation line
+                key, sep, value = line.partition(":")
+                if not sep:
+                    break
+                key = key.strip().lower()
+                if key == "name" and name is None:
+                    name = value.strip()
+                elif key == "version" and version is None:
+                    version = value.strip()
+                if name is not None and version is not None:
+                    break
+    except OSError:
+        return None
+    return name, version
+
+
+def _dist_metadata(info: str) -> tuple[str | None, str | None] | None:
+    """``(Name, Version)`` of one ``*.dist-info``/``*.egg-info`` entry (folder or file)."""
+    if os.path.isdir(info):
+        for file in ("METADATA", "PKG-INFO"):
+            found = _metadata_header(os.path.join(info, file))
+            if found is not None:
+                return found
+        return None
+    return _metadata_header(info)  # a legacy single-file ``*.egg-info``
+
+
+def _scan_path_entry(entry: str, found: set[str]) -> None:
+    """Add ``name==version`` of the distributions in one ``sys.path`` folder to ``found``.
+
+    The same search as ``importlib.metadata`` (``*.dist-info``/``*.egg-info`` children, and
+    ``EGG-INFO`` inside a ``*.egg`` folder); a zip entry falls back to ``importlib.metadata``.
+    """
+    root = entry or "."
+    try:
+        children = os.listdir(root)
+    except NotADirectoryError:
+        import importlib.metadata  # rare (zipped eggs): the slow, general path
+
+        for dist in importlib.metadata.distributions(path=[entry]):
             try:
                 name = dist.metadata["Name"]
             except Exception:
                 name = None
             if name:
                 found.add(f"{name}=={dist.version}")
-        return sorted(found, key=str.lower)
+        return
+    except OSError:
+        return
+    is_egg = os.path.basename(root).lower().endswith(".egg")
+    for child in children:
+        low = child.lower()
+        if low.endswith((".dist-info", ".egg-info")) or (is_egg and low == "egg-info"):
+            meta = _dist_metadata(os.path.join(root, child))
+            if meta is not None and meta[0]:
+                found.add(f"{meta[0]}=={meta[1]}")
+
+
+_packages_cache: dict[tuple[str, ...], list[str]] = {}
+
+
+def collect_installed_packages() -> list[str]:
+    """Sorted, de-duplicated ``name==version`` of the installed Python distributions.
+
+    Cached per process for a given ``sys.path`` (a fit pays the scan once, not every time):
+    a package installed while the process runs shows up only with a changed ``sys.path``.
+    """
+    key = tuple(sys.path)
+    cached = _packages_cache.get(key)
+    if cached is not None:
+        return list(cached)
+    try:
+        found: set[str] = set()
+        for entry in key:
+            if isinstance(entry, str):
+                _scan_path_entry(entry, found)
+        packages = sorted(found, key=str.lower)
     except Exception as exc:
         logger.debug("system details: installed packages unavailable: %r", exc)
         return []
+    _packages_cache[key] = packages
+    return list(packages)
 
 
 def _run_lines(cmd: list[str]) -> list[str]:
     """Stripped, non-empty stdout lines of ``cmd`` (short timeout; raises on failure)."""
+    import subprocess
+
     proc = subprocess.run(
         cmd,
         capture_output=True,
@@ -107,17 +191,43 @@ def _run_lines(cmd: list[str]) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
+#: package databases whose change time tells that the OS package list changed
+_OS_PACKAGE_DBS = {"dpkg-query": "/var/lib/dpkg/status", "rpm": "/var/lib/rpm"}
+_os_packages_cache: dict[tuple[Any, ...], list[str]] = {}
+
+
+def _mtime_ns(path: str) -> int | None:
+    try:
+        return os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+
+
 def collect_os_packages() -> list[str]:
-    """OS packages as sorted ``name==version`` strings via dpkg or rpm; [] if unavailable."""
+    """OS packages as sorted ``name==version`` strings via dpkg or rpm; [] if unavailable.
+
+    Cached per process while the package database is unchanged (its modification time): the
+    query costs a subprocess and ~10 ms of CPU, on every fit otherwise.
+    """
+    import shutil
+
     try:
         if shutil.which("dpkg-query"):
-            lines = _run_lines(["dpkg-query", "-W", "-f=${Package}==${Version}\\n"])
+            tool = "dpkg-query"
+            cmd = ["dpkg-query", "-W", "-f=${Package}==${Version}\\n"]
         elif shutil.which("rpm"):
-            lines = _run_lines(["rpm", "-qa", "--queryformat", "%{NAME}==%{VERSION}-%{RELEASE}\\n"])
+            tool = "rpm"
+            cmd = ["rpm", "-qa", "--queryformat", "%{NAME}==%{VERSION}-%{RELEASE}\\n"]
         else:
             logger.debug("system details: no dpkg-query or rpm; OS packages skipped")
             return []
-        return sorted(set(lines))
+        key = (shutil.which(tool), _mtime_ns(_OS_PACKAGE_DBS[tool]))
+        cached = _os_packages_cache.get(key) if key[1] is not None else None
+        if cached is not None:
+            return list(cached)
+        packages = sorted(set(_run_lines(cmd)))
+        _os_packages_cache[key] = packages
+        return list(packages)
     except Exception as exc:
         logger.debug("system details: OS packages unavailable: %r", exc)
         return []

@@ -61,6 +61,7 @@ class Call:
     json: Any = None
     file: FilePart | None = None
     metadata: str | None = None  # multipart part "metadata" (compact JSON)
+    gzip: bool = False  # send the JSON body gzip-compressed (the batch endpoints)
 
     @property
     def experiment_key(self) -> str | None:
@@ -77,7 +78,7 @@ class Call:
         body = self.json
         if isinstance(body, dict) and "experimentKey" in body:
             body = {**body, "experimentKey": key}
-        return Call(self.method, self.path, query, body, self.file, self.metadata)
+        return Call(self.method, self.path, query, body, self.file, self.metadata, self.gzip)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "path": self.path}
@@ -89,6 +90,8 @@ class Call:
             out["file"] = self.file.to_json()
         if self.metadata is not None:
             out["metadata"] = self.metadata
+        if self.gzip:
+            out["gzip"] = True
         return out
 
     @classmethod
@@ -101,6 +104,7 @@ class Call:
             json=obj.get("json"),
             file=FilePart.from_json(f) if f else None,
             metadata=obj.get("metadata"),
+            gzip=bool(obj.get("gzip", False)),
         )
 
 
@@ -112,9 +116,11 @@ class MultipartStream(io.RawIOBase):
     known length so ``Content-Length`` is sent.
     """
 
-    def __init__(self, file: FilePart, metadata: str | None = None) -> None:
+    def __init__(
+        self, file: FilePart, metadata: str | None = None, boundary: str | None = None
+    ) -> None:
         super().__init__()
-        self.boundary = uuid.uuid4().hex
+        self.boundary = boundary or uuid.uuid4().hex
         b = self.boundary.encode()
         name = file.filename.replace('"', "%22").replace("\r", "").replace("\n", "")
         head = b""

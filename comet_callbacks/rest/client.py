@@ -7,7 +7,7 @@ from typing import Any
 from ..config import Settings
 from .call import Call
 from .endpoints import Endpoints
-from .transport import Transport
+from .transport import Transport, clientlib_base
 
 __all__ = ["RestClient"]
 
@@ -27,16 +27,26 @@ class RestClient(Endpoints):
         """A client for the configured server, key and timeouts."""
         transport_options.setdefault("timeout", settings.timeout_api)
         transport_options.setdefault("upload_timeout", settings.timeout_upload)
+        transport_options.setdefault(
+            "clientlib", clientlib_base(settings.root, settings.values.get("url_override"))
+        )
         return cls(settings.root, settings.api_key, **transport_options)
 
     @property
     def root(self) -> str:
         return self.transport.root
 
-    def send(self, call: Call, timeout: float | None = None, request_id: str | None = None) -> Any:
+    def send(
+        self,
+        call: Call,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        retries: int | None = None,
+    ) -> Any:
         """Send a prepared call (as built by :class:`~.endpoints.CallBuilder`); ``request_id``
-        makes a retried or replayed write idempotent on servers that support it."""
-        return self.transport.send(call, timeout=timeout, request_id=request_id)
+        makes a retried or replayed write idempotent on servers that support it; ``retries=0``
+        sends once (the caller retries on its own schedule)."""
+        return self.transport.send(call, timeout=timeout, request_id=request_id, retries=retries)
 
     def _dispatch(self, call: Call) -> Any:
         return self.transport.send(call)

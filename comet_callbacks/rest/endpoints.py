@@ -15,7 +15,22 @@ from typing import Any
 
 from .call import Call, FilePart
 
-__all__ = ["Endpoints", "CallBuilder", "encode_metric_value", "query_bool"]
+__all__ = [
+    "Endpoints",
+    "CallBuilder",
+    "encode_metric_value",
+    "query_bool",
+    "metric_item",
+    "parameter_item",
+    "BATCH_METRIC_PATH",
+    "BATCH_PARAMETER_PATH",
+]
+
+#: The clientlib batch endpoints (BATCH.md §2); ``/clientlib/`` stands for the clientlib base.
+BATCH_METRIC_PATH = "/clientlib/batch/logger/experiment/metric"
+BATCH_PARAMETER_PATH = "/clientlib/batch/logger/experiment/parameter"
+#: Parameter sources of the batch items: user calls, integrations / capture, argv.
+PARAMETER_SOURCES = ("manual", "auto-logged", "cli")
 
 
 def query_bool(value: bool) -> str:
@@ -30,6 +45,59 @@ def encode_metric_value(value: float | int | str) -> float | int | str:
             return "NaN"
         return "Infinity" if value > 0 else "-Infinity"
     return value
+
+
+def metric_item(
+    name: str,
+    value: float | int | str,
+    step: int | None = None,
+    epoch: int | None = None,
+    context: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """One metric batch item: all six keys, ``null`` where absent (BATCH.md §2)."""
+    return {
+        "metricName": name,
+        "metricValue": encode_metric_value(value),
+        "step": step,
+        "epoch": epoch,
+        "context": context,
+        "timestamp": timestamp,
+    }
+
+
+def parameter_item(
+    name: str,
+    value: Any,
+    step: int | None = None,
+    source: str = "manual",
+    context: str | None = None,
+    timestamp: int | None = None,
+) -> dict[str, Any]:
+    """One parameter batch item: all six keys, ``null`` where absent (BATCH.md §2)."""
+    return {
+        "parameterName": name,
+        "parameterValue": value,
+        "step": step,
+        "source": source,
+        "context": context,
+        "timestamp": timestamp,
+    }
+
+
+_METRIC_KEYS = ("metricName", "metricValue", "step", "epoch", "context", "timestamp")
+_PARAMETER_KEYS = ("parameterName", "parameterValue", "step", "source", "context", "timestamp")
+
+
+def _items(values: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
+    out = []
+    for i, v in enumerate(values):
+        if not isinstance(v, Mapping) or not isinstance(v.get(keys[0]), str):
+            raise TypeError(
+                f"values[{i}] must be a mapping with a string {keys[0]!r}, got {v!r}"[:300]
+            )
+        out.append({k: v.get(k) for k in keys})
+    return out
 
 
 def _q(**kw: Any) -> dict[str, str]:
@@ -414,6 +482,26 @@ class Endpoints:
         body.update(_t(context, step, epoch, timestamp))
         return self._dispatch(Call("POST", "write/experiment/metric", json=body))
 
+    def log_metric_batch(self, experiment_key: str, values: Sequence[Mapping[str, Any]]) -> Any:
+        """Clientlib batch: many metric points in one gzip request (BATCH.md §2; ≤ 1000 items).
+
+        ``values`` are :func:`metric_item` dicts; each is sent with all six keys.
+        """
+        items = _items(values, _METRIC_KEYS)
+        for item in items:
+            item["metricValue"] = encode_metric_value(item["metricValue"])
+        body = {"experimentKey": experiment_key, "values": items}
+        return self._dispatch(Call("POST", BATCH_METRIC_PATH, json=body, gzip=True))
+
+    def log_parameter_batch(self, experiment_key: str, values: Sequence[Mapping[str, Any]]) -> Any:
+        """Clientlib batch: many (flattened) parameter values in one gzip request (BATCH.md §2).
+
+        ``values`` are :func:`parameter_item` dicts; each is sent with all six keys.
+        """
+        items = _items(values, _PARAMETER_KEYS)
+        body = {"experimentKey": experiment_key, "values": items}
+        return self._dispatch(Call("POST", BATCH_PARAMETER_PATH, json=body, gzip=True))
+
     def log_html(
         self, experiment_key: str, html: str, override: bool = False, timestamp: int | None = None
     ) -> Any:
@@ -572,8 +660,9 @@ class Endpoints:
         output_lines: Sequence[Mapping[str, Any]],
         context: str | None = None,
     ) -> Any:
-        """#35 Output lines ``{output, stderr, localTimestamp, offset}``."""
-        body = _b(experimentKey=experiment_key, context=context)
+        """#35 Output lines ``{output, stderr, localTimestamp, offset}``; the context goes as
+        ``runContext``, the key the service is known to read (WIRE §3 #7)."""
+        body = _b(experimentKey=experiment_key, runContext=context)
         body["outputLines"] = [dict(line) for line in output_lines]
         return self._dispatch(Call("POST", "write/experiment/output", json=body))
 

@@ -38,6 +38,8 @@ class CometAPIError(CometCallbacksError):
     """A failed REST call: ``status`` (None for transport errors), ``endpoint``, ``server_message``."""
 
     status: int | None = None
+    #: seconds the server asked to wait (``Retry-After-Custom`` / ``Retry-After``), if any
+    retry_after: float | None = None
 
     def __init__(
         self,
@@ -174,7 +176,9 @@ def error_for_status(
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """True for failures that may succeed later (transport, 5xx, 429): keep the event for replay."""
+    """True for failures that may succeed later (transport, 408, 429, 5xx): keep the event."""
     return isinstance(exc, (CometConnectionError, ServerError, RateLimitedError)) or (
-        isinstance(exc, CometAPIError) and exc.status is not None and exc.status >= 500
+        isinstance(exc, CometAPIError)
+        and exc.status is not None
+        and (exc.status >= 500 or exc.status == 408)
     )

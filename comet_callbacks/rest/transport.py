@@ -1,14 +1,21 @@
-"""HTTP transport: one pooled ``requests.Session`` with urllib3 ``Retry``.
+"""HTTP transport: one pooled ``requests.Session``, the WIRE.md §6 retry policy.
 
-Retries follow the SDK's policy (WIRE.md §6): connection errors and 500/502/503/504 for every
-method, POST included, with exponential backoff and jitter; 429 waits ``Retry-After``. Other
-4xx are never retried. Failures become the typed errors of :mod:`.errors`.
+urllib3 never retries by itself (its per-retry WARNING lines are gone): :meth:`Transport.send`
+retries transient failures (connection errors, timeouts, 408, 429, 5xx; POST included) up to
+``retries`` times with full-jitter backoff, honouring ``Retry-After-Custom`` / ``Retry-After``,
+and says so in one status line. The sender and ``upload`` pass ``retries=0`` and retry on
+their own schedule, without a limit until their deadline (:mod:`.retry`). Other 4xx are never
+retried. Failures become the typed errors of :mod:`.errors`.
 """
 
 from __future__ import annotations
 
+import gzip
 import json
 import logging
+import threading
+import time
+import uuid
 from typing import Any
 from urllib.parse import urlencode, urlsplit
 
@@ -19,36 +26,39 @@ from urllib3.util.retry import Retry
 
 from .. import __version__
 from ..config import register_secret, scrub
+from . import retry as policy
 from .call import Call, MultipartStream
 from .errors import CometAPIError, CometConnectionError, CometTimeoutError, error_for_status
 
-__all__ = ["Transport", "USER_AGENT", "RETRY_STATUSES", "REQUEST_ID_HEADER"]
+__all__ = [
+    "Transport",
+    "USER_AGENT",
+    "RETRY_STATUSES",
+    "REQUEST_ID_HEADER",
+    "clientlib_base",
+]
 
 log = logging.getLogger("comet_callbacks.rest")
 USER_AGENT = f"comet-callbacks/{__version__}"
-RETRY_STATUSES = (429, 500, 502, 503, 504)
+RETRY_STATUSES = tuple(sorted(policy.TRANSIENT_STATUSES))
 REQUEST_ID_HEADER = "X-Comet-Request-Id"
+#: Call paths under this prefix go to the clientlib base (BATCH.md §2), not the root.
+CLIENTLIB_PREFIX = "/clientlib/"
+#: urllib3 performs each request once; retries are ours.
+_NO_RETRY = Retry(
+    total=0, connect=0, read=0, status=0, other=0, redirect=0,
+    raise_on_status=False, raise_on_redirect=False,
+)  # fmt: skip
 
 
-class _Retry(Retry):
-    """urllib3 Retry whose ``Retry-After`` wait is capped, so a hostile header cannot hang us.
-
-    urllib3 builds a fresh object with ``new()`` on every retry, so the cap is carried over
-    there and the ``Retry-After`` statuses are a class attribute (an instance attribute would
-    be lost after the first retry, and 413 would be retried again).
-    """
-
-    max_retry_after: float = 60.0
-    RETRY_AFTER_STATUS_CODES = frozenset({429, 503})
-
-    def new(self, **kw: Any) -> _Retry:
-        new = super().new(**kw)
-        new.max_retry_after = self.max_retry_after
-        return new
-
-    def get_retry_after(self, response: Any) -> float | None:
-        value = super().get_retry_after(response)
-        return None if value is None else min(value, self.max_retry_after)
+def clientlib_base(root: str, url_override: str | None = None) -> str:
+    """The clientlib base ``C`` of BATCH.md §2: an override's own path when it has one
+    (``https://h/comet/clientlib`` → ``https://h/comet/clientlib/``), else ``root/clientlib/``."""
+    if url_override:
+        parts = urlsplit(url_override.strip())
+        if parts.path.strip("/") and parts.scheme in ("http", "https"):
+            return f"{parts.scheme}://{parts.netloc}{parts.path.rstrip('/')}/"
+    return root.rstrip("/") + CLIENTLIB_PREFIX
 
 
 class Transport:
@@ -62,10 +72,11 @@ class Transport:
         timeout: float = 10.0,
         upload_timeout: float = 900.0,
         retries: int = 3,
-        backoff_factor: float = 0.5,
-        backoff_max: float = 20.0,
-        max_retry_after: float = 60.0,
+        backoff_factor: float = policy.BASE,
+        backoff_max: float = policy.CAP,
+        max_retry_after: float = policy.MAX_SERVER_WAIT,
         pool_size: int = 16,
+        clientlib: str | None = None,
     ) -> None:
         if not isinstance(root, str) or not root.startswith(("http://", "https://")):
             raise ValueError(f"root must be an http(s) URL, got {root!r}")
@@ -77,26 +88,18 @@ class Transport:
         self.upload_timeout = upload_timeout
         self._api_key = api_key
         register_secret(api_key)
-        retry = _Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            redirect=0,
-            allowed_methods=None,  # every method, POST included (the SDK's policy)
-            status_forcelist=RETRY_STATUSES,
-            backoff_factor=backoff_factor,
-            backoff_max=backoff_max,
-            backoff_jitter=backoff_factor / 2 if backoff_factor else 0.0,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-            raise_on_redirect=False,
-        )
-        retry.max_retry_after = max_retry_after
-        self.retry = retry
+        self.retries = retries
+        self.backoff_base = backoff_factor
+        self.backoff_max = backoff_max
+        self.max_retry_after = max_retry_after
+        self.clientlib = clientlib or self.root + CLIENTLIB_PREFIX
+        self.retry = _NO_RETRY
+        self._failing = False  # one status line per run of failures
+        self._failing_lock = threading.Lock()
         self.session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=retry)
+        adapter = HTTPAdapter(
+            pool_connections=pool_size, pool_maxsize=pool_size, max_retries=_NO_RETRY
+        )
         self.session.mount("http://", adapter)
         self.session.mount("https://", adapter)
         self._adapter = adapter
@@ -108,16 +111,65 @@ class Transport:
         return f"Transport(root={self.root!r}, api_key=<redacted>)"
 
     def url_for(self, call: Call) -> str:
-        """Absolute URL of a call (a path starting with ``/`` is relative to the root)."""
-        return self.root + call.path if call.path.startswith("/") else self.base + call.path
+        """Absolute URL of a call: under the REST base, or, for a path starting with ``/``,
+        under the root (``/clientlib/...`` under the clientlib base)."""
+        path = call.path
+        if path.startswith(CLIENTLIB_PREFIX):
+            return self.clientlib + path[len(CLIENTLIB_PREFIX) :]
+        return self.root + path if path.startswith("/") else self.base + path
 
-    def send(self, call: Call, timeout: float | None = None, request_id: str | None = None) -> Any:
+    def send(
+        self,
+        call: Call,
+        timeout: float | None = None,
+        request_id: str | None = None,
+        retries: int | None = None,
+    ) -> Any:
         """Perform ``call``; return the parsed JSON (or bytes, or None for 204). Raises CometAPIError.
 
-        ``request_id`` names this write uniquely (``X-Comet-Request-Id``): a server that knows
-        the header performs a repeated id only once, so retries and replays stay exactly-once;
-        others ignore it (WIRE.md §1: unknown headers are ignored).
+        Transient failures are retried up to ``retries`` times (default: the transport's) per
+        WIRE.md §6; ``retries=0`` sends once and leaves retrying to the caller. ``request_id``
+        names this write uniquely (``X-Comet-Request-Id``): a server that knows the header
+        performs a repeated id only once, so retries and replays stay exactly-once; others
+        ignore it (WIRE.md §1: unknown headers are ignored).
         """
+        limit = self.retries if retries is None else retries
+        attempt = 0
+        boundary = uuid.uuid4().hex  # a retried upload sends the very same bytes
+        while True:
+            try:
+                answer = self._send_once(call, timeout, request_id, boundary)
+            except CometAPIError as exc:
+                if attempt >= limit or not policy.is_transient(exc):
+                    raise
+                wait = policy.next_wait(
+                    exc, attempt, self.backoff_base, self.backoff_max, self.max_retry_after
+                )
+                self._status(call, exc, wait)
+                time.sleep(wait)
+                attempt += 1
+                continue
+            if self._failing:
+                with self._failing_lock:
+                    self._failing = False
+            return answer
+
+    def _status(self, call: Call, exc: CometAPIError, wait: float) -> None:
+        """One WARNING line when requests start failing, DEBUG for each further retry."""
+        with self._failing_lock:
+            first, self._failing = not self._failing, True
+        log.log(
+            logging.WARNING if first else logging.DEBUG,
+            "comet_callbacks: %s on %s %s, retrying in %.1f s",
+            policy.describe(exc),
+            call.method,
+            call.path,
+            wait,
+        )
+
+    def _send_once(
+        self, call: Call, timeout: float | None, request_id: str | None, boundary: str
+    ) -> Any:
         extra = {REQUEST_ID_HEADER: request_id} if request_id else {}
         if call.file is None:
             return self._send_small(call, timeout or self.timeout, extra)
@@ -125,7 +177,7 @@ class Transport:
         kwargs: dict[str, Any] = {"params": call.query or None}
         stream = None
         if call.file is not None:
-            stream = MultipartStream(call.file, call.metadata)
+            stream = MultipartStream(call.file, call.metadata, boundary)
             kwargs["data"] = stream
             kwargs["headers"] = {
                 "Content-Type": stream.content_type,
@@ -176,7 +228,12 @@ class Transport:
             body = json.dumps(
                 call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
             ).encode("utf-8")
-            headers["Content-Type"] = "application/json"
+            if call.gzip:  # BATCH.md §2; mtime=0: the same batch is the same bytes
+                body = gzip.compress(body, compresslevel=1, mtime=0)
+                headers["Content-Type"] = "application/json;charset=utf-8"
+                headers["Content-Encoding"] = "gzip"
+            else:
+                headers["Content-Type"] = "application/json"
         try:
             pool = self._adapter.poolmanager.connection_from_url(url)
             resp = pool.urlopen(
@@ -227,14 +284,17 @@ class Transport:
         except ValueError:
             message = content[:300].decode("utf-8", "replace")
         retry_after = None
-        if status == 429:
+        for name in ("Retry-After-Custom", "Retry-After"):  # seconds (an HTTP date is ignored)
             try:
-                retry_after = float(headers.get("Retry-After", ""))
+                retry_after = float(headers.get(name, ""))
+                break
             except ValueError:
-                retry_after = None
-        raise error_for_status(
+                continue
+        exc = error_for_status(
             status, call.path, message, method=call.method, retry_after=retry_after
         )
+        exc.retry_after = retry_after
+        raise exc
 
     def close(self) -> None:
         self.session.close()

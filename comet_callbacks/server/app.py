@@ -10,23 +10,31 @@ failure becomes ``{"msg", "code"}``; nothing is stored when a request fails.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import json
 import logging
+import math
 import re
+import time
 import zlib
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
 
-from . import handlers_read, handlers_write  # noqa: F401  (register the routes)
+from . import (  # noqa: F401  (register the routes)
+    clientlib,
+    handlers_batch,
+    handlers_read,
+    handlers_write,
+)
 from .routes import ROUTES, Ctx, Limits, Principal, Route
 from .store import Store, Tx, now_ms
+from .uploads import Upload, read_multipart
 from .validate import ApiError, json_schema, parse_query, validate
 from .webhooks import Notifier
 
@@ -35,7 +43,9 @@ REQUEST_ID_HEADER = "x-comet-request-id"
 
 log = logging.getLogger("comet_callbacks.server")
 
-SERVER_VERSION = "3.5.41"
+#: 3.5.42 and above: the official SDK registers models through `item/create` (served here);
+#: below, through the legacy `registry-model[/item]` endpoints (also served; our client uses them).
+SERVER_VERSION = "3.5.42"
 REST = "/api/rest/v2/"
 ALIAS = "/clientlib/rest/v2/"
 #: A ``\uD800``-``\uDFFF`` escape: JSON may carry a lone surrogate, which SQLite cannot store.
@@ -88,9 +98,8 @@ def authenticate(tx: Tx, header: str | None) -> Principal:
     key = raw.split("*", 1)[0].strip()
     if not key:
         raise ApiError(401, "Authorization: missing API key")
-    user = tx.one(
-        "SELECT u.* FROM api_keys k JOIN users u ON u.id = k.user_id WHERE k.key = ?", (key,)
-    )
+    user_id = tx.key_user(key)
+    user = None if user_id is None else tx.one("SELECT * FROM users WHERE id=?", (user_id,))
     if user is None:
         raise ApiError(401, "Authorization: unknown API key")
     if user["is_service"]:
@@ -159,31 +168,45 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
     async def endpoint(request: Request) -> Response:
         store: Store = app_state["store"]
         limits: Limits = app_state["limits"]
+        if is_batch and not limits.batch_endpoints:
+            return error(404, f"path: {rt.path} is not served (batch endpoints switched off)")
+        if is_write and limits.throttle_until and time.time() < limits.throttle_until:
+            wait = limits.throttle_retry_after
+            return error(
+                429,
+                f"throttled: retry in {wait:g} s",
+                {"Retry-After": str(math.ceil(wait)), "Retry-After-Custom": f"{wait:g}"},
+            )
+        parts = None
         try:
             raw_query = dict(request.query_params)
             query = parse_query(rt.query, raw_query) if rt.query else {}
             body: dict[str, Any] = {}
-            files: dict[str, tuple[str | None, bytes]] = {}
+            files: dict[str, tuple[str | None, Upload]] = {}
             form_fields: dict[str, str] = {}
+            root = f"{request.url.scheme}://{request.url.netloc}"
+            header = request.headers.get("authorization")
+            principal = None
+            if rt.auth:  # from the headers, before a byte of the body is read
+                with store.read() as tx:
+                    principal = authenticate(tx, header)
             if rt.multipart:
-                request._body = await _read_body(request, limits.max_upload_bytes)  # type: ignore[attr-defined]
-                ctype = request.headers.get("content-type", "")
-                if "multipart/form-data" not in ctype.lower():
-                    raise ApiError(400, "file: expected multipart/form-data")
-                try:
-                    form = await request.form(max_part_size=limits.max_json_bytes)
-                except Exception as exc:  # malformed multipart
-                    raise ApiError(
-                        400, f"file: malformed multipart body ({type(exc).__name__})"
-                    ) from None
-                for name, value in form.multi_items():
-                    if isinstance(value, UploadFile):
-                        files[name] = (value.filename, await value.read())
-                    else:
-                        form_fields[name] = value
-                await form.close()
+                files_in, form_fields, parts = await read_multipart(
+                    request, store.assets_dir, limits.max_upload_bytes, limits.max_json_bytes
+                )
+                files = {name: (up.filename, up) for name, up in files_in.items()}
+                # the boundary differs between two sends of the same upload: digest the parts
+                digest = hashlib.sha256()
+                for name in sorted(files_in):
+                    up = files_in[name]
+                    digest.update(f"{name}\0{up.filename}\0".encode())
+                    digest.update(up.sha256.digest())
+                for name in sorted(form_fields):
+                    digest.update(f"{name}\0{form_fields[name]}\0".encode())
+                body_digest = digest.hexdigest()
             elif rt.body is not None:
                 data = await _read_body(request, limits.max_json_bytes)
+                body_digest = hashlib.sha256(data).hexdigest()
                 if not data.strip():
                     parsed: Any = {}
                 else:
@@ -197,14 +220,17 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                         _check_unicode(parsed)
                 body = validate(rt.body, parsed)
             else:
-                await _read_body(request, limits.max_json_bytes)
-            root = f"{request.url.scheme}://{request.url.netloc}"
-            header = request.headers.get("authorization")
+                data = await _read_body(request, limits.max_json_bytes)
+                body_digest = hashlib.sha256(data).hexdigest()
             request_id = request.headers.get(REQUEST_ID_HEADER)
             if request_id is not None and (len(request_id) > 200 or not request_id.isprintable()):
                 raise ApiError(
                     400, f"{REQUEST_ID_HEADER}: expected at most 200 printable characters"
                 )
+            fingerprint = None
+            if request_id is not None:
+                q = "&".join(f"{k}={v}" for k, v in sorted(raw_query.items()))
+                fingerprint = f"{request.method} {rt.path}?{q}#{body_digest}"
             return _response(
                 await _call(
                     rt.multipart,
@@ -221,6 +247,8 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     form_fields,
                     app_state["notifier"],
                     request_id,
+                    fingerprint,
+                    principal,
                 )
             )
         except ApiError as exc:
@@ -231,7 +259,12 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
         except Exception:  # never a bare 500 page: log it and answer JSON
             log.exception("unexpected error serving %s %s", request.method, request.url.path)
             return error(500, "server: internal error")
+        finally:
+            if parts is not None:  # received files not moved into the store
+                parts.close()
 
+    is_batch = rt.path in handlers_batch.BATCH_PATHS
+    is_write = is_batch or rt.path.startswith("write/")
     endpoint.__name__ = (
         "ep_" + rt.path.replace("/", "_").replace("-", "_") + "_" + "_".join(rt.methods)
     )
@@ -257,29 +290,47 @@ def _run(
     query: dict[str, Any],
     raw_query: dict[str, str],
     body: dict[str, Any],
-    files: dict[str, tuple[str | None, bytes]],
+    files: dict[str, tuple[str | None, Upload]],
     form: dict[str, str],
     notifier: Notifier,
     request_id: str | None = None,
+    fingerprint: str | None = None,
+    principal: Principal | None = None,
 ) -> Any:
     """Authenticate and run the handler in one transaction (worker thread).
 
     A write carrying ``X-Comet-Request-Id`` that was already performed for this user is not
     performed again: the first answer is returned (idempotent retries, exactly-once replay).
+    That holds only for the same request — same method, path, query and body digest, which
+    covers the experiment — (the ``path`` column keeps that fingerprint); the same id on a
+    different request is a 409 naming the header, never a cached success for a write that
+    was not performed.
     """
     with store.tx() as tx:
-        principal = authenticate(tx, header) if rt.auth else None
+        if rt.auth and principal is None:
+            principal = authenticate(tx, header)
         idempotent = (
             request_id is not None
             and principal is not None
-            and rt.path.startswith(("write/", "webhooks/"))
+            and (
+                rt.path.startswith(("write/", "webhooks/")) or rt.path in handlers_batch.BATCH_PATHS
+            )
         )
         if idempotent:
             row = tx.one(
-                "SELECT response FROM request_ids WHERE user_id=? AND request_id=?",
+                "SELECT response, path FROM request_ids WHERE user_id=? AND request_id=?",
                 (principal.user_id, request_id),
             )
             if row is not None:
+                stored = row[1]
+                # rows written before fingerprints were kept hold the bare path
+                same = stored == fingerprint if "#" in stored else stored == rt.path
+                if not same:
+                    raise ApiError(
+                        409,
+                        f"{REQUEST_ID_HEADER}: {request_id!r} was already used for a different "
+                        "request (another path, body or experiment); use a new id",
+                    )
                 return json.loads(row[0])
         ctx = Ctx(
             tx=tx,
@@ -293,12 +344,19 @@ def _run(
             files=files,
             form=form,
             notify=notifier.notify,
+            auth_header=header,
         )
         result = rt.handler(ctx)
         if idempotent and (result is None or isinstance(result, dict)):
             tx.execute(
                 "INSERT OR REPLACE INTO request_ids VALUES (?,?,?,?,?)",
-                (principal.user_id, request_id, rt.path, json.dumps(result), now_ms()),
+                (
+                    principal.user_id,
+                    request_id,
+                    fingerprint or rt.path,
+                    json.dumps(result),
+                    now_ms(),
+                ),
             )
         return result
 
@@ -307,7 +365,13 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
     """Create the FastAPI application serving ``store``."""
     limits = limits or Limits()
     notifier = Notifier(limits)
-    app = FastAPI(title="comet-callbacks local Comet server", version=SERVER_VERSION)
+    # no /docs or /redoc: they load their scripts from a CDN, blank on an air-gapped machine
+    app = FastAPI(
+        title="comet-callbacks local Comet server",
+        version=SERVER_VERSION,
+        docs_url=None,
+        redoc_url=None,
+    )
     state: dict[str, Any] = {"store": store, "limits": limits, "notifier": notifier}
     app.state.comet = state
 
@@ -352,10 +416,11 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
                 for k, v in rt.query.items()
             ]
         endpoint = make_endpoint(state, rt)
+        full = rt.path if rt.path.startswith("/") else REST + rt.path
         for method in rt.methods:
-            fast_routes[(method, REST + rt.path)] = endpoint
+            fast_routes[(method, full)] = endpoint
             app.add_api_route(
-                REST + rt.path,
+                full,
                 endpoint,
                 methods=[method],
                 openapi_extra=extra or None,
@@ -382,5 +447,7 @@ def build_app(store: Store, limits: Limits | None = None) -> FastAPI:
 
 
 def wrap(app: FastAPI) -> Any:
-    """The ASGI callable to serve: the app behind the clientlib alias."""
-    return AliasMiddleware(app, getattr(app.state, "fast_routes", None))
+    """The ASGI callable to serve: the web UI's pages, then the app behind the clientlib alias."""
+    from .ui import UI
+
+    return UI(AliasMiddleware(app, getattr(app.state, "fast_routes", None)), app.state.comet)

@@ -48,9 +48,11 @@ class ServerHandle:
         self._store: Store | None = None
         self._server: Any = None
         self._notifier: Any = None
+        self._ui: Any = None
         self._thread: threading.Thread | None = None
         self.api_key = ""
         self.admin_created = False
+        self._session_key: str | None = None
 
     @property
     def url(self) -> str:
@@ -77,10 +79,18 @@ class ServerHandle:
         if self.running:
             return self
         self._store = Store(self.db_path, self.assets_dir)
-        self.api_key, self.admin_created = self._store.ensure_admin(self._requested_key)
+        key, self.admin_created = self._store.ensure_admin(self._requested_key)
+        if key is None and self.api_key and self._store.key_user(self.api_key) is not None:
+            key = self.api_key  # a restart of this handle: the key it showed still works
+        if key is None:
+            # keys are stored hashed: an existing store's admin key cannot be read back, so
+            # this process gets its own admin key, revoked again by stop()
+            key = self._session_key = self._store.add_admin_key()
+        self.api_key = key
         fastapi_app = build_app(self._store, self.limits)
         self._notifier = fastapi_app.state.comet["notifier"]
         app = wrap(fastapi_app)
+        self._ui = app
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.socket(
             family, socket.SOCK_STREAM, socket.IPPROTO_TCP
@@ -108,6 +118,12 @@ class ServerHandle:
             time.sleep(0.005)
         return self
 
+    def login_url(self, api_key: str | None = None, next_path: str | None = None) -> str:
+        """A one-time link that signs a browser in to the web UI (as the admin by default)
+        and opens ``next_path`` (a page path such as ``/local/demo/<key>``)."""
+        assert self._ui is not None, "server is not running"
+        return self.url + self._ui.login_path(api_key or self.api_key, next_path)
+
     def stop(self) -> None:
         """Stop serving and close the database (files stay for a later :meth:`start`)."""
         if self._server is not None:
@@ -120,6 +136,9 @@ class ServerHandle:
             self._notifier.close()
             self._notifier = None
         if self._store is not None:
+            if self._session_key is not None:
+                self._store.drop_key(self._session_key)
+                self._session_key = None
             self._store.close()
             self._store = None
 
@@ -129,6 +148,12 @@ class ServerHandle:
         if self._tmpdir is not None:
             self._tmpdir.cleanup()
             self._tmpdir = None
+
+    def throttle(self, seconds: float, retry_after: float = 5.0) -> None:
+        """Answer every write with 429 (``Retry-After`` and ``Retry-After-Custom`` =
+        ``retry_after``) for the next ``seconds``, as a throttling Comet server does."""
+        self.limits.throttle_retry_after = retry_after
+        self.limits.throttle_until = time.time() + seconds
 
     def create_user(self, name: str, workspace: str | None = None) -> str:
         """Create a user owning workspace ``workspace`` (default: ``name``); return its key."""

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 from urllib.parse import urlencode
 
+from .names import safe_asset_name
 from .routes import Ctx, route
 from .validate import ApiError, text_of
 
@@ -136,10 +137,11 @@ def metadata(ctx: Ctx) -> dict[str, Any]:
 
 @route("GET", "experiment/metrics/get-metric", query={"experimentKey": "s", "metricName": "s"})
 def get_metric(ctx: Ctx) -> dict[str, Any]:
-    """All points of one metric, in logging order."""
+    """All points of one metric, in logging order: by timestamp, then arrival (points sent in
+    parallel or in several batches arrive out of order)."""
     exp = ctx.exp(ctx.query["experimentKey"])
     rows = ctx.tx.all(
-        "SELECT * FROM metrics WHERE exp_key=? AND name=? ORDER BY seq",
+        "SELECT * FROM metrics WHERE exp_key=? AND name=? ORDER BY ts, seq",
         (exp["key"], ctx.query["metricName"]),
     )
     return {
@@ -193,9 +195,9 @@ def _grouped(rows: list[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
 
 @route("GET", "experiment/metrics/summary", query=QEK)
 def metric_summary(ctx: Ctx) -> dict[str, Any]:
-    """One summary per metric (max/min over finite values, current = last)."""
+    """One summary per metric (max/min over finite values, current = last in logging order)."""
     exp = ctx.exp(ctx.query["experimentKey"])
-    rows = ctx.tx.all("SELECT * FROM metrics WHERE exp_key=? ORDER BY seq", (exp["key"],))
+    rows = ctx.tx.all("SELECT * FROM metrics WHERE exp_key=? ORDER BY ts, seq", (exp["key"],))
     return {"values": [_summary(n, rs, "value_text") for n, rs in _grouped(rows).items()]}
 
 
@@ -265,7 +267,7 @@ def asset_json(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
     )
     return {
         "assetId": row["id"],
-        "fileName": row["file_name"],
+        "fileName": safe_asset_name(row["file_name"]),  # stores from before names were made safe
         "fileSize": row["size"],
         "type": row["type"],
         "step": row["step"],
@@ -473,8 +475,7 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
         g.get("totalMemory") for g in out["gpuStaticInfoList"] if g.get("totalMemory") is not None
     ]
     gpu_totals = ctx.tx.one(
-        "SELECT MAX(value) FROM metrics WHERE exp_key=? AND system=1 AND name LIKE "
-        "'sys.gpu.%.total_memory'",
+        "SELECT MAX(value) FROM metrics WHERE exp_key=? AND name LIKE 'sys.gpu.%.total_memory'",
         (exp["key"],),
     )[0]
     if gpu_totals is not None:
@@ -483,7 +484,8 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
     out["systemMetricNames"] = [
         r[0]
         for r in ctx.tx.all(
-            "SELECT name FROM metrics WHERE exp_key=? AND system=1 GROUP BY name ORDER BY MIN(seq)",
+            "SELECT name FROM metrics WHERE exp_key=? AND (system=1 OR name LIKE 'sys.%') "
+            "GROUP BY name ORDER BY MIN(seq)",
             (exp["key"],),
         )
     ]
@@ -515,7 +517,8 @@ def graph(ctx: Ctx) -> dict[str, Any]:
 
 @route("GET", "experiment/output", query=QEK)
 def output(ctx: Ctx) -> dict[str, Any]:
-    """All output lines concatenated in arrival order."""
+    """All output lines concatenated by offset, then arrival (lines of two requests may share
+    an offset)."""
     exp = ctx.exp(ctx.query["experimentKey"])
-    rows = ctx.tx.all("SELECT text FROM output WHERE exp_key=? ORDER BY seq", (exp["key"],))
+    rows = ctx.tx.all("SELECT text FROM output WHERE exp_key=? ORDER BY offset, seq", (exp["key"],))
     return {"output": "".join(r["text"] for r in rows)}

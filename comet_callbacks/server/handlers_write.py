@@ -15,8 +15,9 @@ import sqlite3
 import zipfile
 from typing import Any
 
+from .names import safe_asset_name
 from .routes import Ctx, route
-from .store import new_api_key, new_id
+from .store import new_id
 from .validate import ApiError, bad, check, text_of
 
 SAVED = {"msg": "Saved"}
@@ -701,22 +702,20 @@ def add_metric(
     context: str | None,
     system: bool = False,
 ) -> None:
-    """Store one metric point, once: an identical retried point is acknowledged, not duplicated."""
+    """Store one metric point. A retried write is not stored twice: the client names each
+    write with ``X-Comet-Request-Id`` and a repeat of the same request is answered from the
+    request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
-    text = text_of(value)
-    dup = ctx.tx.one(
-        "SELECT 1 FROM metrics WHERE exp_key=? AND name=? AND ts=? AND value_text=? "
-        "AND step IS ? AND epoch IS ? AND context IS ?",
-        (exp_key, name, ts, text, step, epoch, context),
-    )
-    if dup:
-        return
-    stored = value if value == value and value not in (float("inf"), float("-inf")) else None
     ctx.tx.execute(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, stored, text, ts, step, epoch, context, int(system)),
+        (exp_key, name, _finite(value), text_of(value), ts, step, epoch, context, int(system)),
     )
+
+
+def _finite(value: float) -> float | None:
+    """The numeric column of a metric: NaN and infinities are kept only as text."""
+    return value if value == value and value not in (float("inf"), float("-inf")) else None
 
 
 @route("POST", "write/experiment/metric", body={**EK, "metricName": "s", "metricValue": "m", **T})
@@ -824,9 +823,11 @@ def upload_asset(ctx: Ctx) -> dict[str, Any]:
     if "file" not in ctx.files:
         raise bad("file", "required multipart part")
     filename, data = ctx.files["file"]
+    size = data.size
     name = q["fileName"] or filename
     if not name:
         raise bad("fileName", "required (no multipart filename either)")
+    name = safe_asset_name(name)  # a label: never a path out of a download folder
     atype = q["type"] or "asset"
     grouping = q["groupingName"]
     if atype == "model-element" and not grouping:
@@ -865,7 +866,7 @@ def upload_asset(ctx: Ctx) -> dict[str, Any]:
             q["step"],
             q["epoch"],
             q["context"],
-            len(data),
+            size,
             ctx.now,
             metadata,
             storage,
@@ -916,7 +917,7 @@ def remote_assets(ctx: Ctx) -> dict[str, Any]:
             (
                 asset_id,
                 exp["key"],
-                item["fileName"],
+                safe_asset_name(item["fileName"]),
                 item["type"] or "asset",
                 item["step"],
                 item["context"],
@@ -1029,7 +1030,11 @@ def git_patch(ctx: Ctx) -> dict[str, Any]:
     exp = ctx.exp(ctx.query["experimentKey"])
     if "file" not in ctx.files:
         raise bad("file", "required multipart part")
-    ctx.set_value(exp["key"], "git_patch", _as_patch_zip(ctx.files["file"][1]))
+    ctx.set_value(
+        exp["key"],
+        "git_patch",
+        _as_patch_zip(ctx.files["file"][1].read(ctx.limits.max_json_bytes, "file")),
+    )
     return SAVED
 
 
@@ -1125,21 +1130,24 @@ def git_metadata(ctx: Ctx) -> dict[str, Any]:
     },
 )
 def log_output(ctx: Ctx) -> dict[str, Any]:
-    """#35 Append output lines, ordered by offset; an offset already stored is kept once."""
+    """#35 Store output lines. Lines of different requests may share an offset (the official
+    SDK's ``log_output`` numbers each call from 0): all are kept. Only a true retry, a line with
+    the same offset, stream, text and timestamp, is stored once. ``runContext`` wins over
+    ``context`` (WIRE §3 #7)."""
     b = ctx.body
     exp = ctx.exp(b["experimentKey"])
-    context = b["context"] if b["context"] is not None else b["runContext"]
+    context = b["runContext"] if b["runContext"] is not None else b["context"]
     for line in sorted(b["outputLines"], key=lambda item: item["offset"]):
+        stderr = int(bool(line["stderr"]))
+        args = (exp["key"], line["offset"], line["output"], stderr, line["localTimestamp"])
+        if ctx.tx.one(
+            "SELECT 1 FROM output WHERE exp_key=? AND offset=? AND text=? AND stderr=? AND ts IS ?",
+            args,
+        ):
+            continue
         ctx.tx.execute(
-            "INSERT OR IGNORE INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
-            (
-                exp["key"],
-                line["offset"],
-                line["output"],
-                int(bool(line["stderr"])),
-                line["localTimestamp"],
-                context,
-            ),
+            "INSERT INTO output (exp_key, offset, text, stderr, ts, context) VALUES (?,?,?,?,?,?)",
+            (*args, context),
         )
     return SAVED
 
@@ -1439,6 +1447,12 @@ def webhooks_replace(ctx: Ctx) -> None:
     _webhooks(ctx, replace=True)
 
 
+def _no_service_key(ctx: Ctx, what: str) -> None:
+    """403 for a service account's key: key management belongs to the owning user."""
+    if ctx.me.is_service:
+        raise ApiError(403, f"Authorization: a service account {what}; its owning user's key can")
+
+
 def _human_owner(ctx: Ctx) -> str:
     if ctx.me.is_service:
         return ctx.tx.one("SELECT created_by FROM users WHERE id=?", (ctx.me.user_id,))[
@@ -1453,8 +1467,14 @@ def _human_owner(ctx: Ctx) -> str:
     body={"name": "s", "teamName": "s", "organizationName": "s", "authorizedWorkspaces?": ["s"]},
 )
 def service_account(ctx: Ctx) -> dict[str, Any]:
-    """#56/#57 Create a service account; ``authorizedWorkspaces`` limits it."""
+    """#56/#57 Create a service account; ``authorizedWorkspaces`` limits it.
+
+    Only a user creates service accounts (never a service account: a key cannot mint a
+    key), and only with rights within their own: every authorized workspace, and the
+    team, must be one of the caller's.
+    """
     b = ctx.body
+    _no_service_key(ctx, "may not create service accounts")
     ctx.ws(b["teamName"])
     authorized = b["authorizedWorkspaces"]
     for idx, ws in enumerate(authorized or []):
@@ -1470,8 +1490,7 @@ def service_account(ctx: Ctx) -> dict[str, Any]:
         authorized=None if authorized is None else dumps(authorized),
         organization=b["organizationName"],
     )
-    key = new_api_key()
-    ctx.tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user_id))
+    key = ctx.tx.add_key(user_id)
     return {
         "apiKey": key,
         "authorizedWorkspaces": authorized,
@@ -1488,18 +1507,19 @@ def service_account(ctx: Ctx) -> dict[str, Any]:
 
 @route("GET", "write/api/rotate", query={"userName": "s"})
 def rotate_key(ctx: Ctx) -> dict[str, Any]:
-    """#58 Rotate a key (own, or of a service account one created); the old key dies now."""
+    """#58 Rotate a user's own key, or the key of a service account that user owns; the
+    old key dies now. Service accounts' keys rotate nothing (not even their own): a
+    restricted key must never obtain another key."""
+    _no_service_key(ctx, "may not rotate keys")
     user = ctx.tx.one("SELECT * FROM users WHERE name=?", (ctx.query["userName"],))
     if user is None:
         raise ApiError(404, f"userName: unknown user {ctx.query['userName']!r}")
-    if user["id"] != ctx.me.user_id and user["created_by"] != _human_owner(ctx):
+    if user["id"] != ctx.me.user_id and not (
+        user["is_service"] and user["created_by"] == ctx.me.user_id
+    ):
         raise ApiError(403, "userName: may not rotate this user's key")
-    ctx.tx.execute("DELETE FROM api_keys WHERE user_id=?", (user["id"],))
-    key = new_api_key()
-    ctx.tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user["id"]))
-    if user["name"] == "local":
-        ctx.set_value("", "admin_key", key)
-    return {"apiKey": key}
+    ctx.tx.drop_keys(user["id"])
+    return {"apiKey": ctx.tx.add_key(user["id"])}
 
 
 @route(

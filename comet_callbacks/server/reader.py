@@ -6,9 +6,13 @@ status and the server's ``msg``. Works against the local server or any Comet ser
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import requests
+
+from .names import safe_join
 
 
 class ReadError(Exception):
@@ -136,6 +140,28 @@ class Reader:
 
     def get_asset(self, key: str, asset_id: str) -> bytes:
         return self._bytes("experiment/asset/get-asset", experimentKey=key, assetId=asset_id)
+
+    def download_assets(
+        self,
+        key: str,
+        folder: str | os.PathLike[str],
+        type: str | None = None,  # noqa: A002
+    ) -> list[Path]:
+        """Save the experiment's uploaded assets under ``folder`` by their file names and
+        return the paths. Names are made safe first (:func:`.names.safe_join`): whatever a
+        server answers, nothing is written outside ``folder``. Remote assets (links) are
+        skipped."""
+        root = Path(folder)
+        root.mkdir(parents=True, exist_ok=True)
+        written: list[Path] = []
+        for asset in self.assets(key, type):
+            if asset.get("remote"):
+                continue
+            target = safe_join(root, str(asset.get("fileName") or "asset"))
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(self.get_asset(key, asset["assetId"]))
+            written.append(target)
+        return written
 
     def models(self, key: str) -> list[dict[str, Any]]:
         return self.get("experiment/model", experimentKey=key)["models"]

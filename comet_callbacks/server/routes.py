@@ -28,6 +28,12 @@ class Limits:
     cpu_monitor_ms: int = 68_000
     webhook_retries: int = 3
     webhook_timeout_s: float = 5.0
+    #: Serve the clientlib batch endpoints; ``False`` answers 404 there (``--no-batch``).
+    batch_endpoints: bool = True
+    #: Until this ``time.time()``, every write answers 429 (tests and benchmarks of throttling).
+    throttle_until: float = 0.0
+    #: The wait announced by those 429s (``Retry-After`` rounded up, ``Retry-After-Custom`` as is).
+    throttle_retry_after: float = 5.0
 
 
 @dataclass
@@ -55,7 +61,7 @@ def route(
     multipart: bool = False,
     auth: bool = True,
 ) -> Callable[[Callable[[Ctx], Any]], Callable[[Ctx], Any]]:
-    """Register ``fn`` for ``path`` (relative to ``/api/rest/v2/``)."""
+    """Register ``fn`` for ``path`` (relative to ``/api/rest/v2/``; absolute if it starts with ``/``)."""
 
     def deco(fn: Callable[[Ctx], Any]) -> Callable[[Ctx], Any]:
         ms = [methods] if isinstance(methods, str) else list(methods)
@@ -88,10 +94,13 @@ class Ctx:
     query: dict[str, Any] = field(default_factory=dict)
     body: dict[str, Any] = field(default_factory=dict)
     raw_query: dict[str, str] = field(default_factory=dict)
-    files: dict[str, tuple[str | None, bytes]] = field(default_factory=dict)
+    #: multipart file parts: ``(client file name, Upload)`` (content in a temporary file)
+    files: dict[str, tuple[str | None, Any]] = field(default_factory=dict)
     form: dict[str, str] = field(default_factory=dict)
     now: int = field(default_factory=now_ms)
     notify: Callable[[list[tuple[str, dict[str, str]]], dict[str, Any]], None] | None = None
+    #: The raw ``Authorization`` header, for handlers that authenticate themselves (``auth=False``).
+    auth_header: str | None = None
 
     # -- access checks -------------------------------------------------------------------
 

@@ -8,18 +8,24 @@ Asset files live next to the database under server-generated names.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import secrets
+import shutil
 import sqlite3
+import stat
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-SCHEMA_VERSION = 2
+from .uploads import clear_incoming
+
+SCHEMA_VERSION = 4
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -129,7 +135,54 @@ CREATE TABLE request_ids (
 )
 """
 
-MIGRATIONS: dict[int, str] = {1: _SCHEMA_V1, 2: _SCHEMA_V2}
+# v3: output lines are no longer unique per offset. The official SDK's `log_output` numbers
+# each call's lines from 0, so two requests may carry different lines at the same offset;
+# only a true retry (same offset, stream, text and timestamp) is a duplicate (checked on write).
+_SCHEMA_V3 = """
+CREATE TABLE output_v3 (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL, offset INTEGER NOT NULL,
+    text TEXT NOT NULL, stderr INTEGER NOT NULL, ts INTEGER, context TEXT
+);
+INSERT INTO output_v3 (seq, exp_key, offset, text, stderr, ts, context)
+    SELECT seq, exp_key, offset, text, stderr, ts, context FROM output;
+DROP TABLE output;
+ALTER TABLE output_v3 RENAME TO output;
+CREATE INDEX output_key ON output(exp_key, offset)
+"""
+
+
+def _schema_v4(conn: sqlite3.Connection) -> None:
+    """v4: API keys at rest are salted SHA-256 hashes; the plain admin key copy is gone.
+
+    Existing keys keep working (each is hashed in place). ``secure_delete`` overwrites the
+    freed pages, so the plain keys do not linger in the file either.
+    """
+    conn.execute(
+        "CREATE TABLE api_keys_hashed (salt TEXT NOT NULL, hash TEXT NOT NULL, "
+        "user_id TEXT NOT NULL, created_at INTEGER NOT NULL)"
+    )
+    for key, user_id in conn.execute("SELECT key, user_id FROM api_keys").fetchall():
+        salt = secrets.token_hex(16)
+        conn.execute(
+            "INSERT INTO api_keys_hashed VALUES (?,?,?,?)",
+            (salt, hash_key(key, salt), user_id, now_ms()),
+        )
+    conn.execute("DROP TABLE api_keys")
+    conn.execute("ALTER TABLE api_keys_hashed RENAME TO api_keys")
+    conn.execute("CREATE INDEX api_keys_user ON api_keys(user_id)")
+    conn.execute("DELETE FROM exp_values WHERE exp_key='' AND kind='admin_key'")
+
+
+MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
+    1: _SCHEMA_V1,
+    2: _SCHEMA_V2,
+    3: _SCHEMA_V3,
+    4: _schema_v4,
+}
+
+#: Modes of everything the server writes: only the owner may read keys' hashes and data.
+FILE_MODE = 0o600
+DIR_MODE = 0o700
 
 
 def now_ms() -> int:
@@ -147,14 +200,46 @@ def new_api_key() -> str:
     return secrets.token_urlsafe(24).replace("*", "x")
 
 
+def hash_key(key: str, salt: str) -> str:
+    """The stored form of an API key: hex SHA-256 of salt + key.
+
+    Generated keys carry 192 random bits, so one salted hash is enough to make the
+    stored value useless to a reader of the database; a key chosen with ``--api-key``
+    should be as long and random.
+    """
+    return hashlib.sha256(salt.encode() + key.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def private_dir(path: Path) -> None:
+    """Create ``path`` (and missing parents) and make it owner-only (0700), whatever the umask."""
+    path.mkdir(parents=True, exist_ok=True, mode=DIR_MODE)
+    os.chmod(path, DIR_MODE)
+
+
+def _private_file(path: Path) -> None:
+    """Make an existing file owner-only (0600); a missing one is fine."""
+    try:
+        if stat.S_IMODE(path.stat().st_mode) != FILE_MODE:
+            os.chmod(path, FILE_MODE)
+    except FileNotFoundError:
+        pass
+
+
 class Store:
     """The database plus the asset folder; all access goes through :meth:`tx`."""
 
     def __init__(self, db_path: str | os.PathLike[str], assets_dir: str | os.PathLike[str]):
         self.db_path = Path(db_path)
         self.assets_dir = Path(assets_dir)
-        self.db_path.parent.mkdir(parents=True, exist_ok=True)
-        self.assets_dir.mkdir(parents=True, exist_ok=True)
+        if not self.db_path.parent.exists():
+            private_dir(self.db_path.parent)  # ours: owner-only (an existing folder is left as is)
+        private_dir(self.assets_dir)
+        clear_incoming(self.assets_dir)
+        # create the database file owner-only before SQLite opens it: SQLite gives the -wal
+        # and -shm files the database file's mode
+        os.close(os.open(self.db_path, os.O_RDWR | os.O_CREAT, FILE_MODE))
+        for suffix in ("", "-wal", "-shm"):
+            _private_file(Path(str(self.db_path) + suffix))
         self._lock = threading.RLock()
         self.conn = sqlite3.connect(
             str(self.db_path), check_same_thread=False, isolation_level=None, timeout=30
@@ -163,6 +248,7 @@ class Store:
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=NORMAL")
         self.conn.execute("PRAGMA busy_timeout=30000")
+        self.conn.execute("PRAGMA secure_delete=ON")  # a dropped key hash leaves no trace
         self._migrate()
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -174,19 +260,32 @@ class Store:
             with self._lock:
                 self.conn.execute("BEGIN IMMEDIATE")
                 try:
-                    for stmt in MIGRATIONS[target].split(";"):
-                        if stmt.strip():
-                            self.conn.execute(stmt)
+                    migration = MIGRATIONS[target]
+                    if callable(migration):
+                        migration(self.conn)
+                    else:
+                        for stmt in migration.split(";"):
+                            if stmt.strip():
+                                self.conn.execute(stmt)
                     self.conn.execute(f"PRAGMA user_version={target}")
                     self.conn.execute("COMMIT")
                 except BaseException:
                     self.conn.execute("ROLLBACK")
                     raise
+        if version < 4 <= SCHEMA_VERSION:  # plain keys were in the WAL: fold it in and empty it
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def close(self) -> None:
         """Close the connection (checkpointing the WAL)."""
         with self._lock:
             self.conn.close()
+
+    @contextmanager
+    def read(self) -> Iterator[Tx]:
+        """Read-only access without opening a transaction (e.g. checking a key before a
+        request's body is read); the caller must not write through it."""
+        with self._lock:
+            yield Tx(self)
 
     @contextmanager
     def tx(self) -> Iterator[Tx]:
@@ -209,43 +308,77 @@ class Store:
 
     # -- users and keys (Python API used by tests and the CLI) -----------------------------
 
-    def ensure_admin(self, api_key: str | None = None) -> tuple[str, bool]:
+    def ensure_admin(self, api_key: str | None = None) -> tuple[str | None, bool]:
         """Create the ``local`` admin user and workspace on first start.
 
-        Returns ``(key, created)``. With ``api_key`` given, that key is (also) accepted
-        for the admin.
+        Returns ``(key, created)``: a new admin's key, or ``api_key`` when given (it is
+        then (also) accepted for the admin). Keys are stored hashed, so an existing
+        admin's key cannot be returned: ``(None, False)``; see :meth:`new_admin_key`.
         """
         with self.tx() as tx:
             row = tx.one("SELECT id FROM users WHERE name='local'")
             created = row is None
+            key: str | None = None
             if created:
                 user_id = tx.add_user("local", "local")
-                key = new_api_key()
-                tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user_id))
-                tx.execute("INSERT INTO exp_values VALUES ('', 'admin_key', ?)", (key,))
+                if not api_key:
+                    key = tx.add_key(user_id)
             else:
                 user_id = row["id"]
-                key = tx.one("SELECT value FROM exp_values WHERE exp_key='' AND kind='admin_key'")[
-                    "value"
-                ]
             if api_key:
-                tx.execute("INSERT OR IGNORE INTO api_keys VALUES (?,?)", (api_key, user_id))
-                tx.execute(
-                    "UPDATE exp_values SET value=? WHERE exp_key='' AND kind='admin_key'",
-                    (api_key,),
-                )
+                if tx.key_user(api_key) is None:
+                    tx.add_key(user_id, api_key)
                 key = api_key
             return key, created
 
+    def new_admin_key(self) -> str:
+        """Replace every key of the ``local`` admin with a new one and return it (shown once).
+
+        How an admin gets back in after losing the key: works on the data folder (no
+        server needed; a running server accepts the new key at once).
+        """
+        with self.tx() as tx:
+            row = tx.one("SELECT id FROM users WHERE name='local'")
+            user_id = row["id"] if row is not None else tx.add_user("local", "local")
+            tx.drop_keys(user_id)
+            return tx.add_key(user_id)
+
+    def add_admin_key(self) -> str:
+        """One more key for the existing ``local`` admin (the others keep working)."""
+        with self.tx() as tx:
+            row = tx.one("SELECT id FROM users WHERE name='local'")
+            if row is None:
+                raise ValueError("no admin user 'local' in this store")
+            return tx.add_key(row["id"])
+
+    def key_user(self, key: str) -> str | None:
+        """The id of the user owning ``key``, or None."""
+        with self.read() as tx:
+            return tx.key_user(key)
+
+    def drop_key(self, key: str) -> None:
+        """Revoke one key (whoever owns it)."""
+        with self.tx() as tx:
+            for row in tx.all("SELECT rowid, salt, hash FROM api_keys"):
+                if hmac.compare_digest(hash_key(key, row["salt"]), row["hash"]):
+                    tx.execute("DELETE FROM api_keys WHERE rowid=?", (row["rowid"],))
+
     def create_user(self, name: str, workspace: str | None = None) -> str:
-        """Create a user owning a new default workspace (``workspace`` or ``name``); return its key."""
+        """Create a user owning a new default workspace; return its key.
+
+        The workspace is ``workspace`` (an error if that name is taken) or, by default,
+        the user's name, or ``name-2``, ``name-3`` … when taken: a new user never joins
+        somebody else's workspace by name.
+        """
         with self.tx() as tx:
             if tx.one("SELECT 1 FROM users WHERE name=?", (name,)):
                 raise ValueError(f"user {name!r} exists")
+            if workspace is not None and tx.one(
+                "SELECT 1 FROM workspaces WHERE name=?", (workspace,)
+            ):
+                raise ValueError(f"workspace {workspace!r} exists (owned by another user)")
             user_id = tx.add_user(name, workspace or name)
-            key = new_api_key()
-            tx.execute("INSERT INTO api_keys VALUES (?,?)", (key, user_id))
-            return key
+            return tx.add_key(user_id)
 
 
 class Tx:
@@ -277,8 +410,15 @@ class Tx:
         authorized: str | None = None,
         organization: str | None = None,
     ) -> str:
-        """Insert a user; a non-service user also owns ``workspace`` (created if new)."""
+        """Insert a user; a non-service user also owns a new workspace named ``workspace``,
+        or the first free ``workspace-N`` when that name is taken (never an existing one:
+        whoever created it could read and delete the new user's work)."""
         user_id = new_id()
+        if not is_service:
+            base, n = workspace, 1
+            while self.one("SELECT 1 FROM workspaces WHERE name=?", (workspace,)):
+                n += 1
+                workspace = f"{base}-{n}"
         self.execute(
             "INSERT INTO users VALUES (?,?,?,?,?,?,?,?)",
             (
@@ -293,11 +433,32 @@ class Tx:
             ),
         )
         if not is_service:
-            if not self.one("SELECT 1 FROM workspaces WHERE name=?", (workspace,)):
-                self.add_workspace(workspace, user_id)
-            else:
-                self.execute("INSERT OR IGNORE INTO members VALUES (?,?,1)", (workspace, user_id))
+            self.add_workspace(workspace, user_id)
         return user_id
+
+    # -- API keys (stored as salted hashes; the plain key exists only in the answer) ------
+
+    def add_key(self, user_id: str, key: str | None = None) -> str:
+        """Store (the hash of) ``key`` or of a new random key for ``user_id``; return the key."""
+        key = key or new_api_key()
+        salt = secrets.token_hex(16)
+        self.execute(
+            "INSERT INTO api_keys VALUES (?,?,?,?)", (salt, hash_key(key, salt), user_id, now_ms())
+        )
+        return key
+
+    def key_user(self, key: str) -> str | None:
+        """The id of the user owning ``key``, or None. Compares every stored hash (there are
+        few keys, and a salted hash cannot be looked up by value) in constant time each."""
+        found = None
+        for row in self.all("SELECT salt, hash, user_id FROM api_keys"):
+            if hmac.compare_digest(hash_key(key, row["salt"]), row["hash"]):
+                found = row["user_id"]
+        return found
+
+    def drop_keys(self, user_id: str) -> None:
+        """Revoke every key of ``user_id`` (they stop working when this transaction commits)."""
+        self.execute("DELETE FROM api_keys WHERE user_id=?", (user_id,))
 
     def add_workspace(self, name: str, owner_id: str, plan: str | None = None) -> str:
         ws_id = str(uuid.uuid4())
@@ -307,14 +468,28 @@ class Tx:
         self.execute("INSERT OR REPLACE INTO members VALUES (?,?,1)", (name, owner_id))
         return ws_id
 
-    def write_file(self, data: bytes) -> str:
-        """Write bytes atomically (tmp + rename) under a server-made name; return the name."""
+    def write_file(self, data: bytes | IO[bytes]) -> str:
+        """Write bytes, or a file's content streamed from its start, atomically (tmp +
+        rename) and owner-only under a server-made name; return the name."""
         name = new_id()
         final = self.store.assets_dir / name[:2] / name
-        final.parent.mkdir(parents=True, exist_ok=True)
+        if not final.parent.is_dir():
+            private_dir(final.parent)
         tmp = final.with_suffix(".tmp")
-        with open(tmp, "wb") as fh:
-            fh.write(data)
+        received = getattr(data, "path", None)  # an upload spooled next to the assets
+        if isinstance(received, Path) and received.parent.parent == self.store.assets_dir:
+            data.file.flush()  # type: ignore[union-attr]
+            os.fsync(data.file.fileno())  # type: ignore[union-attr]
+            os.replace(received, final)  # same file system: a rename, not a second copy
+            self.new_files.append(final)
+            return name
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+        with open(fd, "wb") as fh:
+            if isinstance(data, (bytes, bytearray, memoryview)):
+                fh.write(data)
+            else:
+                data.seek(0)
+                shutil.copyfileobj(data, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)

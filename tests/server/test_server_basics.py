@@ -12,7 +12,7 @@ def test_version_probe_needs_no_key(comet_server: ServerHandle) -> None:
     resp = requests.get(comet_server.url + "/clientlib/isAlive/ver", timeout=5)
     assert resp.status_code == 200
     assert resp.headers["content-type"] == "application/json"
-    assert resp.json() == {"version": "3.5.41"}
+    assert resp.json() == {"version": "3.5.42"}
 
 
 def test_comet_env_points_at_server(comet_env: ServerHandle) -> None:

@@ -39,12 +39,19 @@ def test_restart_keeps_everything(comet_server, api, reader: Reader) -> None:
 
 
 def test_retried_writes_are_kept_once(api, reader: Reader) -> None:
+    """A retry carries the first attempt's ``X-Comet-Request-Id`` and is stored once; without
+    an id each write is a new value (no duplicate scan: the same value twice is two points)."""
     key = api.create()
     point = {"experimentKey": key, "metricName": "m", "metricValue": 1, "step": 1, "timestamp": 5}
+    url = api.base + "write/experiment/metric"
     for _ in range(3):
-        api.ok(api.post("write/experiment/metric", point))
+        r = requests.post(
+            url, json=point, headers={**api.headers(), "X-Comet-Request-Id": "r-1"}, timeout=10
+        )
+        assert r.status_code == 200, r.text
     api.ok(api.post("write/experiment/metric", {**point, "timestamp": 6}))
-    assert [p["timestamp"] for p in reader.metrics(key, "m")] == [5, 6]
+    api.ok(api.post("write/experiment/metric", {**point, "timestamp": 6}))
+    assert [p["timestamp"] for p in reader.metrics(key, "m")] == [5, 6, 6]
 
 
 class _Recorder(BaseHTTPRequestHandler):

@@ -394,7 +394,7 @@ def test_assets_and_models(api, reader: Reader) -> None:
     (asset,) = reader.assets(key)
     assert (
         asset["assetId"] == aid
-        and asset["fileName"] == "../../etc/passwd"
+        and asset["fileName"] == "etc/passwd"  # stored as a safe display name
         and asset["fileSize"] == 3
     )
     assert asset["image"] is True and asset["canView"] is True and asset["step"] == 3
@@ -642,4 +642,4 @@ def test_clientlib_alias(api) -> None:
 
 def test_reader_account(reader: Reader) -> None:
     assert reader.account_details() == {"userName": "local", "defaultWorkspaceName": "local"}
-    assert reader.version() == "3.5.41"
+    assert reader.version() == "3.5.42"

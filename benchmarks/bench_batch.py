@@ -1,0 +1,279 @@
+"""The batch path and the retry policy, measured side by side in one run (ratios printed).
+
+Run: ``python -m benchmarks.bench_batch [--quick]``. Prints a Markdown table. Every figure
+comes from this run on this machine (a shared, noisy box gives noisy figures; the ratios
+are what to compare):
+
+* client CPU per metric point, online (batches to the local server) ÷ offline (log only);
+* local-server CPU per point (the server subprocess's CPU time) ÷ offline client CPU;
+* the wait in ``end()`` after logging 10,000 points online;
+* ``upload`` throughput of a spooled offline run (1,000,000 points; 100,000 with ``--quick``);
+* through a fault mix (10 % 503, 5 % 429 with ``Retry-After: 0``, 5 % connection cut after
+  the server committed, 10 % answers delayed 125 ms), 3,000 points with
+  ``COMET_TIMEOUT_CLEANING=30``: the share stored by the end of ``end()``, and duplicates;
+* ``upload`` of a spooled run through the same faults: runs needed, duplicates;
+* 20 s of 429 with ``Retry-After: 5`` (6 s / 2 s with ``--quick``), online and ``upload``:
+  whether both finish by themselves, and how long they took.
+
+The server is the one :mod:`benchmarks.bench_core` launches (a subprocess, CPU measured with
+psutil); faults come from ``tests/faultproxy.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from benchmarks.bench_core import API_KEY, Server, _set_env
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from faultproxy import FaultProxy  # noqa: E402
+
+QUIET = {
+    "auto_log_code": False,
+    "auto_log_git_metadata": False,
+    "auto_log_git_patch": False,
+    "auto_log_env_details": False,
+    "auto_log_env_cpu": False,
+    "auto_log_env_gpu": False,
+    "auto_log_output_logger": False,
+}
+FAULT_MIX = {"503": 0.10, "429": 0.05, "cut_after_commit": 0.05, "delay": 0.10}
+
+
+def _not_create(method: str, path: str) -> bool:
+    return not path.endswith("write/experiment/create")
+
+
+def _cpu(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
+
+
+def _log_points(n: int, mode: str, **settings: Any) -> tuple[Any, float]:
+    """Log ``n`` points and end the run; return (experiment, seconds spent in end())."""
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="bench-batch", mode=mode, **QUIET, **settings)
+    for i in range(n):
+        exp.log_metric("loss", 1.0 / (i + 1), step=i)
+    t0 = time.perf_counter()
+    exp.end()
+    return exp, time.perf_counter() - t0
+
+
+def _stored(server: Server, key: str) -> collections.Counter[int]:
+    from comet_callbacks.server.reader import Reader
+
+    with_reader = Reader(server.url, API_KEY)
+    try:
+        return collections.Counter(p["step"] for p in with_reader.metrics(key, "loss"))
+    finally:
+        with_reader.close()
+
+
+def cpu_per_point(server: Server, work: str, n: int) -> dict[str, float]:
+    """Client CPU per point offline and online, server CPU per point, in µs."""
+    sproc = psutil.Process(server.proc.pid)
+    out: dict[str, float] = {}
+    for mode in ("offline", "online"):
+        _set_env(server.env(os.path.join(work, mode)))
+        _log_points(200, mode)  # warm-up: imports, connections
+        c0, s0 = time.process_time(), _cpu(sproc)
+        _log_points(n, mode)
+        out[f"client_{mode}_us"] = (time.process_time() - c0) / n * 1e6
+        if mode == "online":
+            out["server_us"] = (_cpu(sproc) - s0) / n * 1e6
+    return out
+
+
+def end_wait(server: Server, work: str, n: int = 10_000) -> float:
+    _set_env(server.env(os.path.join(work, "endwait")))
+    _, waited = _log_points(n, "online")
+    return waited
+
+
+def upload_rate(server: Server, work: str, n: int) -> tuple[float, bool]:
+    """Points per second uploaded from a spooled offline run of ``n`` points."""
+    from comet_callbacks.config import Settings
+    from comet_callbacks.upload import upload_run
+
+    _set_env(server.env(os.path.join(work, "spool")))
+    exp, _ = _log_points(n, "offline")
+    t0 = time.perf_counter()
+    res = upload_run(exp.offline_path, Settings.resolve())
+    return n / (time.perf_counter() - t0), res.complete
+
+
+def fault_mix_online(server: Server, work: str, n: int = 3000) -> tuple[float, int, float]:
+    """(share stored by end(), duplicates, seconds in end()) through the fault mix."""
+    with FaultProxy(
+        server.url, faults=FAULT_MIX, retry_after=0, delay_s=0.125, match=_not_create, seed=3
+    ) as proxy:
+        _set_env({**server.env(os.path.join(work, "mix")), "COMET_URL_OVERRIDE": proxy.url})
+        exp, waited = _log_points(n, "online", timeout_cleaning=30)
+    stored = _stored(server, exp.key)
+    dups = sum(c - 1 for c in stored.values() if c > 1)
+    return len(stored) / n, dups, waited
+
+
+def fault_mix_upload(server: Server, work: str, n: int = 3000) -> tuple[int, int, float]:
+    """(upload runs needed, duplicates, seconds) for a spooled run through the fault mix."""
+    from comet_callbacks.config import Settings
+    from comet_callbacks.upload import upload_run
+
+    _set_env(server.env(os.path.join(work, "mixup")))
+    exp, _ = _log_points(n, "offline")
+    with FaultProxy(
+        server.url, faults=FAULT_MIX, retry_after=0, delay_s=0.125, match=_not_create, seed=4
+    ) as proxy:
+        _set_env({**server.env(os.path.join(work, "mixup")), "COMET_URL_OVERRIDE": proxy.url})
+        t0 = time.perf_counter()
+        runs = 0
+        while runs < 10:
+            runs += 1
+            res = upload_run(exp.offline_path, Settings.resolve())
+            if res.complete:
+                break
+        took = time.perf_counter() - t0
+    stored = _stored(server, res.experiment_key or "")
+    return runs, sum(c - 1 for c in stored.values() if c > 1) + (n - len(stored)), took
+
+
+def throttle_window(
+    server: Server, work: str, window: float, retry_after: float, n: int = 3000
+) -> dict[str, Any]:
+    """Every write answered 429 (``Retry-After``) for ``window`` s: online run and upload."""
+    from comet_callbacks.config import Settings
+    from comet_callbacks.upload import upload_run
+
+    out: dict[str, Any] = {}
+    with FaultProxy(server.url, retry_after=retry_after, match=_not_create) as proxy:
+        env = {**server.env(os.path.join(work, "throttle")), "COMET_URL_OVERRIDE": proxy.url}
+
+        def window_of_429() -> threading.Timer:
+            proxy.set_faults({"429": 1.0})
+            timer = threading.Timer(window, proxy.set_faults, args=({},))
+            timer.start()
+            return timer
+
+        _set_env(env)
+        window_of_429()
+        t0 = time.perf_counter()
+        exp, _ = _log_points(n, "online", timeout_cleaning=window + 60)
+        out["online_s"] = time.perf_counter() - t0
+        out["online_stored"] = len(_stored(server, exp.key)) / n
+        _set_env(server.env(os.path.join(work, "throttle-up")))
+        spooled, _ = _log_points(n, "offline")
+        _set_env({**env, "COMET_OFFLINE_DIRECTORY": os.path.join(work, "throttle-up")})
+        window_of_429()
+        t0 = time.perf_counter()
+        res = upload_run(spooled.offline_path, Settings.resolve())
+        out["upload_s"] = time.perf_counter() - t0
+        out["upload_complete"] = res.complete
+        out["upload_stored"] = len(_stored(server, res.experiment_key or "")) / n
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_batch")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
+    parser.add_argument("--points", type=int, default=None, help="points per CPU measurement")
+    parser.add_argument("--upload-points", type=int, default=None)
+    args = parser.parse_args(argv)
+    n = args.points or (10_000 if args.quick else 50_000)
+    n_up = args.upload_points or (100_000 if args.quick else 1_000_000)
+    window, retry_after = (6.0, 2.0) if args.quick else (20.0, 5.0)
+    import logging
+
+    logging.getLogger("comet_callbacks").setLevel(logging.ERROR)
+    server = Server()
+    rows: list[tuple[str, str, str, str]] = []
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
+            cpu = cpu_per_point(server, work, n)
+            off = cpu["client_offline_us"]
+            rows.append(
+                (
+                    "online client CPU per point ÷ offline",
+                    f"{cpu['client_online_us']:.1f} µs ÷ {off:.1f} µs",
+                    f"{cpu['client_online_us'] / off:.1f}×",
+                    "≤ 4×",
+                )
+            )
+            rows.append(
+                (
+                    "local-server CPU per point ÷ offline client CPU",
+                    f"{cpu['server_us']:.1f} µs ÷ {off:.1f} µs",
+                    f"{cpu['server_us'] / off:.1f}×",
+                    "≤ 8×",
+                )
+            )
+            waited = end_wait(server, work)
+            rows.append(("`end()` wait, 10,000 points online", f"{waited:.2f} s", "", "< 0.5 s"))
+            rate, complete = upload_rate(server, work, n_up)
+            rows.append(
+                (
+                    f"`upload` of a {n_up:,}-point offline run",
+                    f"{rate:,.0f} points/s",
+                    "complete" if complete else "INCOMPLETE",
+                    "≥ 50,000 points/s",
+                )
+            )
+            share, dups, took = fault_mix_online(server, work)
+            rows.append(
+                (
+                    "fault mix, 3,000 points, cleaning timeout 30 s",
+                    f"{share:.1%} stored by `end()` ({took:.1f} s)",
+                    f"{dups} duplicates",
+                    "100 %, 0 duplicates",
+                )
+            )
+            runs, bad, took = fault_mix_upload(server, work)
+            rows.append(
+                (
+                    "`upload` of a spooled run through the fault mix",
+                    f"{runs} run(s), {took:.1f} s",
+                    f"{bad} duplicated or missing",
+                    "1 run, 0 duplicates",
+                )
+            )
+            th = throttle_window(server, work, window, retry_after)
+            rows.append(
+                (
+                    f"{window:g} s of 429 with `Retry-After: {retry_after:g}`, online",
+                    f"finished in {th['online_s']:.1f} s",
+                    f"{th['online_stored']:.1%} stored",
+                    "finishes without user action",
+                )
+            )
+            rows.append(
+                (
+                    f"{window:g} s of 429 with `Retry-After: {retry_after:g}`, `upload`",
+                    f"finished in {th['upload_s']:.1f} s",
+                    f"{th['upload_stored']:.1%} stored"
+                    + ("" if th["upload_complete"] else ", INCOMPLETE"),
+                    "finishes without user action",
+                )
+            )
+    finally:
+        server.close()
+    print("| figure | measured | ratio / check | target |")
+    print("|---|---|---|---|")
+    for row in rows:
+        print("| " + " | ".join(row) + " |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

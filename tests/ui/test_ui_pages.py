@@ -1,0 +1,386 @@
+"""The web UI's pages in a real browser: login, the experiment page, the table, compare, the
+registry, another workspace's pages, and what a page may load."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import sqlite3
+from html.parser import HTMLParser
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import pytest
+import requests
+from uihelpers import SHOTS, log_run, login, seed_metric, shot
+
+from comet_callbacks.server.reader import Reader
+
+STEPS = 40
+LOGGED = {
+    "train/loss": STEPS,
+    "train/acc": STEPS,
+    "val/loss": STEPS // 5,
+    "val/acc": STEPS // 5,
+    "accuracy": 1,
+}
+
+
+@pytest.fixture(scope="module")
+def runs(ui_server, tmp_path_factory) -> dict[str, Any]:
+    """Two finished runs in local/mnist (one with a registered model) and one of bob's."""
+    first = log_run("baseline", STEPS, 0.01, ["baseline"], end=False)
+    model = tmp_path_factory.mktemp("model") / "weights.bin"
+    model.write_bytes(b"\0" * 128)
+    first.log_model("net", model)
+    first.register_model("net", version="1.0.0", registry_name="digits-net", stages=["staging"])
+    first.end()
+    second = log_run("wider", STEPS, 0.03, ["sweep"])
+    bob_key = ui_server.create_user("bob")
+    bob = log_run("bob-private-run", 5, 0.5, ["secret"], "bobs", bob_key, "bob", output=False)
+    return {"first": first.key, "second": second.key, "bob": bob.key, "bob_key": bob_key}
+
+
+def exp_url(server, key: str, project: str = "mnist", ws: str = "local") -> str:
+    return f"{server.url}/{ws}/{project}/{key}"
+
+
+def test_printed_link_opens_after_login(ui_server, runs, new_page) -> None:
+    page = new_page()
+    url = exp_url(ui_server, runs["first"])
+    page.goto(url)
+    assert urlsplit(page.url).path == "/login"  # not signed in: the login page, no data
+    assert page.locator("#api_key").is_visible()
+    assert "baseline" not in page.content()
+    shot(page, "login")
+
+    link = ui_server.login_url()
+    login(page, ui_server)
+    cookies = {c["name"]: c for c in page.context.cookies()}
+    session = cookies["comet_ui_session"]
+    assert session["httpOnly"] is True and session["sameSite"] == "Strict"
+    assert ui_server.api_key not in session["value"]
+    page.goto(url)
+    assert page.locator("#exp-name").inner_text() == "baseline"
+
+    # the link is one-time: a second browser cannot reuse it
+    other = new_page()
+    other.goto(link)
+    other.goto(link)
+    assert "already used" in other.locator(".error-msg").inner_text()
+
+
+def test_login_form_with_api_key_and_bad_key(ui_server, runs, new_page) -> None:
+    page = new_page()
+    page.goto(ui_server.url + "/login")
+    page.fill("#api_key", "not-a-key")
+    page.click("button[type=submit]")
+    assert "not known to this server" in page.locator(".error-msg").inner_text()
+    assert "not-a-key" not in page.content()  # never echoed
+    page.fill("#api_key", ui_server.api_key)
+    page.click("button[type=submit]")
+    page.wait_for_url(ui_server.url + "/")
+    assert page.locator('[data-workspace="local"] [data-project="mnist"]').is_visible()
+    assert page.locator('[data-project="mnist"] [data-col="count"]').inner_text() == "2"
+    shot(page, "home")
+    page.click("text=Sign out")
+    page.wait_for_url(ui_server.url + "/login")
+    page.goto(ui_server.url + "/")
+    assert urlsplit(page.url).path == "/login"
+
+
+def test_experiment_page_charts_params_status(ui_server, runs, new_page, visits) -> None:
+    page = new_page()
+    login(page, ui_server)
+    page.goto(exp_url(ui_server, runs["first"]))
+    charts = page.locator('[data-panel="charts"] figure.chart')
+    assert sorted(charts.evaluate_all("els => els.map(e => e.dataset.metric)")) == sorted(LOGGED)
+    for name, count in LOGGED.items():
+        fig = page.locator(f'[data-panel="charts"] figure.chart[data-metric="{name}"]')
+        fig.locator("canvas").wait_for()
+        page.wait_for_function("el => el.dataset.points !== undefined", arg=fig.element_handle())
+        assert fig.get_attribute("data-points") == str(count), name
+        assert fig.get_attribute("data-exact") == "1"
+    groups = page.locator('[data-panel="charts"] .chart-group').evaluate_all(
+        "els => els.map(e => e.dataset.group)"
+    )
+    assert groups == ["train", "val", "general"]
+    assert page.locator(".title-row .badge").get_attribute("data-status") == "success"
+    assert "baseline" in page.locator(".title-row .tags").inner_text()
+    page.wait_for_timeout(300)
+    shot(page, "experiment")
+
+    page.click('.tab[data-tab="params"]')
+    rows = page.locator("#params-table tbody tr")
+    values = dict(
+        zip(
+            rows.locator("td:first-child").all_inner_texts(),
+            rows.locator("td:last-child").all_inner_texts(),
+            strict=True,
+        )
+    )
+    assert values["lr"] == "0.01" and values["batch_size"] == "32"
+    assert values["optimizer|name"] == "adam"
+    page.fill('.table-filter[data-table="params-table"]', "batch")
+    assert page.locator("#params-table tbody tr:visible").count() == 1
+
+    page.click('.tab[data-tab="output"]')
+    assert "training baseline: done" in page.locator("#output").inner_text()
+    assert "tiny run" in page.locator("#output .line.stderr").first.inner_text()
+    shot(page, "experiment-output")
+
+    page.click('.tab[data-tab="assets"]')
+    assert "notes.txt" in page.locator("#assets-table").inner_text()
+    models = page.locator("#models-table").inner_text()
+    assert "net" in models and "digits-net 1.0.0" in models and "staging" in models
+    with page.expect_download() as dl:
+        page.click("#assets-table >> text=download")
+    assert Path(dl.value.path()).read_bytes() == b"some notes\n" * 20
+
+    page.click('.tab[data-tab="system"]')
+    sys_charts = page.locator('[data-panel="system"] figure.chart')
+    assert sys_charts.count() >= 1  # CPU/RAM sampled at start
+    assert all(
+        m.startswith("sys.")
+        for m in sys_charts.evaluate_all("els => els.map(e => e.dataset.metric)")
+    )
+    assert not visits.errors, visits.errors
+
+
+def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
+    """Server-side downsampling: 30,000 points arrive as about 2,000 (extremes kept), and
+    zooming in fetches the range exactly."""
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="big", experiment_name="long-run", auto_log_output_logger=False)
+    exp.end()
+    n = 30_000
+    seed_metric(
+        ui_server, exp.key, "loss", [1.0 + (50.0 if s == 12_345 else 0.0) - s / n for s in range(n)]
+    )
+    api = requests.get(
+        f"{ui_server.url}/ui-api/series",
+        params={"experimentKey": exp.key, "metricName": "loss"},
+        headers={"Authorization": ui_server.api_key},
+        timeout=10,
+    ).json()
+    assert api["total"] == n and not api["exact"]
+    assert 1000 <= len(api["xs"]) <= 2000
+    assert max(api["ys"]) == 51.0 - 12_345 / n and 12_345 in api["xs"]  # the spike survives
+    assert min(api["ys"]) == 1.0 - (n - 1) / n
+    assert api["xs"] == sorted(api["xs"])
+
+    page = new_page()
+    login(page, ui_server)
+    page.goto(exp_url(ui_server, exp.key, "big"))
+    fig = page.locator('figure.chart[data-metric="loss"]')
+    page.wait_for_function("el => el.dataset.points", arg=fig.element_handle())
+    assert fig.get_attribute("data-total") == str(n)
+    assert int(fig.get_attribute("data-points")) <= 2000
+    over = fig.locator(".u-over").bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
+    total = int(fig.get_attribute("data-total"))
+    assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
+
+
+def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:
+    page = new_page()
+    login(page, ui_server)
+    page.goto(ui_server.url + "/local/mnist")
+    rows = page.locator("#experiments tbody tr")
+    assert sorted(rows.evaluate_all("els => els.map(e => e.dataset.name)")) == ["baseline", "wider"]
+    assert set(page.locator("#experiments .badge").all_inner_texts()) == {"success"}
+    head = page.locator("#experiments thead").inner_text()
+    assert "train/loss" in head and "lr" in head
+    shot(page, "project")
+    page.fill("#exp-filter", "sweep")
+    assert page.locator("#experiments tbody tr:visible").count() == 1
+    page.fill("#exp-filter", "")
+    page.check("#select-all")
+    page.click("#compare-btn")
+    page.wait_for_url(re.compile(r".*/local/mnist/compare\?experiments=.*"))
+    fig = page.locator("#compare-chart")
+    page.wait_for_function("el => el.dataset.series", arg=fig.element_handle())
+    assert fig.get_attribute("data-series") == "2"
+    assert fig.get_attribute("data-points") == f"{STEPS},{STEPS}"  # train/loss is the default
+    differs = page.locator("#compare-params tr.differs td:first-child").all_inner_texts()
+    assert differs == ["lr"]
+    page.wait_for_timeout(300)
+    shot(page, "compare")
+
+
+def test_model_registry_pages(ui_server, runs, new_page) -> None:
+    page = new_page()
+    login(page, ui_server)
+    page.goto(ui_server.url + "/local/model-registry")
+    card = page.locator('[data-model="digits-net"]')
+    assert "1.0.0" in card.inner_text() and "staging" in card.inner_text()
+    shot(page, "registry")
+    page.click('[data-model="digits-net"] h2 a')
+    page.click("text=baseline")
+    assert page.locator("#exp-name").inner_text() == "baseline"
+
+
+def test_another_workspace_gives_no_data(ui_server, runs, new_page) -> None:
+    bob = {"Authorization": runs["bob_key"]}
+    admin_page = f"/local/mnist/{runs['first']}"
+    for path in (admin_page, "/local/mnist", "/local", "/local/model-registry"):
+        r = requests.get(ui_server.url + path, headers=bob, timeout=10)
+        assert r.status_code == 403, path
+        assert "baseline" not in r.text and "wider" not in r.text
+        assert "no access" in r.text
+    r = requests.get(
+        ui_server.url + "/ui-api/series",
+        params={"experimentKey": runs["first"], "metricName": "train/loss"},
+        headers=bob,
+        timeout=10,
+    )
+    assert r.status_code == 403 and "xs" not in r.json()
+    home = requests.get(ui_server.url + "/", headers=bob, timeout=10)
+    assert 'data-workspace="bob"' in home.text and 'data-workspace="local"' not in home.text
+    # and the admin does not see bob's workspace either: same rights as the API
+    admin_home = requests.get(
+        ui_server.url + "/", headers={"Authorization": ui_server.api_key}, timeout=10
+    )
+    assert (
+        "bob-private-run" not in admin_home.text and 'data-workspace="bob"' not in admin_home.text
+    )
+    page = new_page()
+    login(page, ui_server, runs["bob_key"])
+    page.goto(ui_server.url + admin_page)
+    assert page.locator("h1").inner_text().startswith("403")
+    assert page.locator("figure.chart").count() == 0
+    shot(page, "no-access")
+
+
+class _Refs(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.refs: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        for name, value in attrs:
+            if name in ("src", "href", "action", "srcset", "poster", "data") and value:
+                self.refs.append(value)
+
+
+def test_no_external_origin_and_read_only(ui_server, runs, new_page, visits) -> None:
+    """Every page kind: nothing refers to another origin, a CSP says so, and GETs change
+    nothing in the store."""
+    key = ui_server.api_key
+    paths = [
+        "/",
+        "/local",
+        "/local/mnist",
+        f"/local/mnist/{runs['first']}",
+        f"/local/mnist/compare?experiments={runs['first']},{runs['second']}",
+        "/local/model-registry",
+        "/local/model-registry/digits-net",
+        "/login",
+    ]
+    db = Path(ui_server.db_path)
+
+    def snapshot() -> list[str]:
+        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+        try:
+            return list(conn.iterdump())
+        finally:
+            conn.close()
+
+    before = snapshot()
+    for path in paths:
+        r = requests.get(ui_server.url + path, headers={"Authorization": key}, timeout=10)
+        assert r.status_code == 200, path
+        assert "default-src 'self'" in r.headers["content-security-policy"]
+        parser = _Refs()
+        parser.feed(r.text)
+        assert parser.refs, path
+        for ref in parser.refs:
+            assert ref.startswith(("/", "#")) and not ref.startswith("//"), (path, ref)
+    page = new_page()
+    login(page, ui_server)
+    for path in paths[:-1]:
+        page.goto(ui_server.url + path)
+        page.wait_for_load_state("networkidle")
+    assert visits.urls
+    foreign = [u for u in visits.urls if not u.startswith(ui_server.url + "/")]
+    assert not foreign, foreign
+    assert snapshot() == before  # the UI is read-only
+    # /docs loads Swagger from a CDN: it is switched off; the API description stays
+    assert requests.get(ui_server.url + "/docs", timeout=10).status_code == 404
+    assert requests.get(ui_server.url + "/openapi.json", timeout=10).status_code == 200
+    static = requests.get(ui_server.url + "/ui-static/vendor/uPlot.LICENSE", timeout=10)
+    assert "MIT License" in static.text
+
+
+def test_chart_axes(ui_server, runs) -> None:
+    """step (default), wall time, and epoch falling back to wall time when none was logged."""
+    h = {"Authorization": ui_server.api_key}
+
+    def get(**params: str) -> dict:
+        params.update(experimentKey=runs["first"], metricName="val/loss")
+        r = requests.get(ui_server.url + "/ui-api/series", params=params, headers=h, timeout=10)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    by_step = get()
+    assert by_step["x"] == "step" and by_step["xs"] == list(range(0, STEPS, 5))
+    by_time = get(x="time")
+    assert by_time["x"] == "time" and by_time["ys"] == by_step["ys"]
+    assert all(t > 1_600_000_000_000 for t in by_time["xs"])  # epoch milliseconds
+    assert get(x="epoch")["x"] == "time"  # no epoch logged for this metric
+
+
+def test_bad_requests_answer_clearly(ui_server, runs) -> None:
+    h = {"Authorization": ui_server.api_key}
+    r = requests.get(
+        ui_server.url + "/ui-api/series",
+        params={"experimentKey": runs["first"], "metricName": "train/loss", "min": "abc"},
+        headers=h,
+        timeout=10,
+    )
+    assert r.status_code == 400 and r.json()["msg"] == "min: expected a number, got 'abc'"
+    r = requests.get(ui_server.url + "/local/mnist/0123456789abcdef", headers=h, timeout=10)
+    assert r.status_code == 404 and "unknown experiment" in r.text
+    r = requests.get(ui_server.url + "/local/nope", headers=h, timeout=10)
+    assert r.status_code == 404 and "unknown project" in r.text
+    r = requests.get(ui_server.url + "/ui-static/%2e%2e/__init__.py", timeout=10)
+    assert r.status_code == 404
+    # API paths are untouched by the UI
+    assert requests.get(ui_server.url + "/api/rest/v2/nope", timeout=10).status_code == 404
+    r = requests.post(
+        ui_server.url + "/login",
+        data={"api_key": "x"},
+        headers={"Origin": "http://evil.example"},
+        timeout=10,
+    )
+    assert r.status_code == 403
+
+
+def test_screenshot_for_the_readme() -> None:
+    """The README shows ``docs/img/experiment.png``; refresh it from this run's screenshot
+    when ``UPDATE_UI_SCREENSHOT=1``."""
+    import os
+
+    src = SHOTS / "experiment.png"
+    assert src.exists() and src.stat().st_size > 10_000
+    docs = Path(__file__).resolve().parents[2] / "docs" / "img" / "experiment.png"
+    if os.environ.get("UPDATE_UI_SCREENSHOT") == "1":
+        docs.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, docs)
+    assert docs.exists()
+
+
+def test_reader_sees_what_the_page_shows(ui_server, runs) -> None:
+    """The chart counts come from the same store the API reads."""
+    rd = Reader(ui_server.url, ui_server.api_key)
+    try:
+        assert len(rd.metrics(runs["first"], "train/loss")) == STEPS
+    finally:
+        rd.close()
