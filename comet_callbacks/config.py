@@ -463,10 +463,12 @@ class Settings:
     log_model: bool | str
     max_queue_size: int
     workers: int
+    batch: bool
     cpu_monitor_interval: float | None
     gpu_monitor_interval: float | None
     background_upload: bool
     distributed_system_metrics: bool
+    display_summary_level: int
     auto_log_code: bool
     auto_log_git_metadata: bool
     auto_log_git_patch: bool
