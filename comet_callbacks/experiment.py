@@ -144,7 +144,7 @@ class Experiment:
         self._status: str | None = None
         self._lock = threading.Lock()
         self._forked = False  # True in a child forked while this experiment was alive
-        args = dict(
+        args: dict[str, Any] = dict(
             api_key=api_key,
             workspace=workspace,
             project_name=project_name,
@@ -169,7 +169,7 @@ class Experiment:
         self._workspace: str | None = settings.workspace
         self._project: str = settings.project_name or DEFAULT_PROJECT
         self._name: str | None = settings.experiment_name
-        self._key: str | None = settings.experiment_key
+        self._key: str = settings.experiment_key or ""  # "" until known (never when disabled)
         self._link: str | None = None
         self._unreachable: str | None = None  # "<root> (<reason>)" when it went offline
         self._start_ms = int(_time() * 1000)
@@ -181,7 +181,7 @@ class Experiment:
             self._connect()
         if self._mode == "offline" and not self._key:
             self._key = uuid.uuid4().hex
-        assert self._key is not None
+        assert self._key
         store = self._open_store(
             {
                 "mode": self._mode,
@@ -496,7 +496,7 @@ class Experiment:
     @property
     def key(self) -> str | None:
         """The experiment key (a local id for an offline run until it is uploaded)."""
-        return self._key
+        return self._key or None
 
     @property
     def mode(self) -> str:
@@ -994,7 +994,7 @@ class Experiment:
             if version is not None:
                 registry.parse_semver(version)  # RegistryError naming the version
             stage_list = list(stages) if stages is not None else None
-            args = dict(
+            args: dict[str, Any] = dict(
                 model_name=name,
                 version=version,
                 registry_name=registry_name,
@@ -1010,7 +1010,7 @@ class Experiment:
                 raise registry.RegistryError(
                     f"the files of model {name!r} could not all be uploaded in time; not registering"
                 )
-            assert self._workspace is not None and self._key is not None
+            assert self._workspace is not None
             res = registry.register(self._client, self._workspace, self._key, **args)
             return RegisteredModel(res)
         except Exception as exc:  # never break training unless strict
@@ -1196,7 +1196,7 @@ class Experiment:
             self.end("failed")
 
     def __repr__(self) -> str:
-        return f"Experiment(key={self._key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
+        return f"Experiment(key={self.key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's state (threads, sender, client, files, locks).

@@ -194,7 +194,7 @@ def live(ctx: Ctx, key: str) -> dict[str, Any]:
     """What a running experiment's page polls: status and how much there is."""
     q = with_query(ctx, experimentKey=key)
     exp = api.metadata(q)
-    counts = ctx.tx.one(
+    counts = ctx.tx.row(
         "SELECT (SELECT COUNT(DISTINCT name) FROM metrics WHERE exp_key=?), "
         "(SELECT COUNT(*) FROM output WHERE exp_key=?)",
         (key, key),
