@@ -11,6 +11,7 @@ import atexit
 import io
 import logging
 import os
+import re
 import signal
 import sys
 import threading
@@ -141,7 +142,6 @@ class Experiment:
         self._epoch: int | None = None
         self._secondary = secondary
         self._context = context
-        self._status: str | None = None
         self._lock = threading.Lock()
         self._forked = False  # True in a child forked while this experiment was alive
         args: dict[str, Any] = dict(
@@ -369,13 +369,9 @@ class Experiment:
                 if not s.auto_log_env_host:
                     for k in ("hostname", "ip", "networkInterfaceIps", "user"):
                         details.pop(k, None)
-                put(
-                    Call(
-                        "POST",
-                        "write/experiment/system-details",
-                        json={"experimentKey": key, **details},
-                    )
-                )
+                # the collected keys are the wire's (camelCase): the endpoint's arguments
+                fields = {re.sub("([A-Z])", r"_\1", k).lower(): v for k, v in details.items()}
+                put(calls.log_system_details(key, **fields))
                 put(
                     calls.log_system_details(
                         key, installed_packages=system.collect_installed_packages()
@@ -1050,7 +1046,6 @@ class Experiment:
             return
         if status not in ("success", "failed", "interrupted", "crashed"):
             log.warning("comet_callbacks: end(status=%r) is not a known status; using it", status)
-        self._status = status
         for part in (self._output, self._monitor):
             if part is not None:
                 try:
