@@ -27,8 +27,9 @@ gets a ``CometCallback`` through Lightning's ``callbacks_factory`` entry point (
 one when the user passed their own). ``fast_dev_run`` never creates an experiment.
 
 Every hook is guarded: a bug here is reported once and never breaks training, unless strict
-mode (``COMET_STRICT=1``) is on. Only a configuration error when the experiment is created
-(refused API key, unknown workspace) is raised, before training starts.
+mode (``COMET_STRICT=1``) is on. A refused API key or an unknown workspace does not stop
+training either: after one warning the run is logged offline, for ``comet-callbacks upload``
+(the policy shared by the three integrations, in ``_toolkit.py``).
 """
 
 from __future__ import annotations
