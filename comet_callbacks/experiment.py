@@ -7,21 +7,18 @@ kind and never raised into the training loop, unless ``strict=True``.
 
 from __future__ import annotations
 
-import atexit
 import io
 import logging
 import os
 import re
-import signal
 import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, registry
+from . import __version__, exits, registry
 from .capture import cloud as cloud_capture
 from .capture import code as code_capture
 from .capture import git as git_capture
@@ -66,7 +63,7 @@ __all__ = [
 
 log = logging.getLogger("comet_callbacks")
 _time = time.time
-_live: weakref.WeakSet[Experiment] = weakref.WeakSet()
+_live = exits.live
 _current: Experiment | None = None
 _announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
@@ -342,7 +339,7 @@ class Experiment:
                 gpu=gpu,
             )
             self._monitor.start()
-        _install_exit_hooks()
+        exits.install()
 
     def _capture_start(self) -> None:
         """Everything captured once at start (runs in the background; each part may fail alone)."""
@@ -468,7 +465,7 @@ class Experiment:
     def _dropped(self) -> None:
         """Called when a log_* call cannot log: after :meth:`end` that is reported (once)."""
         if self._forked:
-            _warn_forked_once()
+            exits.warn_forked_once()
         elif self.ended and self._mode != "disabled":
             self._report(
                 "after end",
@@ -1230,99 +1227,9 @@ def start(**kwargs: Any) -> Experiment:
     return Experiment(**kwargs)
 
 
-# ---------------------------------------------------------------------- process exit
-
-_hooks_installed = False
-_crashed = False
-_on_sigterm: Any = None
-_excepthook: Any = None
-_previous_excepthook: Any = None
-_forked_warned = False
-
-
-def _warn_forked_once() -> None:
-    global _forked_warned
-    if not _forked_warned:
-        _forked_warned = True
-        log.warning(
-            "comet_callbacks: log_* calls in a forked child process (pid %d) are not logged: "
-            "the experiment belongs to the parent process (pid %d). Log from the parent, or "
-            "create a new Experiment in the child.",
-            os.getpid(),
-            os.getppid(),
-        )
-
-
-def _after_fork_in_child() -> None:
-    """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
-
-    Without this, a ``fork`` worker (``multiprocessing.Pool``, DataLoader workers) inherits the
-    exit and SIGTERM handlers, ends the parent's copied experiment when it is terminated,
-    blocks forever on a lock held at fork time and prints a false "could not be delivered"
-    message. The child starts with no live experiment and no handlers; it may create its own.
-    """
-    global _current, _hooks_installed, _crashed, _forked_warned
-    for exp in list(_live):
-        try:
-            exp._forget_after_fork()
-        except Exception:
-            pass
-    _live.clear()
+def _forget_current() -> None:
+    global _current
     _current = None
-    _crashed = False
-    _forked_warned = False
-    if _hooks_installed:
-        _hooks_installed = False
-        atexit.unregister(_end_all)
-        if sys.excepthook is _excepthook and _previous_excepthook is not None:
-            sys.excepthook = _previous_excepthook
-        try:
-            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _install_exit_hooks() -> None:
-    """End every live experiment at interpreter exit; an uncaught exception marks it failed;
-    SIGTERM ends it as interrupted. Installed once, chaining any existing hooks."""
-    global _hooks_installed, _on_sigterm, _excepthook, _previous_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_end_all)
-    previous_hook = _previous_excepthook = sys.excepthook
-
-    def excepthook(tp: Any, value: Any, tb: Any) -> None:
-        global _crashed
-        _crashed = True
-        status = "interrupted" if issubclass(tp, KeyboardInterrupt) else "failed"
-        _end_all(status)
-        previous_hook(tp, value, tb)
-
-    sys.excepthook = _excepthook = excepthook
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-
-                def on_sigterm(signum: int, frame: Any) -> None:
-                    _end_all("interrupted")
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-                signal.signal(signal.SIGTERM, on_sigterm)
-                _on_sigterm = on_sigterm
-        except (ValueError, OSError):
-            pass
-
-
-def _end_all(status: str | None = None) -> None:
-    for exp in list(_live):
-        try:
-            exp.end(status or ("failed" if _crashed else "success"))
-        except Exception as exc:
-            log.debug("comet_callbacks: ending at exit failed: %r", exc)
+exits.on_fork_in_child(_forget_current)  # a forked child has no running experiment
