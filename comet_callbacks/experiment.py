@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import re
 import sys
 import threading
 import time
@@ -19,14 +18,13 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from . import __version__, exits, registry
-from .capture import cloud as cloud_capture
 from .capture import code as code_capture
-from .capture import git as git_capture
-from .capture import system
 from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
-from .config import ConfigError, Settings, scrub
+from .capture.startup import capture_at_start
+from .config import ConfigError, Settings
 from .errors import CometCallbacksError
+from .heartbeat import heartbeat
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
@@ -322,7 +320,11 @@ class Experiment:
                 self._start_output()
         if self._mode == "online":
             self._beat_thread = threading.Thread(
-                target=self._beat_loop, name="comet-beat", daemon=True
+                target=heartbeat,
+                args=(self._client, self._key, self.settings, self._beat_stop),
+                kwargs={"monitor": lambda: self._monitor},
+                name="comet-beat",
+                daemon=True,
             )
             self._beat_thread.start()
         cpu, gpu = bool(s.auto_log_env_cpu), bool(s.auto_log_env_gpu)
@@ -342,59 +344,12 @@ class Experiment:
         exits.install()
 
     def _capture_start(self) -> None:
-        """Everything captured once at start (runs in the background; each part may fail alone)."""
-        s, key = self.settings, self._key
-        assert key is not None
-
         def put(call: Any) -> None:  # also accepted while end() waits for this thread
             sender = self._sender
             if sender is not None:
                 sender.put(call)
 
-        try:
-            path = code_capture.entry_script_path()
-            if path:
-                put(calls.set_file_path(key, path))
-                if s.auto_log_code:
-                    src = code_capture.read_source(path)
-                    if src is not None:
-                        put(calls.set_code(key, src))
-            if s.auto_log_env_details:
-                details = system.collect_host_details()
-                if isinstance(details.get("command"), list):  # e.g. `train.py --api-key KEY`
-                    details["command"] = [scrub(str(a)) for a in details["command"]]
-                if not s.auto_log_env_host:
-                    for k in ("hostname", "ip", "networkInterfaceIps", "user"):
-                        details.pop(k, None)
-                # the collected keys are the wire's (camelCase): the endpoint's arguments
-                fields = {re.sub("([A-Z])", r"_\1", k).lower(): v for k, v in details.items()}
-                put(calls.log_system_details(key, **fields))
-                put(
-                    calls.log_system_details(
-                        key, installed_packages=system.collect_installed_packages()
-                    )
-                )
-                gpus = system.collect_gpu_static_info() if s.auto_log_env_gpu else []
-                if gpus:
-                    put(calls.log_system_details(key, gpu_static_info_list=gpus))
-                cloud = cloud_capture.collect_cloud_details()
-                if cloud:
-                    put(calls.log_cloud_details(key, cloud[0], cloud[1]))
-                os_pkgs = system.collect_os_packages()
-                if os_pkgs:
-                    put(calls.log_system_details(key, os_packages=os_pkgs))
-            if s.auto_log_git_metadata or s.auto_log_git_patch:
-                start_dir = os.path.dirname(path) if path else None
-                if s.auto_log_git_metadata:
-                    meta = git_capture.collect_git_metadata(start_dir)
-                    if meta:
-                        put(calls.log_git_metadata(key, **meta))
-                if s.auto_log_git_patch:
-                    patch = git_capture.collect_git_patch(start_dir)
-                    if patch:
-                        put(calls.upload_git_patch(key, patch))
-        except Exception as exc:  # capture must never break anything
-            log.debug("comet_callbacks: start-up capture failed: %r", exc)
+        capture_at_start(self.settings, self._key, put)
 
     def _start_output(self) -> None:
         start_offset = 0 if not self.settings.experiment_key else int(_time() * 1000) * 1000
@@ -425,33 +380,6 @@ class Experiment:
         else:
             return
         self._put(call)
-
-    def _beat_loop(self) -> None:
-        """Keep-alive: ``set-status`` now and every interval the server asks for."""
-        interval = 10.0
-        client, key = self._client, self._key
-        failed = False
-        while not self._beat_stop.is_set() and client is not None:
-            try:
-                ans = client.transport.send(
-                    calls.set_status(key), timeout=min(10.0, self.settings.timeout_api)
-                )
-                if isinstance(ans, dict):
-                    interval = max(0.5, ans.get("isAliveBeatDurationMillis", 10000) / 1000.0)
-                    if self._monitor is not None:
-                        s = self.settings
-                        self._monitor.set_intervals(
-                            cpu_interval=s.cpu_monitor_interval
-                            or ans.get("cpuMonitorIntervalMillis", 68000) / 1000.0,
-                            gpu_interval=s.gpu_monitor_interval
-                            or ans.get("gpuMonitorIntervalMillis", 60000) / 1000.0,
-                        )
-                failed = False
-            except Exception as exc:  # a failing heartbeat never blocks or crashes anything
-                if not failed:
-                    log.debug("comet_callbacks: heartbeat failed: %r", exc)
-                failed = True
-            self._beat_stop.wait(interval)
 
     # ------------------------------------------------------------------ internals
 
