@@ -36,7 +36,7 @@ from .rest.errors import (
     NotFoundError,
     UnauthorizedError,
 )
-from .sender import CALLER_QUEUE_LIMIT, Op, Sender
+from .sender import Op, Sender
 from .values import (
     MAX_TEXT,
     check_name,
@@ -487,10 +487,7 @@ class Experiment:
                 step = self._step
             if epoch is None:
                 epoch = self._epoch
-            q = sender.queue
-            q.append((name, value, step, epoch, context or self._context, _time()))
-            if len(q) > CALLER_QUEUE_LIMIT:
-                sender._backpressure()
+            sender.put((name, value, step, epoch, context or self._context, _time()))
             return
         self._log_metric_slow(name, value, step, epoch, context)
 
@@ -558,17 +555,17 @@ class Experiment:
             epoch = self._epoch
         ctx = context or self._context
         t = _time()
-        q = sender.queue
+        fast: list[tuple[Any, ...]] = []  # plain numbers: enqueued together, as for log_metric
         for k, v in metrics.items():
             tv = type(v)
             if (tv is float or tv is int) and type(k) is str and 0 < len(k) + len(pre) <= 1000:
-                q.append((pre + k if pre else k, v, step, epoch, ctx, t))
+                fast.append((pre + k if pre else k, v, step, epoch, ctx, t))
             elif tv is not float and tv is not int and isinstance(v, Mapping):
                 self.log_metrics(v, step, epoch, context, prefix=f"{pre}{k}")
             else:
                 self._log_metric_slow(f"{pre}{k}" if type(k) is str else k, v, step, epoch, ctx)
-        if len(q) > CALLER_QUEUE_LIMIT:
-            sender._backpressure()
+        if fast:
+            sender.put_many(fast)
 
     # ------------------------------------------------------------------ parameters, others, tags
 

@@ -259,6 +259,13 @@ class Sender:
         if len(q) > CALLER_QUEUE_LIMIT:
             self._backpressure()
 
+    def put_many(self, items: list[Any]) -> None:
+        """Enqueue several items at once (one back-pressure check for all)."""
+        q = self.queue
+        q.extend(items)
+        if len(q) > CALLER_QUEUE_LIMIT:
+            self._backpressure()
+
     def _backpressure(self) -> None:
         """Wait (1 ms sleeps) until the dispatcher has halved the caller queue."""
         self._wake.set()
