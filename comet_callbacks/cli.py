@@ -71,7 +71,7 @@ def _cmd_upload(args: argparse.Namespace) -> int:
             print(f"  experiment: {r.link}")
         for e in r.errors[:5]:
             if "(no response)" in e:  # urllib3's nested retry text says less than this
-                e = f"cannot reach {settings.root} ({short_reason(e)}); is COMET_URL_OVERRIDE right?"
+                e = f"cannot reach {settings.root} ({short_reason(Exception(e))}); is COMET_URL_OVERRIDE right?"
             print(f"  error: {e}")
         if not r.complete or r.failed:
             rc = 1

@@ -15,7 +15,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -437,18 +437,62 @@ def resolve_root(url_override: str | None, api_key: str | None) -> str:
     return DEFAULT_ROOT
 
 
-@dataclass
 class Settings:
-    """Resolved configuration. Build with :meth:`Settings.resolve`; each field records its source."""
+    """Resolved configuration: one typed attribute per entry of :data:`FIELDS` (a misspelt
+    setting fails at type-check time, and with ``AttributeError`` at run time), plus
+    ``values`` (by name) and ``sources`` (where each value came from). Build with
+    :meth:`Settings.resolve`; derive with :meth:`replace`."""
 
     values: dict[str, Any]
-    sources: dict[str, str] = field(default_factory=dict)
+    sources: dict[str, str]
+    # One annotation per field of FIELDS, same order (tests/test_config.py keeps them in step).
+    api_key: str | None
+    workspace: str | None
+    project_name: str | None
+    experiment_name: str | None
+    experiment_key: str | None
+    url_override: str | None
+    offline_directory: str
+    timeout_api: float
+    timeout_cleaning: float
+    timeout_upload: float
+    mode: str | None
+    start_online: bool | None
+    strict: bool
+    model_registry_name: str | None
+    log_model: bool | str
+    max_queue_size: int
+    workers: int
+    batch: bool
+    cpu_monitor_interval: float | None
+    gpu_monitor_interval: float | None
+    background_upload: bool
+    distributed_system_metrics: bool
+    display_summary_level: int
+    auto_log_code: bool
+    auto_log_git_metadata: bool
+    auto_log_git_patch: bool
+    auto_log_env_details: bool
+    auto_log_env_host: bool
+    auto_log_env_cpu: bool
+    auto_log_env_gpu: bool
+    auto_log_output_logger: bool
+    auto_log_metrics: bool
+    auto_log_parameters: bool
+    auto_log_graph: bool
+    auto_log_disable: bool
 
-    def __getattr__(self, name: str) -> Any:
-        values = self.__dict__.get("values")
-        if values is not None and name in values:
-            return values[name]
-        raise AttributeError(name)
+    def __init__(self, values: dict[str, Any], sources: dict[str, str] | None = None) -> None:
+        self.__dict__.update(values)
+        self.values = values
+        self.sources = {} if sources is None else sources
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Settings):
+            return NotImplemented
+        return (self.values, self.sources) == (other.values, other.sources)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it replaces
 
     @classmethod
     def resolve(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> Settings:

@@ -7,29 +7,25 @@ kind and never raised into the training loop, unless ``strict=True``.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import io
 import logging
 import os
-import signal
 import sys
 import threading
 import time
 import uuid
-import weakref
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from . import __version__, registry
-from .capture import cloud as cloud_capture
+from . import __version__, exits, registry
 from .capture import code as code_capture
-from .capture import git as git_capture
-from .capture import system
 from .capture.monitor import SystemMonitor
 from .capture.output import OutputCapture
-from .config import ConfigError, Settings, scrub
+from .capture.startup import capture_at_start
+from .config import ConfigError, Settings
 from .errors import CometCallbacksError
+from .heartbeat import heartbeat
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
@@ -41,7 +37,7 @@ from .rest.errors import (
     NotFoundError,
     UnauthorizedError,
 )
-from .sender import CALLER_QUEUE_LIMIT, Op, Sender
+from .sender import Op, Sender
 from .values import (
     MAX_TEXT,
     check_name,
@@ -66,7 +62,7 @@ __all__ = [
 
 log = logging.getLogger("comet_callbacks")
 _time = time.time
-_live: weakref.WeakSet[Experiment] = weakref.WeakSet()
+_live = exits.live
 _current: Experiment | None = None
 _announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
@@ -142,10 +138,9 @@ class Experiment:
         self._epoch: int | None = None
         self._secondary = secondary
         self._context = context
-        self._status: str | None = None
         self._lock = threading.Lock()
         self._forked = False  # True in a child forked while this experiment was alive
-        args = dict(
+        args: dict[str, Any] = dict(
             api_key=api_key,
             workspace=workspace,
             project_name=project_name,
@@ -170,7 +165,7 @@ class Experiment:
         self._workspace: str | None = settings.workspace
         self._project: str = settings.project_name or DEFAULT_PROJECT
         self._name: str | None = settings.experiment_name
-        self._key: str | None = settings.experiment_key
+        self._key: str = settings.experiment_key or ""  # "" until known (never when disabled)
         self._link: str | None = None
         self._unreachable: str | None = None  # "<root> (<reason>)" when it went offline
         self._start_ms = int(_time() * 1000)
@@ -182,7 +177,7 @@ class Experiment:
             self._connect()
         if self._mode == "offline" and not self._key:
             self._key = uuid.uuid4().hex
-        assert self._key is not None
+        assert self._key
         store = self._open_store(
             {
                 "mode": self._mode,
@@ -350,7 +345,11 @@ class Experiment:
                 self._start_output()
         if self._mode == "online":
             self._beat_thread = threading.Thread(
-                target=self._beat_loop, name="comet-beat", daemon=True
+                target=heartbeat,
+                args=(self._client, self._key, self.settings, self._beat_stop),
+                kwargs={"monitor": lambda: self._monitor},
+                name="comet-beat",
+                daemon=True,
             )
             self._beat_thread.start()
         cpu, gpu = bool(s.auto_log_env_cpu), bool(s.auto_log_env_gpu)
@@ -367,66 +366,15 @@ class Experiment:
                 gpu=gpu,
             )
             self._monitor.start()
-        _install_exit_hooks()
+        exits.install()
 
     def _capture_start(self) -> None:
-        """Everything captured once at start (runs in the background; each part may fail alone)."""
-        s, key = self.settings, self._key
-        assert key is not None
-
         def put(call: Any) -> None:  # also accepted while end() waits for this thread
             sender = self._sender
             if sender is not None:
                 sender.put(call)
 
-        try:
-            path = code_capture.entry_script_path()
-            if path:
-                put(calls.set_file_path(key, path))
-                if s.auto_log_code:
-                    src = code_capture.read_source(path)
-                    if src is not None:
-                        put(calls.set_code(key, src))
-            if s.auto_log_env_details:
-                details = system.collect_host_details()
-                if isinstance(details.get("command"), list):  # e.g. `train.py --api-key KEY`
-                    details["command"] = [scrub(str(a)) for a in details["command"]]
-                if not s.auto_log_env_host:
-                    for k in ("hostname", "ip", "networkInterfaceIps", "user"):
-                        details.pop(k, None)
-                put(
-                    Call(
-                        "POST",
-                        "write/experiment/system-details",
-                        json={"experimentKey": key, **details},
-                    )
-                )
-                put(
-                    calls.log_system_details(
-                        key, installed_packages=system.collect_installed_packages()
-                    )
-                )
-                gpus = system.collect_gpu_static_info() if s.auto_log_env_gpu else []
-                if gpus:
-                    put(calls.log_system_details(key, gpu_static_info_list=gpus))
-                cloud = cloud_capture.collect_cloud_details()
-                if cloud:
-                    put(calls.log_cloud_details(key, cloud[0], cloud[1]))
-                os_pkgs = system.collect_os_packages()
-                if os_pkgs:
-                    put(calls.log_system_details(key, os_packages=os_pkgs))
-            if s.auto_log_git_metadata or s.auto_log_git_patch:
-                start_dir = os.path.dirname(path) if path else None
-                if s.auto_log_git_metadata:
-                    meta = git_capture.collect_git_metadata(start_dir)
-                    if meta:
-                        put(calls.log_git_metadata(key, **meta))
-                if s.auto_log_git_patch:
-                    patch = git_capture.collect_git_patch(start_dir)
-                    if patch:
-                        put(calls.upload_git_patch(key, patch))
-        except Exception as exc:  # capture must never break anything
-            log.debug("comet_callbacks: start-up capture failed: %r", exc)
+        capture_at_start(self.settings, self._key, put)
 
     def _start_output(self) -> None:
         start_offset = 0 if not self.settings.experiment_key else int(_time() * 1000) * 1000
@@ -460,33 +408,6 @@ class Experiment:
         if sender is not None:
             sender.put(call)
 
-    def _beat_loop(self) -> None:
-        """Keep-alive: ``set-status`` now and every interval the server asks for."""
-        interval = 10.0
-        client, key = self._client, self._key
-        failed = False
-        while not self._beat_stop.is_set() and client is not None:
-            try:
-                ans = client.transport.send(
-                    calls.set_status(key), timeout=min(10.0, self.settings.timeout_api)
-                )
-                if isinstance(ans, dict):
-                    interval = max(0.5, ans.get("isAliveBeatDurationMillis", 10000) / 1000.0)
-                    if self._monitor is not None:
-                        s = self.settings
-                        self._monitor.set_intervals(
-                            cpu_interval=s.cpu_monitor_interval
-                            or ans.get("cpuMonitorIntervalMillis", 68000) / 1000.0,
-                            gpu_interval=s.gpu_monitor_interval
-                            or ans.get("gpuMonitorIntervalMillis", 60000) / 1000.0,
-                        )
-                failed = False
-            except Exception as exc:  # a failing heartbeat never blocks or crashes anything
-                if not failed:
-                    log.debug("comet_callbacks: heartbeat failed: %r", exc)
-                failed = True
-            self._beat_stop.wait(interval)
-
     # ------------------------------------------------------------------ internals
 
     def _put(self, item: Any) -> None:
@@ -499,7 +420,7 @@ class Experiment:
     def _dropped(self) -> None:
         """Called when a log_* call cannot log: after :meth:`end` that is reported (once)."""
         if self._forked:
-            _warn_forked_once()
+            exits.warn_forked_once()
         elif self.ended and self._mode != "disabled":
             self._report(
                 "after end",
@@ -523,7 +444,7 @@ class Experiment:
     @property
     def key(self) -> str | None:
         """The experiment key (a local id for an offline run until it is uploaded)."""
-        return self._key
+        return self._key or None
 
     @property
     def mode(self) -> str:
@@ -595,10 +516,7 @@ class Experiment:
                 step = self._step
             if epoch is None:
                 epoch = self._epoch
-            q = sender.queue
-            q.append((name, value, step, epoch, context or self._context, _time()))
-            if len(q) > CALLER_QUEUE_LIMIT:
-                sender._backpressure()
+            sender.put((name, value, step, epoch, context or self._context, _time()))
             return
         self._log_metric_slow(name, value, step, epoch, context)
 
@@ -666,17 +584,17 @@ class Experiment:
             epoch = self._epoch
         ctx = context or self._context
         t = _time()
-        q = sender.queue
+        fast: list[tuple[Any, ...]] = []  # plain numbers: enqueued together, as for log_metric
         for k, v in metrics.items():
             tv = type(v)
             if (tv is float or tv is int) and type(k) is str and 0 < len(k) + len(pre) <= 1000:
-                q.append((pre + k if pre else k, v, step, epoch, ctx, t))
+                fast.append((pre + k if pre else k, v, step, epoch, ctx, t))
             elif tv is not float and tv is not int and isinstance(v, Mapping):
                 self.log_metrics(v, step, epoch, context, prefix=f"{pre}{k}")
             else:
                 self._log_metric_slow(f"{pre}{k}" if type(k) is str else k, v, step, epoch, ctx)
-        if len(q) > CALLER_QUEUE_LIMIT:
-            sender._backpressure()
+        if fast:
+            sender.put_many(fast)
 
     # ------------------------------------------------------------------ parameters, others, tags
 
@@ -1023,7 +941,7 @@ class Experiment:
             if version is not None:
                 registry.parse_semver(version)  # RegistryError naming the version
             stage_list = list(stages) if stages is not None else None
-            args = dict(
+            args: dict[str, Any] = dict(
                 model_name=name,
                 version=version,
                 registry_name=registry_name,
@@ -1039,7 +957,7 @@ class Experiment:
                 raise registry.RegistryError(
                     f"the files of model {name!r} could not all be uploaded in time; not registering"
                 )
-            assert self._workspace is not None and self._key is not None
+            assert self._workspace is not None
             res = registry.register(self._client, self._workspace, self._key, **args)
             return RegisteredModel(res)
         except Exception as exc:  # never break training unless strict
@@ -1079,7 +997,6 @@ class Experiment:
             return
         if status not in ("success", "failed", "interrupted", "crashed"):
             log.warning("comet_callbacks: end(status=%r) is not a known status; using it", status)
-        self._status = status
         for part in (self._output, self._monitor):
             if part is not None:
                 try:
@@ -1253,7 +1170,7 @@ class Experiment:
             self.end("failed")
 
     def __repr__(self) -> str:
-        return f"Experiment(key={self._key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
+        return f"Experiment(key={self.key!r}, mode={self._mode!r}, workspace={self._workspace!r}, project={self._project!r})"
 
     def _forget_after_fork(self) -> None:
         """In a forked child: drop the parent's state (threads, sender, client, files, locks).
@@ -1292,154 +1209,9 @@ def start(**kwargs: Any) -> Experiment:
     return Experiment(**kwargs)
 
 
-# ---------------------------------------------------------------------- process exit
-
-_hooks_installed = False
-_crashed = False
-_on_sigterm: Any = None
-_excepthook: Any = None
-_previous_excepthook: Any = None
-_forked_warned = False
-
-
-def _warn_forked_once() -> None:
-    global _forked_warned
-    if not _forked_warned:
-        _forked_warned = True
-        log.warning(
-            "comet_callbacks: log_* calls in a forked child process (pid %d) are not logged: "
-            "the experiment belongs to the parent process (pid %d). Log from the parent, or "
-            "create a new Experiment in the child.",
-            os.getpid(),
-            os.getppid(),
-        )
-
-
-#: Module-level locks replaced in a forked child (never waited for: see _after_fork_in_child).
-_FORK_LOCKS = (
-    ("comet_callbacks.rest.delivery", "_support_lock"),
-    ("comet_callbacks.capture.system", "_nvml_lock"),
-    ("comet_callbacks.config", "_secrets_lock"),
-)
-
-
-def _after_fork_in_child() -> None:
-    """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
-
-    Without this, a ``fork`` worker (``multiprocessing.Pool``, DataLoader workers) inherits the
-    exit and SIGTERM handlers, ends the parent's copied experiment when it is terminated,
-    blocks forever on a lock held at fork time and prints a false "could not be delivered"
-    message. The child starts with no live experiment and no handlers; it may create its own.
-    """
-    global _current, _hooks_installed, _crashed, _forked_warned, _sigterm_parked
-    _sigterm_parked = False  # the child keeps the default SIGTERM action set before the fork
-    if _hooks_installed:  # first: whatever happens next, SIGTERM ends the child at once
-        _hooks_installed = False
-        try:
-            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
-        atexit.unregister(_end_all)
-        if sys.excepthook is _excepthook and _previous_excepthook is not None:
-            sys.excepthook = _previous_excepthook
-    # module-level locks another thread may have held at fork time (a batch answer records
-    # the server's batch support under one): a child that starts its own experiment would
-    # wait for them forever
-    for module, name in _FORK_LOCKS:
-        mod = sys.modules.get(module)  # no import machinery in a fork hook
-        if mod is not None and hasattr(mod, name):
-            setattr(mod, name, threading.Lock())
-    for exp in list(_live):
-        try:
-            exp._forget_after_fork()
-        except Exception:
-            pass
-    _live.clear()
+def _forget_current() -> None:
+    global _current
     _current = None
-    _crashed = False
-    _forked_warned = False
 
 
-_sigterm_parked = False
-
-
-def _before_fork() -> None:
-    """Fork with the default SIGTERM action, restored in the parent right after.
-
-    A child inherits the parent's signal dispositions. With our Python-level handler, a
-    SIGTERM that reaches the child before its interpreter has finished the fork (a pool
-    terminated while a slow worker is still starting) is swallowed: the worker never dies
-    and ``Pool.terminate`` waits forever. With the default action the kernel ends it at once.
-    Only possible from the main thread; elsewhere the handler checks the pid instead.
-    """
-    global _sigterm_parked
-    if _on_sigterm is None or threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
-            signal.signal(signal.SIGTERM, signal.SIG_DFL)
-            _sigterm_parked = True
-    except (ValueError, OSError):
-        pass
-
-
-def _after_fork_in_parent() -> None:
-    global _sigterm_parked
-    if _sigterm_parked:
-        _sigterm_parked = False
-        try:
-            signal.signal(signal.SIGTERM, _on_sigterm)
-        except (ValueError, OSError):
-            pass
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
-
-
-def _install_exit_hooks() -> None:
-    """End every live experiment at interpreter exit; an uncaught exception marks it failed;
-    SIGTERM ends it as interrupted. Installed once, chaining any existing hooks."""
-    global _hooks_installed, _on_sigterm, _excepthook, _previous_excepthook
-    if _hooks_installed:
-        return
-    _hooks_installed = True
-    atexit.register(_end_all)
-    previous_hook = _previous_excepthook = sys.excepthook
-
-    def excepthook(tp: Any, value: Any, tb: Any) -> None:
-        global _crashed
-        _crashed = True
-        status = "interrupted" if issubclass(tp, KeyboardInterrupt) else "failed"
-        _end_all(status)
-        previous_hook(tp, value, tb)
-
-    sys.excepthook = _excepthook = excepthook
-    if threading.current_thread() is threading.main_thread():
-        try:
-            if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
-                owner = os.getpid()
-
-                def on_sigterm(signum: int, frame: Any) -> None:
-                    if os.getpid() == owner:  # never in a forked child: it owns nothing
-                        _end_all("interrupted")
-                    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-                    os.kill(os.getpid(), signal.SIGTERM)
-
-                signal.signal(signal.SIGTERM, on_sigterm)
-                _on_sigterm = on_sigterm
-        except (ValueError, OSError):
-            pass
-
-
-def _end_all(status: str | None = None) -> None:
-    for exp in list(_live):
-        try:
-            exp.end(status or ("failed" if _crashed else "success"))
-        except Exception as exc:
-            log.debug("comet_callbacks: ending at exit failed: %r", exc)
+exits.on_fork_in_child(_forget_current)  # a forked child has no running experiment

@@ -260,6 +260,13 @@ class Sender:
         if len(q) > CALLER_QUEUE_LIMIT:
             self._backpressure()
 
+    def put_many(self, items: list[Any]) -> None:
+        """Enqueue several items at once (one back-pressure check for all)."""
+        q = self.queue
+        q.extend(items)
+        if len(q) > CALLER_QUEUE_LIMIT:
+            self._backpressure()
+
     def _backpressure(self) -> None:
         """Wait (1 ms sleeps) until the dispatcher has halved the caller queue."""
         self._wake.set()
@@ -338,7 +345,7 @@ class Sender:
                     if type(ev) is Op:
                         store.append_op(seq, ev.name, **ev.args)
                         continue
-                    store.append(seq, ev)
+                    store.append(seq, ev)  # type: ignore[arg-type]  # not an Op: a Call
                     if online:
                         # a metric waits in its lane as the small tuple, not as the Call
                         self._route(seq, item if type(item) is tuple else ev)
@@ -547,7 +554,7 @@ class Sender:
                     self._send_batch(item)
                     self._pop(lane, seq)
                     continue
-                call = item if type(item) is not tuple else self._build(item)
+                call: Call = item if type(item) is not tuple else self._build(item)  # type: ignore[assignment]
                 deliver.send(call, f"{self._rid_base}.{seq}")
             except Abandoned:
                 return  # closing: what is left stays in the event log

@@ -359,7 +359,7 @@ def _upload_locked(
             for ev in todo:
                 if stop.is_set():
                     break
-                seq = ev.get("seq")
+                seq: Any = ev.get("seq")  # an int, as RunStore.append writes it
                 body = (ev.get("call") or {}).get("json")
                 if stored and isinstance(body, dict) and "metricName" in body:
                     k = _metric_key(body)

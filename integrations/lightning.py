@@ -27,8 +27,9 @@ gets a ``CometCallback`` through Lightning's ``callbacks_factory`` entry point (
 one when the user passed their own). ``fast_dev_run`` never creates an experiment.
 
 Every hook is guarded: a bug here is reported once and never breaks training, unless strict
-mode (``COMET_STRICT=1``) is on. Only a configuration error when the experiment is created
-(refused API key, unknown workspace) is raised, before training starts.
+mode (``COMET_STRICT=1``) is on. A refused API key or an unknown workspace does not stop
+training either: after one warning the run is logged offline, for ``comet-callbacks upload``
+(the policy shared by the three integrations, in ``_toolkit.py``).
 """
 
 from __future__ import annotations
@@ -63,22 +64,22 @@ def _import_lightning() -> Any:
     """``lightning.pytorch`` or ``pytorch_lightning``: the one already imported wins (so our
     classes subclass the Trainer's), else whichever is installed."""
     if "pytorch_lightning" in sys.modules and "lightning.pytorch" not in sys.modules:
-        import pytorch_lightning as pl
+        import pytorch_lightning
 
-        return pl
+        return pytorch_lightning
     try:
-        import lightning.pytorch as pl
+        import lightning.pytorch as module
     except ImportError:  # pragma: no cover - depends on what is installed
-        import pytorch_lightning as pl
-    return pl
+        import pytorch_lightning as module  # type: ignore[no-redef]
+    return module
 
 
-pl = _import_lightning()
-_Callback = pl.Callback
-_Logger = pl.loggers.Logger
-_ModelCheckpoint = pl.callbacks.ModelCheckpoint
-_rank_zero_only = pl.utilities.rank_zero.rank_zero_only
-_DummyExperiment = pl.loggers.logger.DummyExperiment
+pl: Any = _import_lightning()
+_Callback: Any = pl.Callback
+_Logger: Any = pl.loggers.Logger
+_ModelCheckpoint: Any = pl.callbacks.ModelCheckpoint
+_rank_zero_only: Any = pl.utilities.rank_zero.rank_zero_only
+_DummyExperiment: Any = pl.loggers.logger.DummyExperiment
 
 __all__ = ["CometCallback", "CometLogger"]
 

@@ -17,7 +17,7 @@ os.environ.setdefault("KERAS_BACKEND", "torch")
 
 import torch  # noqa: E402
 
-from comet_callbacks import experiment as experiment_module  # noqa: E402
+from comet_callbacks import exits  # noqa: E402
 
 HERE = Path(__file__).parent
 FRAMEWORKS = ["lightning", "transformers", "keras"]
@@ -219,7 +219,7 @@ def test_training_error_reaches_the_caller_and_ends_the_run(
     if framework != "lightning":
         # Keras and the HF Trainer have no exception hook: the uncaught exception ends the run
         # through the core's excepthook, as it does when a script dies of it.
-        monkeypatch.setattr(experiment_module, "_crashed", False)
+        monkeypatch.setattr(exits, "_crashed", False)
         sys.excepthook(type(error), error, raised.tb)
     (exp,) = _experiments(reader)
     assert reader.others(exp["experimentKey"])["status"] == status

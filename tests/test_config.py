@@ -495,3 +495,15 @@ def test_every_project_error_derives_from_one_exported_base() -> None:
     assert issubclass(comet_callbacks.ExperimentError, RuntimeError)
     with pytest.raises(base, match="invalid mode"):
         Settings.resolve(env={"COMET_MODE": "onlin"})
+
+
+def test_settings_has_one_typed_attribute_per_field() -> None:
+    from typing import get_type_hints
+
+    hints = get_type_hints(Settings)
+    assert [n for n in hints if n not in ("values", "sources")] == [f.name for f in FIELDS]
+    s = Settings.resolve(env={"COMET_SENDER_WORKERS": "3"})
+    assert s.workers == 3 and s.values["workers"] == 3
+    assert s.replace(workers=5).workers == 5 and s.workers == 3
+    with pytest.raises(AttributeError):
+        s.wokers  # type: ignore[attr-defined]  # noqa: B018

@@ -348,6 +348,10 @@ def test_send_system_metrics_switches_the_monitor(comet_env: Any, reader: Any, s
         auto_log_output_logger=False,
         auto_log_env_details=False,
     )
-    time.sleep(0.4)  # several sampling intervals
+    # a sample arrives within moments when on; off, none in several sampling intervals
+    deadline = time.monotonic() + (20.0 if send else 0.5)
+    while time.monotonic() < deadline and not reader.metrics(exp.key, "sys.ram.used"):
+        exp.flush()
+        time.sleep(0.05)
     exp.end()
     assert bool(reader.metrics(exp.key, "sys.ram.used")) is send

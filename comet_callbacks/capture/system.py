@@ -19,10 +19,10 @@ logger = logging.getLogger("comet_callbacks.capture")
 _OS_PACKAGES_TIMEOUT_S = 10.0
 
 
-def _try(key: str, fn: Callable[[], Any], out: dict[str, Any]) -> None:
+def _try(key: str, fn: Callable[..., Any], out: dict[str, Any], *args: Any) -> None:
     """Store ``fn()`` under ``key``; on any error omit the key with one debug log."""
     try:
-        out[key] = fn()
+        out[key] = fn(*args)
     except Exception as exc:  # best effort by contract
         logger.debug("system details: %s unavailable: %r", key, exc)
 
@@ -274,10 +274,10 @@ def collect_gpu_static_info() -> list[dict[str, Any]]:
         for index in range(nv.nvmlDeviceGetCount()):
             handle = nv.nvmlDeviceGetHandleByIndex(index)
             info: dict[str, Any] = {"gpuIndex": index}
-            _try("name", lambda h=handle: _text(nv.nvmlDeviceGetName(h)), info)
-            _try("uuid", lambda h=handle: _text(nv.nvmlDeviceGetUUID(h)), info)
-            _try("totalMemory", lambda h=handle: int(nv.nvmlDeviceGetMemoryInfo(h).total), info)
-            _try("powerLimit", lambda h=handle: int(nv.nvmlDeviceGetPowerManagementLimit(h)), info)
+            _try("name", lambda h: _text(nv.nvmlDeviceGetName(h)), info, handle)
+            _try("uuid", lambda h: _text(nv.nvmlDeviceGetUUID(h)), info, handle)
+            _try("totalMemory", lambda h: int(nv.nvmlDeviceGetMemoryInfo(h).total), info, handle)
+            _try("powerLimit", lambda h: int(nv.nvmlDeviceGetPowerManagementLimit(h)), info, handle)
             gpus.append(info)
         return gpus
     except Exception as exc:

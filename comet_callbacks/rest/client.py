@@ -51,10 +51,6 @@ class RestClient(Endpoints):
     def _dispatch(self, call: Call) -> Any:
         return self.transport.send(call)
 
-    def experiment_link(self, workspace: str, project: str, experiment_key: str) -> str:
-        """``<root>/<workspace>/<project>/<key>`` (WIRE.md §1)."""
-        return f"{self.root}/{workspace}/{project}/{experiment_key}"
-
     def close(self) -> None:
         self.transport.close()
 

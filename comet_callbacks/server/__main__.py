@@ -156,7 +156,7 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     store = Store(db, assets)
     if args.new_admin_key:
         try:
-            key = store.new_admin_key()
+            key: str | None = store.new_admin_key()
         finally:
             store.close()
         print(f"New admin key (user 'local') for {db}; earlier admin keys stop working now.")

@@ -320,6 +320,7 @@ def _run(
             )
         )
         if idempotent:
+            assert principal is not None
             row = tx.one(
                 "SELECT response, path FROM request_ids WHERE user_id=? AND request_id=?",
                 (principal.user_id, request_id),
@@ -351,6 +352,7 @@ def _run(
         )
         result = rt.handler(ctx)
         if idempotent and (result is None or isinstance(result, dict)):
+            assert principal is not None
             tx.execute(
                 "INSERT OR REPLACE INTO request_ids VALUES (?,?,?,?,?)",
                 (

@@ -78,7 +78,7 @@ def _authenticate(ctx: Ctx, body_key: str | None) -> Response | None:
 
 
 def _last_offset(ctx: Ctx, key: str) -> int:
-    row = ctx.tx.one("SELECT MAX(offset) FROM output WHERE exp_key=?", (key,))
+    row = ctx.tx.row("SELECT MAX(offset) FROM output WHERE exp_key=?", (key,))
     return 0 if row[0] is None else int(row[0]) + 1
 
 
@@ -503,7 +503,8 @@ def registry_item_create(ctx: Ctx) -> Any:
                 ctx.now,
             ),
         )
-        model = ctx.tx.one("SELECT * FROM registry_models WHERE id=?", (model_id,))
+        model = ctx.tx.row("SELECT * FROM registry_models WHERE id=?", (model_id,))
+    assert model is not None
     if version is None:
         existing = [
             r["version"]

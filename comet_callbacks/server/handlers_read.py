@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import urlencode
 
@@ -52,7 +53,7 @@ def workspaces(ctx: Ctx) -> dict[str, Any]:
 
 
 def project_json(ctx: Ctx, row: sqlite3.Row) -> dict[str, Any]:
-    count = ctx.tx.one(
+    count = ctx.tx.row(
         "SELECT COUNT(*) FROM experiments WHERE deleted=0 AND (project_id=? OR key IN "
         "(SELECT exp_key FROM symlinks WHERE project_id=?))",
         (row["id"], row["id"]),
@@ -162,7 +163,7 @@ def get_metric(ctx: Ctx) -> dict[str, Any]:
 
 def _summary(
     name: str,
-    rows: list[sqlite3.Row],
+    rows: Sequence[Mapping[str, Any]] | Sequence[sqlite3.Row],
     value_key: str,
     with_steps: bool = True,
     use_minmax: bool = True,
@@ -474,7 +475,7 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
     totals = [
         g.get("totalMemory") for g in out["gpuStaticInfoList"] if g.get("totalMemory") is not None
     ]
-    gpu_totals = ctx.tx.one(
+    gpu_totals = ctx.tx.row(
         "SELECT MAX(value) FROM metrics WHERE exp_key=? AND name LIKE 'sys.gpu.%.total_memory'",
         (exp["key"],),
     )[0]

@@ -64,7 +64,7 @@ def workspace_new(ctx: Ctx) -> dict[str, Any]:
         raise ApiError(409, f"name: workspace {name!r} already exists")
     owner = ctx.me.user_id
     if ctx.me.is_service:
-        owner = ctx.tx.one("SELECT created_by FROM users WHERE id=?", (owner,))["created_by"]
+        owner = ctx.tx.row("SELECT created_by FROM users WHERE id=?", (owner,))["created_by"]
     ws_id = ctx.tx.add_workspace(name, owner, ctx.body["plan"])
     return {"msg": "saved", "workspace_name": name, "workspace_id": ws_id, "code": 200}
 
@@ -83,7 +83,7 @@ def get_or_create_project(ctx: Ctx, workspace: str, name: str) -> sqlite3.Row:
             "created_at, last_updated) VALUES (?,?,?,?,?,?,?,?,?)",
             (pid, workspace, name, None, 0, ctx.me.name, None, ctx.now, ctx.now),
         )
-        row = ctx.tx.one("SELECT * FROM projects WHERE id=?", (pid,))
+        row = ctx.tx.row("SELECT * FROM projects WHERE id=?", (pid,))
     return row
 
 
@@ -358,7 +358,7 @@ def _reg_item(
     item = ctx.tx.one("SELECT * FROM registry_items WHERE id=?", (item_id,))
     if item is None:
         raise ApiError(404, f"{field_name}: unknown registry model version {item_id!r}")
-    model = ctx.tx.one("SELECT * FROM registry_models WHERE id=?", (item["model_id"],))
+    model = ctx.tx.row("SELECT * FROM registry_models WHERE id=?", (item["model_id"],))
     if model["workspace"] not in ctx.me.workspaces:
         raise ApiError(403, f"{field_name}: no access to this model's workspace")
     return item, model
@@ -453,7 +453,7 @@ def registry_create(ctx: Ctx) -> dict[str, Any]:
         "INSERT INTO registry_models VALUES (?,?,?,?,?,?,?,?)",
         (model_id, ws, name, b["description"], int(bool(b["isPublic"])), None, ctx.now, ctx.now),
     )
-    model = ctx.tx.one("SELECT * FROM registry_models WHERE id=?", (model_id,))
+    model = ctx.tx.row("SELECT * FROM registry_models WHERE id=?", (model_id,))
     item_id = _add_version(ctx, model, em["id"], b["version"], b["comment"], b["stages"])
     return {"registryModelId": model_id, "registryModelItemId": item_id}
 
@@ -785,7 +785,7 @@ def _delete_asset(ctx: Ctx, row: sqlite3.Row) -> None:
 
 
 def _next_seq(ctx: Ctx, table: str) -> int:
-    return ctx.tx.one(f"SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}")[0]
+    return ctx.tx.row(f"SELECT COALESCE(MAX(seq), 0) + 1 FROM {table}")[0]
 
 
 def _model_for(ctx: Ctx, exp_key: str, grouping: str) -> str:
@@ -1455,7 +1455,7 @@ def _no_service_key(ctx: Ctx, what: str) -> None:
 
 def _human_owner(ctx: Ctx) -> str:
     if ctx.me.is_service:
-        return ctx.tx.one("SELECT created_by FROM users WHERE id=?", (ctx.me.user_id,))[
+        return ctx.tx.row("SELECT created_by FROM users WHERE id=?", (ctx.me.user_id,))[
             "created_by"
         ]
     return ctx.me.user_id

@@ -324,6 +324,7 @@ class Store:
                 if not api_key:
                     key = tx.add_key(user_id)
             else:
+                assert row is not None
                 user_id = row["id"]
             if api_key:
                 if tx.key_user(api_key) is None:
@@ -396,6 +397,13 @@ class Tx:
 
     def one(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row | None:
         return self.conn.execute(sql, args).fetchone()
+
+    def row(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> sqlite3.Row:
+        """The row that must exist (an aggregate, or one a foreign key points at)."""
+        found = self.conn.execute(sql, args).fetchone()
+        if found is None:
+            raise LookupError(f"no row for: {sql}")
+        return found
 
     def all(self, sql: str, args: tuple[Any, ...] | list[Any] = ()) -> list[sqlite3.Row]:
         return self.conn.execute(sql, args).fetchall()

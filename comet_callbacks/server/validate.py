@@ -188,7 +188,7 @@ def json_schema(code: Any) -> dict[str, Any]:
         }
     if isinstance(code, list):
         return {"type": "array", "items": json_schema(code[0])}
-    return {
+    scalars: dict[str, dict[str, Any]] = {
         "s": {"type": "string"},
         "i": {"type": "integer", "format": "int64"},
         "n": {"type": "number"},
@@ -197,7 +197,8 @@ def json_schema(code: Any) -> dict[str, Any]:
         "j": {},
         "m": {"anyOf": [{"type": "number"}, {"type": "string"}]},
         "v": {"anyOf": [{"type": "string"}, {"type": "number"}, {"type": "boolean"}]},
-    }[code]
+    }
+    return scalars[code]
 
 
 def text_of(value: Any) -> str:

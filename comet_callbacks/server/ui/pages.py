@@ -185,7 +185,7 @@ def home(ctx: Ctx, spaces: list[dict[str, Any]], workspace: str | None = None) -
         f'<h1 class="page-title">{"Workspace " + e(workspace) if workspace else "Workspaces"}</h1>'
         + ("".join(cards) or '<p class="muted">This key may use no workspace.</p>')
     )
-    crumbs = [(workspace, None)] if workspace else []
+    crumbs: list[tuple[str, str | None]] = [(workspace, None)] if workspace else []
     return layout(workspace or "Workspaces", body, crumbs, page="home")
 
 
