@@ -102,7 +102,8 @@ def experiments(ctx: Ctx, workspace: str, project: str) -> dict[str, Any]:
                     "ORDER BY ts DESC, seq DESC LIMIT 1",
                     (key, name),
                 )
-                metrics[key][name] = last[0]
+                if last is not None:  # the name was just listed: only a concurrent delete
+                    metrics[key][name] = last[0]
         for r in ctx.tx.all(
             f"SELECT exp_key, name, value FROM params WHERE seq IN (SELECT MAX(seq) FROM params "
             f"WHERE exp_key IN ({marks}) GROUP BY exp_key, name)",
@@ -202,7 +203,7 @@ def live(ctx: Ctx, key: str) -> dict[str, Any]:
     """What a running experiment's page polls: status and how much there is."""
     q = with_query(ctx, experimentKey=key)
     exp = api.metadata(q)
-    lines = ctx.tx.one("SELECT COUNT(*) FROM output WHERE exp_key=?", (key,))[0]
+    lines = ctx.tx.row("SELECT COUNT(*) FROM output WHERE exp_key=?", (key,))[0]
     return {
         "status": status_of(exp, others_map(ctx, key)),
         "metricNames": len(_names(ctx, key)),
