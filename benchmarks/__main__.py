@@ -70,7 +70,7 @@ EXTRAS: dict[str, tuple[list[str], list[str]]] = {
     "bench_batch": ([], ["--quick"]),
     "bench_server": (["--seconds", "3"], ["--seconds", "1"]),
     "bench_server_memory": ([], ["--quick"]),
-    "bench_ui": ([], ["--quick"]),
+    "bench_ui": ([], ["--points", "100000", "--reps", "1"]),
     "bench_monitor": (["--seconds", "10"], ["--seconds", "2"]),
     "bench_model_upload": (["--size-mb", "100"], ["--size-mb", "20"]),
 }
@@ -109,7 +109,7 @@ def sizes(quick: bool) -> Sizes:
         warmup=200,
         reps=1,
         train={
-            ("lightning", "tiny"): ("50,200", 1),
+            ("lightning", "tiny"): ("20,200", 1),
             ("lightning", "real"): ("10,40", 1),
             ("hf", "tiny"): ("20,80", 1),
             ("keras", "tiny"): ("60,240", 1),
@@ -244,6 +244,15 @@ def run_extra(name: str, args: list[str], timeout: float) -> str:
     return f"exit {proc.returncode}:\n\n```\n{(proc.stderr or proc.stdout)[-2000:]}\n```"
 
 
+def replace_section(path: Path, heading: str, text: str) -> None:
+    """Replace the Markdown section starting at ``heading`` (up to the next heading of the
+    same level) by ``text``, which starts with that heading itself."""
+    lines = path.read_text().split("\n")
+    start = lines.index(heading)
+    end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("## ")), len(lines))
+    path.write_text("\n".join([*lines[:start], *text.split("\n"), "", *lines[end:]]))
+
+
 # ---------------------------------------------------------------------- main
 
 
@@ -261,10 +270,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--train",
         default=",".join(f"{fw}:{wl}" for fw, wl in TRAIN),
-        help="training cases, framework:workload (default: all)",
+        help="training cases, framework:workload[:peer+peer...] (default: all, each with its "
+        "planned trackers)",
     )
     parser.add_argument("--reps", type=int, default=None, help="repetitions (default 3)")
     parser.add_argument("--out", default=str(HERE / "RESULTS.md"), help="Markdown output")
+    parser.add_argument(
+        "--readme",
+        default=None,
+        metavar="PATH",
+        help="also replace the '## Performance' section of this README with the run's snippet",
+    )
     parser.add_argument("--log", default=None, help="workers' full output (default: a temp file)")
     parser.add_argument(
         "--from-log",
@@ -288,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     scratch = Path(tempfile.mkdtemp(prefix="comet-bench-"))
     log = Path(args.log) if args.log else scratch.parent / f"{scratch.name}.log"
     results = Results(machine(), argv_shown, args.quick)
+    results.machine["command"] = "`python -m benchmarks " + " ".join(argv_shown) + "`"
     for earlier in args.from_log:
         load_log(results, Path(earlier))
     with log.open("a") as fh:
@@ -312,9 +329,11 @@ def main(argv: list[str] | None = None) -> int:
         if "train" in only:
             print("== training", flush=True)
             for case in args.train.split(","):
-                fw, wl = case.split(":")
+                fw, wl, *only_peers = case.split(":")
                 steps, reps = sz.train[(fw, wl)]
-                for peer in chosen(TRAIN[(fw, wl)]):
+                planned = only_peers[0].split("+") if only_peers else TRAIN[(fw, wl)]
+                case = f"{fw}:{wl}"
+                for peer in chosen(planned):
                     opts = ["--framework", fw, "--workload", wl, "--steps", steps]
                     opts += ["--reps", str(args.reps or reps)]
                     run("train", peer, [*opts, "--warmup-steps", str(sz.warmup_steps)], case)
@@ -350,7 +369,14 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         write()
         shutil.rmtree(scratch, ignore_errors=True)
+        if only != {"none"}:  # the log keeps how long the run took, for a re-render
+            done = dict(results.machine, **{"run time": f"{results.run_minutes or 0:.1f} min"})
+            with log.open("a") as fh:
+                fh.write(MACHINE_PREFIX + json.dumps(done) + "\n")
     print(f"Written: {out}")
+    if args.readme:
+        replace_section(Path(args.readme), "## Performance", results.readme_snippet())
+        print(f"Updated: {args.readme} (Performance section)")
     failures = results.failures()
     for f in failures:
         print(f"FAILED: {f}", file=sys.stderr)

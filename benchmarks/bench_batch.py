@@ -4,6 +4,9 @@ Run: ``python -m benchmarks.bench_batch [--quick]``. Prints a Markdown table. Ev
 comes from this run on this machine (a shared, noisy box gives noisy figures; the ratios
 are what to compare):
 
+Each figure is printed next to the same measurement with ``COMET_BATCH=false`` (one request per
+value, the path before batches) where that makes sense, so the gain is a ratio from one run.
+
 * client CPU per metric point, online (batches to the local server) ÷ offline (log only);
 * local-server CPU per point (the server subprocess's CPU time) ÷ offline client CPU;
 * the wait in ``end()`` after logging 10,000 points online;
@@ -15,7 +18,7 @@ are what to compare):
 * 20 s of 429 with ``Retry-After: 5`` (6 s / 2 s with ``--quick``), online and ``upload``:
   whether both finish by themselves, and how long they took.
 
-The server is the one :mod:`benchmarks.bench_core` launches (a subprocess, CPU measured with
+The server is the one :mod:`benchmarks.server` launches (a subprocess, CPU measured with
 psutil); faults come from ``tests/faultproxy.py``.
 """
 
@@ -33,7 +36,9 @@ from typing import Any
 
 import psutil
 
-from benchmarks.bench_core import API_KEY, Server, _set_env
+from benchmarks.server import API_KEY
+from benchmarks.server import LocalServer as Server
+from benchmarks.server import set_env as _set_env
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 
@@ -48,6 +53,8 @@ QUIET = {
     "auto_log_env_gpu": False,
     "auto_log_output_logger": False,
 }
+#: Points for the per-point comparisons (one request per value is slow: keep them short).
+SINGLE_POINTS = 1000
 FAULT_MIX = {"503": 0.10, "429": 0.05, "cut_after_commit": 0.05, "delay": 0.10}
 
 
@@ -60,11 +67,14 @@ def _cpu(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
-def _log_points(n: int, mode: str, **settings: Any) -> tuple[Any, float]:
-    """Log ``n`` points and end the run; return (experiment, seconds spent in end())."""
+def _log_points(n: int, mode: str, before: Any = None, **settings: Any) -> tuple[Any, float]:
+    """Log ``n`` points and end the run; return (experiment, seconds spent in end()).
+    ``before()`` runs once the experiment exists, before the first point."""
     from comet_callbacks import Experiment
 
     exp = Experiment(project_name="bench-batch", mode=mode, **QUIET, **settings)
+    if before is not None:
+        before()
     for i in range(n):
         exp.log_metric("loss", 1.0 / (i + 1), step=i)
     t0 = time.perf_counter()
@@ -82,34 +92,41 @@ def _stored(server: Server, key: str) -> collections.Counter[int]:
         with_reader.close()
 
 
-def cpu_per_point(server: Server, work: str, n: int) -> dict[str, float]:
-    """Client CPU per point offline and online, server CPU per point, in µs."""
+def cpu_per_point(server: Server, work: str, n: int, n_single: int) -> dict[str, float]:
+    """Client CPU per point offline, online and online per point; server CPU per point (µs)."""
     sproc = psutil.Process(server.proc.pid)
     out: dict[str, float] = {}
-    for mode in ("offline", "online"):
-        _set_env(server.env(os.path.join(work, mode)))
+    for label, mode, count, extra in (
+        ("offline", "offline", n, {}),
+        ("online", "online", n, {}),
+        ("single", "online", n_single, {"COMET_BATCH": "false"}),
+    ):
+        _set_env({**server.env(os.path.join(work, label)), **extra})
         _log_points(200, mode)  # warm-up: imports, connections
         c0, s0 = time.process_time(), _cpu(sproc)
-        _log_points(n, mode)
-        out[f"client_{mode}_us"] = (time.process_time() - c0) / n * 1e6
+        _log_points(count, mode)
+        out[f"client_{label}_us"] = (time.process_time() - c0) / count * 1e6
         if mode == "online":
-            out["server_us"] = (_cpu(sproc) - s0) / n * 1e6
+            out[f"server_{label}_us"] = (_cpu(sproc) - s0) / count * 1e6
     return out
 
 
-def end_wait(server: Server, work: str, n: int = 10_000) -> float:
-    _set_env(server.env(os.path.join(work, "endwait")))
+def end_wait(server: Server, work: str, n: int = 10_000, batch: bool = True) -> float:
+    extra = {} if batch else {"COMET_BATCH": "false"}
+    _set_env({**server.env(os.path.join(work, "endwait")), **extra})
     _, waited = _log_points(n, "online")
     return waited
 
 
-def upload_rate(server: Server, work: str, n: int) -> tuple[float, bool]:
+def upload_rate(server: Server, work: str, n: int, batch: bool = True) -> tuple[float, bool]:
     """Points per second uploaded from a spooled offline run of ``n`` points."""
     from comet_callbacks.config import Settings
     from comet_callbacks.upload import upload_run
 
     _set_env(server.env(os.path.join(work, "spool")))
     exp, _ = _log_points(n, "offline")
+    if not batch:
+        os.environ["COMET_BATCH"] = "false"
     t0 = time.perf_counter()
     res = upload_run(exp.offline_path, Settings.resolve())
     return n / (time.perf_counter() - t0), res.complete
@@ -168,10 +185,14 @@ def throttle_window(
             return timer
 
         _set_env(env)
-        window_of_429()
-        t0 = time.perf_counter()
-        exp, _ = _log_points(n, "online", timeout_cleaning=window + 60)
-        out["online_s"] = time.perf_counter() - t0
+        started: list[float] = []
+
+        def start() -> None:
+            window_of_429()
+            started.append(time.perf_counter())
+
+        exp, _ = _log_points(n, "online", before=start, timeout_cleaning=window + 60)
+        out["online_s"] = time.perf_counter() - started[0]
         out["online_stored"] = len(_stored(server, exp.key)) / n
         _set_env(server.env(os.path.join(work, "throttle-up")))
         spooled, _ = _log_points(n, "offline")
@@ -198,35 +219,58 @@ def main(argv: list[str] | None = None) -> int:
 
     logging.getLogger("comet_callbacks").setLevel(logging.ERROR)
     server = Server()
-    rows: list[tuple[str, str, str, str]] = []
+    print("| figure | measured | ratio / check | target |", flush=True)
+    print("|---|---|---|---|", flush=True)
+
+    class Rows(list):  # printed as they come: a long run shows its figures as it goes
+        def append(self, row: tuple[str, str, str, str]) -> None:
+            super().append(row)
+            print("| " + " | ".join(row) + " |", flush=True)
+
+    rows: list[tuple[str, str, str, str]] = Rows()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
-            cpu = cpu_per_point(server, work, n)
+            cpu = cpu_per_point(server, work, n, SINGLE_POINTS)
             off = cpu["client_offline_us"]
+            single = cpu["client_single_us"]
             rows.append(
                 (
                     "online client CPU per point ÷ offline",
-                    f"{cpu['client_online_us']:.1f} µs ÷ {off:.1f} µs",
+                    f"{cpu['client_online_us']:.1f} µs ÷ {off:.1f} µs "
+                    f"(per point: {single:.0f} µs, {single / off:.0f}×)",
                     f"{cpu['client_online_us'] / off:.1f}×",
                     "≤ 4×",
                 )
             )
+            srv_single = cpu["server_single_us"]
             rows.append(
                 (
                     "local-server CPU per point ÷ offline client CPU",
-                    f"{cpu['server_us']:.1f} µs ÷ {off:.1f} µs",
-                    f"{cpu['server_us'] / off:.1f}×",
+                    f"{cpu['server_online_us']:.1f} µs ÷ {off:.1f} µs "
+                    f"(per point: {srv_single:.0f} µs, {srv_single / off:.0f}×)",
+                    f"{cpu['server_online_us'] / off:.1f}×",
                     "≤ 8×",
                 )
             )
             waited = end_wait(server, work)
-            rows.append(("`end()` wait, 10,000 points online", f"{waited:.2f} s", "", "< 0.5 s"))
+            waited_small = end_wait(server, work, SINGLE_POINTS)
+            waited_single = end_wait(server, work, SINGLE_POINTS, batch=False)
+            rows.append(
+                (
+                    "`end()` wait, 10,000 points online",
+                    f"{waited:.2f} s; {SINGLE_POINTS:,} points: {waited_small:.2f} s "
+                    f"(per point: {waited_single:.2f} s)",
+                    f"{waited_single / max(waited_small, 1e-9):.0f}× shorter",
+                    "< 0.5 s",
+                )
+            )
             rate, complete = upload_rate(server, work, n_up)
+            rate_single, _ = upload_rate(server, work, SINGLE_POINTS, batch=False)
             rows.append(
                 (
                     f"`upload` of a {n_up:,}-point offline run",
-                    f"{rate:,.0f} points/s",
-                    "complete" if complete else "INCOMPLETE",
+                    f"{rate:,.0f} points/s (per point: {rate_single:,.0f} points/s)",
+                    f"{rate / rate_single:.0f}× faster" + ("" if complete else ", INCOMPLETE"),
                     "≥ 50,000 points/s",
                 )
             )
@@ -268,10 +312,6 @@ def main(argv: list[str] | None = None) -> int:
             )
     finally:
         server.close()
-    print("| figure | measured | ratio / check | target |")
-    print("|---|---|---|---|")
-    for row in rows:
-        print("| " + " | ".join(row) + " |")
     return 0
 
 

@@ -181,13 +181,13 @@ def main(argv: list[str] | None = None) -> int:
     load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
 
     print(f"## Import time (median of {import_reps} fresh interpreters; load {load})\n")
-    print("| import | `-X importtime` ms | CPU ms | `requests` imported | target |")
+    print("| import | `-X importtime` ms | CPU ms | `requests` imported | target (CPU) |")
     print("|---|---:|---:|---|---|")
     ok = True
     for r in imports(import_reps):
         target = "" if r["target_ms"] is None else f"≤ {r['target_ms']:g} ms"
         if r["target_ms"] is not None:
-            met = r["importtime_ms"] <= r["target_ms"]
+            met = r["cpu_ms"] <= r["target_ms"]
             ok &= met
             target += " met" if met else " **missed**"
         print(
@@ -195,6 +195,11 @@ def main(argv: list[str] | None = None) -> int:
             f"{'yes' if r['requests_loaded'] else 'no'} | {target} |"
         )
 
+    print(
+        "\nThe verdict is on CPU time: `-X importtime` is wall clock, which on a loaded "
+        "machine also counts the time the process waits for a core (compare the two "
+        "columns); on an idle machine the two agree."
+    )
     print(
         f"\n## Extra CPU per fit against no tracker (Lightning, tiny model, offline; "
         f"{reps} pairs per length {steps})\n"

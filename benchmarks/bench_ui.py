@@ -3,8 +3,8 @@
 Run: ``python -m benchmarks.bench_ui [--points 1000000] [--reps 3]``. Prints a Markdown table.
 Needs Debian's ``chromium`` and the ``playwright`` package (the ``test`` extra).
 
-The server runs in its own process (``python -m comet_callbacks.server``, the launcher of
-:mod:`benchmarks.bench_model_upload`). One experiment holds a metric of ``--points`` points
+The server runs in its own process (``python -m comet_callbacks.server``, through
+:class:`benchmarks.server.LocalServer`). One experiment holds a metric of ``--points`` points
 (written straight into the server's SQLite file in one transaction: a million HTTP writes
 would measure the write path, not the UI); another, the baseline in the same run, holds a
 1,000-point metric. Measured for each:
@@ -33,7 +33,7 @@ from pathlib import Path
 import psutil
 import requests
 
-from benchmarks.bench_model_upload import start_server_subprocess
+from benchmarks.server import LocalServer
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -70,17 +70,9 @@ def main(argv: list[str] | None = None) -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        proc, url, key = start_server_subprocess(Path(tmp), 1 << 20)
+        srv = LocalServer(tmp)
+        url, key = srv.url, srv.api_key
         try:
-            deadline = time.monotonic() + 60
-            while True:  # the line is printed before the socket listens
-                try:
-                    requests.get(url + "/clientlib/isAlive/ver", timeout=5)
-                    break
-                except requests.ConnectionError:
-                    if time.monotonic() > deadline:
-                        raise
-                    time.sleep(0.1)
             exps = {}
             sizes = {"baseline": 1_000, "big": args.points}
             t0 = time.perf_counter()
@@ -94,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
                 exps[name] = r.json()["experimentKey"]
                 _seed(Path(tmp) / "comet.sqlite", exps[name], "loss", n)
             print(f"seeded {sum(sizes.values()):,} points in {time.perf_counter() - t0:.1f} s")
-            server = psutil.Process(proc.pid)
+            server = psutil.Process(srv.pid)
             series = url + "/ui-api/series"
             rows = []
             with sync_playwright() as pw:
@@ -137,8 +129,7 @@ def main(argv: list[str] | None = None) -> int:
                     rows.append((name, n, drawn, cold, cold_cpu, warm, data, zoom, zooms[0][1]))
                 browser.close()
         finally:
-            proc.terminate()
-            proc.wait(timeout=30)
+            srv.stop()
     base = rows[0]
     load = os.getloadavg()[0]
     print(f"(machine: {os.cpu_count()} CPUs, load average {load:.1f} at the end of the run)")

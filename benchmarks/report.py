@@ -44,7 +44,7 @@ def problem(res: dict[str, Any]) -> str | None:
     if "skipped" in res:
         return f"skipped: {res['skipped']}"
     if "error" in res:
-        return f"**error**: {res['error'][:300]}"
+        return f"**error**: {res['error'][:160]}"
     return None
 
 
@@ -252,6 +252,9 @@ class Results:
         def add(what: str, value: float | None, target: float, shown: str) -> None:
             if value is None:
                 return
+            if value < 0:  # a negative extra cost is noise, not a result
+                out.append([what, shown, "not resolved (noise)"])
+                return
             out.append([what, shown, "met" if value <= target else "**missed**"])
 
         for peer in ("us-offline", "us-online"):
@@ -308,7 +311,7 @@ class Results:
 
     def machine_md(self) -> str:
         items = dict(self.machine)
-        if self.run_minutes is not None:
+        if self.run_minutes is not None and "run time" not in items:
             items["run time"] = f"{self.run_minutes:.1f} min"
         return "\n".join(f"- **{k}**: {v}" for k, v in items.items())
 
@@ -328,10 +331,33 @@ class Results:
         ]
         summary = self._summary()
         if summary:
-            lines += [summary, ""]
+            reps = {r.get("reps") for r in self.of("train") if not problem(r)}
+            lines += [
+                summary,
+                "",
+                "Extra = against a fit without tracker in the same process; fixed and per-step "
+                "costs are the straight line through two fit lengths, *first fit* adds the "
+                "imports and one-off start-up of a fresh process. "
+                + (
+                    f"{'/'.join(str(x) for x in sorted(reps))} pair(s) per length in this run: "
+                    "differences of a few tens of ms (negative ones included) are within the "
+                    "noise of a shared box. "
+                    if reps
+                    else ""
+                )
+                + "Our online rows talk to the local server on the same two cores.",
+                "",
+            ]
         targets = self.targets()
         if targets:
             lines += [table(["target", "measured", ""], targets), ""]
+        if any(name == "bench_start" for name, _ in self.extras):
+            lines += [
+                "Start-up (import time, fixed CPU per fit, before and after the cheaper start, "
+                "with the revision compared): `python -m benchmarks.bench_start`, under *Other "
+                "benchmarks* in `benchmarks/RESULTS.md`.",
+                "",
+            ]
         m = self.machine
         lines += [
             f"One run on {m.get('CPU', '?')}, {m.get('cores', '?')} cores shared with other "
@@ -358,10 +384,12 @@ class Results:
             rows.append(
                 [
                     r["label"],
+                    fmt(r["first"]["extra_cpu_ms"], 0),
                     fmt(r.get("fixed_cpu_ms"), 0),
                     fmt(r.get("per_step_cpu_us"), 0),
                     f"{r['per_length'][n1]['slowdown_pct']:+.1f} %",
                     real_cell,
+                    load(r),
                 ]
             )
         if not rows:
@@ -372,10 +400,12 @@ class Results:
             step = f" (a step ≈ {fmt(statistics.median(r['base_step_ms'] for r in reals), 0)} ms)"
         head = [
             "tracker (Lightning)",
+            "first fit of a process: extra CPU ms",
             "fixed extra CPU per fit ms",
             "extra CPU per step µs (tiny)",
             "slowdown, tiny MLP",
             "slowdown, small CNN" + step,
+            "load (1 min)",
         ]
         return table(head, rows)
 

@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="comet-callbacks",
         description="Comet ML experiment tracking over the REST API: upload offline runs, run a local server.",
+        epilog="Settings come from COMET_* environment variables or .comet.config files, like "
+        "the official SDK's (see the README's Configuration table). "
+        "Help on a command: comet-callbacks upload --help, comet-callbacks server --help.",
     )
     parser.add_argument("--version", action="version", version=f"comet-callbacks {__version__}")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -131,10 +134,17 @@ def main(argv: list[str] | None = None) -> int:
         return _cmd_server(argv[1:])
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(message)s")
-    if not args.verbose:  # urllib3's "Retrying (...)" lines: our summary says what failed
-        logging.getLogger("urllib3").setLevel(logging.ERROR)
     if args.command == "upload":
-        return _cmd_upload(args)
+        # urllib3's own warnings (e.g. a full connection pool) say less than our summary;
+        # quieted for this command only, so an in-process caller's logging is left as it was
+        urllib3_log = logging.getLogger("urllib3")
+        level = urllib3_log.level
+        if not args.verbose:
+            urllib3_log.setLevel(logging.ERROR)
+        try:
+            return _cmd_upload(args)
+        finally:
+            urllib3_log.setLevel(level)
     parser.print_help()
     return 0
 

@@ -47,6 +47,14 @@ def warn_forked_once() -> None:
         )
 
 
+#: Module-level locks replaced in a forked child (never waited for: see _after_fork_in_child).
+_FORK_LOCKS = (
+    ("comet_callbacks.rest.delivery", "_support_lock"),
+    ("comet_callbacks.capture.system", "_nvml_lock"),
+    ("comet_callbacks.config", "_secrets_lock"),
+)
+
+
 def _after_fork_in_child() -> None:
     """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
 
@@ -55,7 +63,25 @@ def _after_fork_in_child() -> None:
     blocks forever on a lock held at fork time and prints a false "could not be delivered"
     message. The child starts with no live experiment and no handlers; it may create its own.
     """
-    global _hooks_installed, _crashed, _forked_warned
+    global _hooks_installed, _crashed, _forked_warned, _sigterm_parked
+    _sigterm_parked = False  # the child keeps the default SIGTERM action set before the fork
+    if _hooks_installed:  # first: whatever happens next, SIGTERM ends the child at once
+        _hooks_installed = False
+        try:
+            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
+                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        except (ValueError, OSError):
+            pass
+        atexit.unregister(end_all)
+        if sys.excepthook is _excepthook and _previous_excepthook is not None:
+            sys.excepthook = _previous_excepthook
+    # module-level locks another thread may have held at fork time (a batch answer records
+    # the server's batch support under one): a child that starts its own experiment would
+    # wait for them forever
+    for module, name in _FORK_LOCKS:
+        mod = sys.modules.get(module)  # no import machinery in a fork hook
+        if mod is not None and hasattr(mod, name):
+            setattr(mod, name, threading.Lock())
     for exp in list(live):
         try:
             exp._forget_after_fork()
@@ -66,14 +92,37 @@ def _after_fork_in_child() -> None:
         reset()
     _crashed = False
     _forked_warned = False
-    if _hooks_installed:
-        _hooks_installed = False
-        atexit.unregister(end_all)
-        if sys.excepthook is _excepthook and _previous_excepthook is not None:
-            sys.excepthook = _previous_excepthook
+
+
+_sigterm_parked = False
+
+
+def _before_fork() -> None:
+    """Fork with the default SIGTERM action, restored in the parent right after.
+
+    A child inherits the parent's signal dispositions. With our Python-level handler, a
+    SIGTERM that reaches the child before its interpreter has finished the fork (a pool
+    terminated while a slow worker is still starting) is swallowed: the worker never dies
+    and ``Pool.terminate`` waits forever. With the default action the kernel ends it at once.
+    Only possible from the main thread; elsewhere the handler checks the pid instead.
+    """
+    global _sigterm_parked
+    if _on_sigterm is None or threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is _on_sigterm:
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            _sigterm_parked = True
+    except (ValueError, OSError):
+        pass
+
+
+def _after_fork_in_parent() -> None:
+    global _sigterm_parked
+    if _sigterm_parked:
+        _sigterm_parked = False
         try:
-            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGTERM, _on_sigterm)
         except (ValueError, OSError):
             pass
 
@@ -84,7 +133,11 @@ def on_fork_in_child(reset: Callable[[], None]) -> None:
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def install() -> None:
@@ -108,9 +161,11 @@ def install() -> None:
     if threading.current_thread() is threading.main_thread():
         try:
             if signal.getsignal(signal.SIGTERM) in (signal.SIG_DFL, None):
+                owner = os.getpid()
 
                 def on_sigterm(signum: int, frame: Any) -> None:
-                    end_all("interrupted")
+                    if os.getpid() == owner:  # never in a forked child: it owns nothing
+                        end_all("interrupted")
                     signal.signal(signal.SIGTERM, signal.SIG_DFL)
                     os.kill(os.getpid(), signal.SIGTERM)
 

@@ -7,6 +7,7 @@ kind and never raised into the training loop, unless ``strict=True``.
 
 from __future__ import annotations
 
+import errno
 import io
 import logging
 import os
@@ -193,6 +194,7 @@ class Experiment:
             }
         )
         self._store = store
+        store.on_disk_error = self._on_disk_error
         self._sender = Sender(
             store,
             self._key,
@@ -309,6 +311,29 @@ class Experiment:
             )
             return RunStore(root, meta=meta, memory_only=True)
 
+    def _on_disk_error(self, exc: OSError) -> None:
+        """The event log could not be written any more (the disk is full): one warning."""
+        where = self._store.root
+        reason = f"{errno.errorcode.get(exc.errno or 0, type(exc).__name__)}: {exc.strerror or exc}"
+        if self._mode == "online":
+            log.warning(
+                "comet_callbacks: cannot write to the offline directory %s (%s); the event log "
+                "stops here and delivery goes on from memory (at most COMET_MAX_QUEUE_SIZE=%d "
+                "events waiting; beyond that new events are dropped and counted). Free some "
+                "space or set COMET_OFFLINE_DIRECTORY to another disk.",
+                where,
+                reason,
+                self.settings.max_queue_size,
+            )
+        else:
+            log.warning(
+                "comet_callbacks: cannot write to the offline directory %s (%s); events logged "
+                "from now on are NOT kept (they are counted). Free some space or set "
+                "COMET_OFFLINE_DIRECTORY to another disk.",
+                where,
+                reason,
+            )
+
     def _start_background(self) -> None:
         s = self.settings
         if not self._secondary:
@@ -379,7 +404,9 @@ class Experiment:
             call = calls.log_gpu_metrics(key, payload["gpus"], **t)
         else:
             return
-        self._put(call)
+        sender = self._sender  # also while end() stops the monitor (its last sample)
+        if sender is not None:
+            sender.put(call)
 
     # ------------------------------------------------------------------ internals
 
@@ -445,7 +472,9 @@ class Experiment:
     def offline_path(self) -> str | None:
         """Folder of this run's event log (None when disabled)."""
         store = getattr(self, "_store", None)
-        return store.path if store is not None and store.on_disk else None
+        if store is None or (not store.on_disk and store.disk_error is None):
+            return None  # the folder could not be created: nothing on disk
+        return store.path
 
     @property
     def step(self) -> int | None:
@@ -1013,6 +1042,13 @@ class Experiment:
                 )
             if done:
                 self._store.remove()
+                if self._store.disk_error is not None and not sender.stats.dropped:
+                    print(
+                        f"comet_callbacks: the offline directory {self._store.root} could not "
+                        f"be written during the run ({self._store.disk_error.strerror}); every "
+                        "event was delivered from memory, none lost",
+                        file=sys.stderr,
+                    )
                 if sender.stats.dropped:
                     msg = (
                         f"comet_callbacks: {sender.stats.dropped} events were not kept ({summary}): "
@@ -1028,11 +1064,20 @@ class Experiment:
                         raise ExperimentError(f"some events were refused by the server: {summary}")
             elif not self._store.on_disk:
                 self._store.close()
+                store = self._store
+                lost = sender.undelivered_after(store.disk_last_seq)
+                kept = sender.pending() - lost
                 msg = (
                     f"comet_callbacks: {sender.pending()} events could not be delivered in "
-                    f"{timeout:g}s ({summary}) and are lost: the offline directory "
-                    f"{self._store.root} cannot be written (COMET_OFFLINE_DIRECTORY)"
+                    f"{timeout:g}s ({summary}). {lost + sender.stats.dropped} events are lost: "
+                    f"the offline directory {store.root} could not be written "
+                    "(COMET_OFFLINE_DIRECTORY)"
                 )
+                if store.disk_error is not None and kept > 0:
+                    msg += (
+                        f". The other {kept}, logged before the disk filled up, are kept in "
+                        f"{store.path}; send them with: comet-callbacks upload {store.path}"
+                    )
                 print(msg, file=sys.stderr)
                 if self.strict:
                     raise ExperimentError(msg)
@@ -1051,7 +1096,19 @@ class Experiment:
                     raise ExperimentError(msg)
         else:
             self._store.close()
-            if not self._secondary:
+            store = self._store
+            if store.disk_error is not None:
+                not_kept = sender.stats.dropped + store.lost_lines
+                msg = (
+                    f"comet_callbacks: offline run saved in {store.path} up to event "
+                    f"{store.disk_last_seq}: the disk filled up ({store.disk_error.strerror}) "
+                    f"and {not_kept} events were not kept (lost). Upload what was kept with: "
+                    f"comet-callbacks upload {store.path}"
+                )
+                print(msg, file=sys.stderr)
+                if self.strict:
+                    raise ExperimentError(msg)
+            elif not self._secondary:
                 print(
                     f"comet_callbacks: offline run saved in {self._store.path}; "
                     f"upload with: comet-callbacks upload {self._store.path}",

@@ -21,6 +21,7 @@ once: an event the server stored is (but for the instant of the kill) never repl
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -29,7 +30,7 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from .rest.call import INLINE_LIMIT, Call, FilePart
@@ -93,7 +94,10 @@ class RunStore:
     events in memory only (bounded; see :class:`~.sender.Sender`).
 
     Raises ``OSError`` when the run folder cannot be created or written (and then leaves no
-    half-made folder behind).
+    half-made folder behind). A write that fails later (the disk is full: ``ENOSPC``) never
+    raises: the store goes memory-only at once (:meth:`_disk_failed`), keeps what is already
+    on disk, records how far the log got (``disk_last_seq``) and how many accepted lines did
+    not make it (``lost_lines``), and calls ``on_disk_error`` once.
     """
 
     def __init__(
@@ -120,6 +124,17 @@ class RunStore:
         self.lock = RunLock(self.path)
         self._events: Any = None
         self._acks: Any = None
+        #: set when a write failed during the run (e.g. ENOSPC); the store is memory-only since
+        self.disk_error: OSError | None = None
+        #: the seq of the last event line complete on disk when the disk failed (0: none)
+        self.disk_last_seq = 0
+        #: event lines accepted but never written because the disk failed
+        self.lost_lines = 0
+        #: called once (with the error) when the disk fails during the run
+        self.on_disk_error: Callable[[OSError], None] | None = None
+        self._lines = 0  # event lines accepted while on disk
+        self._flushed_lines = 0  # ... of which flushed at the last successful flush
+        self._flushed_size = 0  # the size of events.jsonl then
         if memory_only:
             return
         try:
@@ -127,6 +142,7 @@ class RunStore:
             self.write_meta()
             self._events = open(os.path.join(self.path, "events.jsonl"), "a", encoding="utf-8")  # noqa: SIM115
             self._acks = open(os.path.join(self.path, "acks.log"), "a", encoding="utf-8")  # noqa: SIM115
+            self._flushed_size = os.fstat(self._events.fileno()).st_size
             self.lock.acquire()
         except OSError:
             for fh in (self._events, self._acks):
@@ -148,7 +164,10 @@ class RunStore:
         with self._lock:
             self._meta.update(values)
             if self.on_disk:
-                self.write_meta()
+                try:
+                    self.write_meta()
+                except OSError as exc:
+                    self._disk_failed(exc)
 
     def write_meta(self) -> None:
         """Atomically replace meta.json (temp file + rename)."""
@@ -165,8 +184,15 @@ class RunStore:
         """A FilePart safe to store: large in-memory data goes to ``files/``; paths stay paths."""
         if part.data is not None and len(part.data) > INLINE_LIMIT and self.on_disk:
             dest = os.path.join(self.path, "files", uuid.uuid4().hex)
-            with open(dest, "wb") as fh:
-                fh.write(part.data)
+            try:
+                with open(dest, "wb") as fh:
+                    fh.write(part.data)
+            except OSError as exc:  # the disk is full: the data stays in memory
+                _remove_quietly(dest)
+                if exc.errno in _DISK_ERRNOS:
+                    with self._lock:
+                        self._disk_failed(exc)
+                return part
             return FilePart(part.filename, path=dest, content_type=part.content_type)
         return part
 
@@ -190,6 +216,10 @@ class RunStore:
                 os.link(part.path, dest)
         except OSError as exc:
             log.debug("snapshot of %s failed (%r); uploading from the original", part.path, exc)
+            _remove_quietly(dest)
+            if exc.errno in _DISK_ERRNOS:
+                with self._lock:
+                    self._disk_failed(exc)
             return part
         return FilePart(part.filename, path=dest, content_type=part.content_type)
 
@@ -204,7 +234,12 @@ class RunStore:
         with self._lock:
             if self.closed or not self.on_disk:
                 return
-            self._events.write(line + "\n")
+            self._lines += 1
+            try:
+                self._events.write(line + "\n")
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
             self._dirty = True
 
     def append_line(self, line: str) -> None:
@@ -212,7 +247,12 @@ class RunStore:
         with self._lock:
             if self.closed or not self.on_disk:
                 return
-            self._events.write(line + "\n")
+            self._lines += 1
+            try:
+                self._events.write(line + "\n")
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
             self._dirty = True
 
     def append_op(self, seq: int, op: str, **args: Any) -> None:
@@ -221,7 +261,12 @@ class RunStore:
         with self._lock:
             if self.closed or not self.on_disk:
                 return
-            self._events.write(line + "\n")
+            self._lines += 1
+            try:
+                self._events.write(line + "\n")
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
             self._dirty = True
 
     def ack(self, seq: int, ok: bool = True) -> None:
@@ -236,9 +281,14 @@ class RunStore:
             return
         line = ("a " if ok else "f ") + str(seq) + "\n"
         with self._lock:
+            if not self.on_disk:
+                return
             if not self.closed:
-                self._acks.write(line)
-                self._acks.flush()
+                try:
+                    self._acks.write(line)
+                    self._acks.flush()
+                except OSError as exc:
+                    self._disk_failed(exc)
                 return
         try:
             if os.path.isdir(self.path):
@@ -255,10 +305,58 @@ class RunStore:
         with self._lock:
             if self.closed or not self.on_disk:
                 return
-            self._events.flush()
-            self._acks.flush()
+            try:
+                self._events.flush()
+                self._acks.flush()
+                self._flushed_size = os.fstat(self._events.fileno()).st_size
+            except OSError as exc:
+                self._disk_failed(exc)
+                return
+            self._flushed_lines = self._lines
             self._dirty = False
             self._last_flush = time.monotonic()
+
+    def _disk_failed(self, exc: OSError) -> None:
+        """A write failed (caller holds ``self._lock``): go memory-only, once.
+
+        Closes the log files without retrying the failed writes, then reads how far the event
+        log got: complete lines written since the last flush are counted, so ``lost_lines``
+        (accepted, not on disk) and ``disk_last_seq`` (the last complete event) are exact.
+        """
+        if not self.on_disk:
+            return
+        self.on_disk = False
+        self.disk_error = exc
+        for fh in (self._events, self._acks):
+            if fh is not None:
+                try:
+                    fh.close()  # flushes once more (fails again), then closes the descriptor
+                except OSError:
+                    pass
+        persisted, last = self._flushed_lines, 0
+        try:
+            with open(os.path.join(self.path, "events.jsonl"), "rb") as fh:
+                start = max(0, self._flushed_size - (1 << 20))
+                fh.seek(start)
+                tail = fh.read()
+            persisted += tail.count(b"\n", self._flushed_size - start)
+            end = tail.rfind(b"\n")
+            if end >= 0:
+                line = tail[tail.rfind(b"\n", 0, end) + 1 : end]
+                last = int(json.loads(line)["seq"])
+        except (OSError, ValueError, KeyError, TypeError):
+            pass
+        self.disk_last_seq = last
+        self.lost_lines = max(0, self._lines - persisted)
+        if self.on_disk_error is not None:
+            try:
+                self.on_disk_error(exc)
+            except Exception as cb_exc:  # never let the report break the pipeline
+                log.debug("on_disk_error failed: %r", cb_exc)
+        else:
+            log.warning(
+                "comet_callbacks: cannot write to %s (%s); keeping events in memory", self.path, exc
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -266,14 +364,17 @@ class RunStore:
                 return
             self.closed = True
             for fh in (self._events, self._acks):
-                if fh is None:
+                if fh is None or fh.closed:
                     continue
                 try:
                     fh.flush()
                     os.fsync(fh.fileno())
                 except OSError:
                     pass
-                fh.close()
+                try:
+                    fh.close()
+                except OSError:
+                    pass
             self.lock.release()
 
     def forget_after_fork(self) -> None:
@@ -313,6 +414,17 @@ class RunStore:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+#: errno values meaning our own disk cannot take more (as opposed to a bad source file)
+_DISK_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EIO, errno.EFBIG})
+
+
+def _remove_quietly(path: str) -> None:
+    try:
+        os.remove(path)
+    except OSError:
+        pass
 
 
 # ---------------------------------------------------------------------- reading

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from .offline import RunStore
 from .rest import retry as policy
-from .rest.call import Call
+from .rest.call import Call, RawJSON
 from .rest.delivery import (
     BATCH_MAX_BYTES,
     BATCH_MAX_ITEMS,
@@ -45,7 +45,7 @@ from .rest.delivery import (
     Deliverer,
     batch_supported,
 )
-from .rest.endpoints import calls, encode_metric_value, parameter_item
+from .rest.endpoints import BATCH_METRIC_PATH, calls, encode_metric_value, parameter_item
 from .rest.errors import CometAPIError
 
 if TYPE_CHECKING:  # requests is imported only when a client is built
@@ -236,6 +236,7 @@ class Sender:
         self._json_names: dict[str, str] = {}
         # events beyond max_pending stay on disk; _spill_from is the first seq not routed
         self._spill_from: int | None = None
+        self._spill_last = 0  # the last seq kept on disk only
         self._wal_reader: Any = None
         n = max(1, workers)
         self._lanes = [_Lane() for _ in range(n + 1)]  # the last lane is for file uploads
@@ -327,13 +328,20 @@ class Sender:
                     if type(item) is tuple:  # a metric: the hot path
                         self._seq += 1
                         seq = self._seq
-                        store.append_line(self._metric_line(seq, item))
+                        if store.on_disk:
+                            store.append_line(self._metric_line(seq, item))
+                        elif not online:
+                            self.stats.dropped += 1  # offline on a full disk: not kept
+                            continue
                         if online:
                             self._route(seq, item)
                         continue
                     ev = self._build(item)
                     self._seq += 1
                     seq = self._seq
+                    if not store.on_disk and (not online or type(ev) is Op):
+                        self.stats.dropped += 1  # nowhere to keep it (an Op is never sent)
+                        continue
                     if type(ev) is Op:
                         store.append_op(seq, ev.name, **ev.args)
                         continue
@@ -364,11 +372,14 @@ class Sender:
         if self._abandon.is_set():
             return  # closing with the server down: the event stays in the log for upload
         with self._pending_lock:
-            if self._pending >= self.max_pending and not self.store.on_disk:
+            if not self.store.on_disk and self._pending >= self.max_pending:
                 # no event log to spill to: past max_pending new events are dropped, counted
                 self.stats.dropped += 1
                 return
-            if self._spill_from is not None or self._pending >= self.max_pending:
+            if self.store.on_disk and (
+                self._spill_from is not None or self._pending >= self.max_pending
+            ):
+                self._spill_last = seq
                 spill_starts = self._spill_from is None
                 if spill_starts:
                     self._spill_from = seq
@@ -466,6 +477,7 @@ class Sender:
             room = self.max_pending // 2 - self._pending
         if room <= 0 or self._abandon.is_set():
             return
+        final = not self.store.on_disk  # the disk failed before: the log will not grow again
         self.store.flush()
         if self._wal_reader is None:
             self._wal_reader = open(os.path.join(self.store.path, "events.jsonl"), encoding="utf-8")  # noqa: SIM115
@@ -504,7 +516,19 @@ class Sender:
             routed += 1
         if routed:
             self._ship_all()  # events read back from disk are old: send them now
-        if self._spill_from is not None and self._spill_from > self._seq:
+        if (
+            self._spill_from is not None
+            and final
+            and routed < room
+            and self._spill_from <= self._spill_last
+        ):
+            # the disk failed while events were kept there only: those that did not make it
+            # into the log are gone; count them
+            lost = self._spill_last - self._spill_from + 1
+            self.stats.dropped += lost
+            log.debug("sender: %d spilled events were lost with the disk", lost)
+            self._spill_from = self._spill_last + 1
+        if self._spill_from is not None and self._spill_from > self._spill_last:
             with self._pending_lock:
                 self._spill_from = None
             reader.close()
@@ -570,7 +594,44 @@ class Sender:
             self._build,  # type: ignore[arg-type]
             lambda tag: f"{self._rid_base}.{tag}",
             done,
+            self._encode_metrics if batch.kind == "metric" else None,
         )
+
+    def _encode_metrics(self, part: Any) -> Call:
+        """The metric batch call of ``part``, its JSON text formatted directly from the
+        tuples (the same text ``json.dumps`` makes of ``log_metric_batch``'s body)."""
+        names = self._json_names
+        texts = []
+        for _, item in part:
+            if type(item) is not tuple:  # read back from disk: the generic encoding
+                texts.append(_dumps(_metric_item(item)))
+                continue
+            name, value, step, epoch, context, t = item
+            jn = names.get(name)
+            if jn is None:
+                jn = json.dumps(name, ensure_ascii=False)
+                if len(names) < 100_000:
+                    names[name] = jn
+            if type(value) is float:
+                if value - value != 0.0:  # NaN or +-Inf
+                    jv = (
+                        '"NaN"'
+                        if value != value
+                        else ('"Infinity"' if value > 0 else '"-Infinity"')
+                    )
+                else:
+                    jv = repr(value)
+            else:
+                jv = str(int(value))
+            texts.append(
+                f'{{"metricName":{jn},"metricValue":{jv},'
+                f'"step":{"null" if step is None else int(step)},'
+                f'"epoch":{"null" if epoch is None else int(epoch)},'
+                f'"context":{"null" if context is None else json.dumps(context, ensure_ascii=False)},'
+                f'"timestamp":{int(t * 1000)}}}'
+            )
+        body = f'{{"experimentKey":{self._json_key},"values":[{",".join(texts)}]}}'
+        return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
 
     @staticmethod
     def _pop(lane: _Lane, seq: int) -> None:
@@ -588,9 +649,10 @@ class Sender:
             self._warned_at = now
             log.warning(
                 "comet_callbacks: delivery is failing (%s: %s); retrying in the background, "
-                "events are kept on disk",
+                "events are kept %s",
                 policy.describe(exc),
                 exc,
+                "on disk" if self.store.on_disk else "in memory",
             )
 
     def _on_success(self) -> None:
@@ -632,8 +694,25 @@ class Sender:
 
     def pending(self) -> int:
         """Events not yet delivered (queued, routed or kept on disk for later)."""
-        spilled = 0 if self._spill_from is None else max(0, self._seq - self._spill_from + 1)
+        spilled = 0 if self._spill_from is None else max(0, self._spill_last - self._spill_from + 1)
         return len(self.queue) + self._pending + spilled
+
+    def undelivered_after(self, seq: int) -> int:
+        """Events newer than ``seq`` not delivered yet (still queued, in a lane or waiting for
+        a batch). After the disk failed at ``seq`` these exist in memory only. Call it after
+        :meth:`close` (the threads are stopped, nothing moves any more)."""
+        n = sum(1 for item in self.queue if type(item) is not _Barrier)
+        if self._spill_from is not None:  # kept on disk only: those past ``seq`` never made it
+            n += max(0, self._spill_last - max(self._spill_from, seq + 1) + 1)
+        for entries in self._acc.values():
+            n += sum(1 for s, _ in entries if s > seq)
+        for lane in self._lanes:
+            for s, item in list(lane.items):
+                if type(item) is _Batch:
+                    n += sum(1 for b, _ in item.entries if b > seq and b not in item.finished)
+                elif s > seq:
+                    n += 1
+        return n
 
     def flush(self, timeout: float = 30.0) -> bool:
         """Wait until everything enqueued so far is written (offline) or delivered (online).
@@ -691,6 +770,10 @@ class Sender:
                 lane.thread.join(timeout=2 if done else 0.5)
         self.store.flush()
         return done and self.pending() == 0
+
+
+def _dumps(obj: Any) -> str:
+    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
 def _size_of(item: Any) -> int:

@@ -327,15 +327,22 @@ def _upload_locked(
         def rid(tag: str) -> str:
             return f"{rid_base}.{tag}"
 
-        def send_batch(kind: str, entries: list[tuple[int, Call]]) -> None:
+        def to_call(raw: dict[str, Any]) -> Call:
+            call = Call.from_json(raw)
+            if call.experiment_key and call.experiment_key != key:
+                call = call.with_experiment_key(key)
+            return call
+
+        def send_batch(kind: str, entries: list[tuple[int, dict[str, Any]]]) -> None:
             to_item = _metric_item if kind == "metric" else _parameter_item
-            deliver.send_batch(kind, key, entries, to_item, lambda c: c, rid, record)
+            deliver.send_batch(kind, key, entries, to_item, to_call, rid, record)
             with lock:
                 acks.flush()
 
         pool = ThreadPoolExecutor(UPLOAD_IN_FLIGHT, thread_name_prefix="comet-upload")
         inflight: list[Future[None]] = []
-        runs: dict[str, list[tuple[int, Call]]] = {"metric": [], "parameter": []}
+        runs: dict[str, list[tuple[int, dict[str, Any]]]] = {"metric": [], "parameter": []}
+        batching = settings.batch is not False
 
         def drain() -> None:
             """Send what is collected and wait for every batch in flight (order barrier)."""
@@ -364,13 +371,13 @@ def _upload_locked(
                             bar.update()
                         continue
                 call = None
-                if "call" in ev:
-                    call = Call.from_json(ev["call"])
-                    if call.experiment_key and call.experiment_key != key:
-                        call = call.with_experiment_key(key)
-                    kind = _KINDS.get(call.path) if settings.batch is not False else None
-                    if kind is not None:
-                        runs[kind].append((seq, call))
+                raw = ev.get("call")
+                if raw is not None:
+                    kind = _KINDS.get(raw.get("path")) if batching else None
+                    if kind is not None and isinstance(raw.get("json"), dict):
+                        # the raw event: its batch item is read straight from the JSON body,
+                        # a Call is only made if it has to go per point
+                        runs[kind].append((seq, raw))
                         if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
                             inflight.append(pool.submit(send_batch, kind, runs[kind]))
                             runs[kind] = []
@@ -380,6 +387,9 @@ def _upload_locked(
                             send_batch(kind, runs[kind])
                             runs[kind] = []
                         continue
+                    call = Call.from_json(raw)
+                    if call.experiment_key and call.experiment_key != key:
+                        call = call.with_experiment_key(key)
                 drain()
                 try:
                     if call is not None:
@@ -453,8 +463,9 @@ def _upload_locked(
 _KINDS = {"write/experiment/metric": "metric", "write/experiment/parameter": "parameter"}
 
 
-def _metric_item(call: Call) -> dict[str, Any]:
-    b = call.json
+def _metric_item(raw: dict[str, Any]) -> dict[str, Any]:
+    """The batch item of a recorded metric event (its JSON form, as in ``events.jsonl``)."""
+    b = raw["json"]
     return {
         "metricName": b["metricName"],
         "metricValue": b["metricValue"],
@@ -465,8 +476,8 @@ def _metric_item(call: Call) -> dict[str, Any]:
     }
 
 
-def _parameter_item(call: Call) -> dict[str, Any]:
-    b = call.json
+def _parameter_item(raw: dict[str, Any]) -> dict[str, Any]:
+    b = raw["json"]
     return parameter_item(
         b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
     )

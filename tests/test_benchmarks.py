@@ -51,7 +51,11 @@ def test_our_offline_read_back_counts_the_event_log(
         peer.log_scalar()("loss", 0.5, i)
     peer.close()
     assert peer.stored(str(tmp_path)) == {"loss": 5}
-    assert peer.stored(str(tmp_path)) == {}  # only a new run counts: no double counting
+    assert peer.stored(str(tmp_path)) == {"loss": 5}  # asked again: the same run
+    peer.open(str(tmp_path))
+    peer.log_scalar()("loss", 0.5, 0)
+    peer.close()
+    assert peer.stored(str(tmp_path)) == {"loss": 1}  # the new run only: no double counting
 
 
 def _chunk(kind: int, data: bytes) -> bytes:
@@ -104,3 +108,12 @@ def test_report_shows_a_failed_tracker_instead_of_a_figure() -> None:
     assert "**error**: nothing stored: comet_ml: read back 0 points" in text
     assert "shared 2-core machine" in text
     assert results.failures() == ["train comet_ml: nothing stored: comet_ml: read back 0 points"]
+
+
+def test_readme_section_replaced_up_to_the_next_heading(tmp_path: Path) -> None:
+    from benchmarks.__main__ import replace_section
+
+    readme = tmp_path / "README.md"
+    readme.write_text("# T\n\n## Performance\n\nold claim\n\n### sub\n\nold\n\n## Design\n\nkept\n")
+    replace_section(readme, "## Performance", "## Performance\n\nnew row")
+    assert readme.read_text() == "# T\n\n## Performance\n\nnew row\n\n## Design\n\nkept\n"

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 from faultproxy import FaultProxy
+from tmpfs import mounted_tmpfs
 
 from comet_callbacks.config import register_secret
 from comet_callbacks.log import StderrFallbackHandler, _has_other_handler
@@ -68,8 +69,8 @@ def _run(
         COMET_AUTO_LOG_ENV_DETAILS="false",  # quicker; nothing here depends on them
         COMET_AUTO_LOG_GIT_METADATA="false",
         COMET_AUTO_LOG_GIT_PATCH="false",
-        **env,
     )
+    full.update(env)
     return subprocess.run(
         [sys.executable, *(args or [str(script)])],
         cwd=tmp_path,
@@ -119,6 +120,27 @@ with comet_callbacks.start(project_name="msgs") as exp:
     os.waitpid(pid, 0)
 """
 
+
+def _below_a_file(tmp_path: Path) -> str:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    return str(blocker / "runs")
+
+
+DISK_SCRIPT = """
+import comet_callbacks
+
+with comet_callbacks.start(project_name="msgs") as exp:
+    for i in range(20_000):  # about 4 MB of event log: more than the 1 MiB disk holds
+        exp.log_metric("loss", 1.0 / (i + 1), step=i)
+"""
+
+
+def _disk_full(tmp_path: Path, server: Any) -> subprocess.CompletedProcess[str]:
+    with mounted_tmpfs(tmp_path / "small", size="1m") as small:
+        return _run(tmp_path, _online(server, COMET_OFFLINE_DIRECTORY=str(small)), DISK_SCRIPT)
+
+
 #: A distinctive piece of each table row -> the real run that must print that row.
 SCENARIOS: dict[str, Any] = {
     "(401)": lambda tmp, srv: _run(tmp, _online(srv, COMET_API_KEY="not-the-servers-key")),
@@ -133,6 +155,13 @@ SCENARIOS: dict[str, Any] = {
     "delivery is failing": _undelivered,
     "could not be delivered": _undelivered,
     "forked child process": lambda tmp, srv: _run(tmp, _online(srv), code=FORK_SCRIPT),
+    "continuing online with undelivered events": lambda tmp, srv: _run(
+        tmp, _online(srv, COMET_OFFLINE_DIRECTORY=_below_a_file(tmp))
+    ),
+    "invalid offline_directory": lambda tmp, srv: _run(
+        tmp, {"COMET_MODE": "offline", "COMET_OFFLINE_DIRECTORY": _below_a_file(tmp)}
+    ),
+    "the event log stops here": _disk_full,
     "no server configured": lambda tmp, srv: _run(
         tmp, {}, args=["-m", "comet_callbacks.cli", "upload"]
     ),
@@ -294,3 +323,23 @@ def test_fallback_steps_aside_for_any_other_handler() -> None:
     assert _has_other_handler(child, own)
     child.propagate = False  # records stop at the child, which has no handler
     assert not _has_other_handler(child, own)
+
+
+def test_upload_help_says_where_it_uploads_and_what_it_reads(capsys) -> None:
+    from comet_callbacks.cli import main
+
+    with pytest.raises(SystemExit) as done:
+        main(["upload", "--help"])
+    assert done.value.code == 0
+    text = capsys.readouterr().out
+    for needle in (
+        "COMET_URL_OVERRIDE",
+        "https://www.comet.com",
+        "COMET_API_KEY",
+        "COMET_WORKSPACE",
+        "COMET_PROJECT_NAME",
+        "COMET_OFFLINE_DIRECTORY",
+        ".comet.config",
+        "Exit status",
+    ):
+        assert needle in text, needle

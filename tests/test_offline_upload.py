@@ -149,7 +149,10 @@ def _offline_run(n: int) -> Experiment:
     return exp
 
 
-def test_interrupted_upload_rerun_does_not_duplicate(comet_env, reader) -> None:
+def test_interrupted_upload_rerun_does_not_duplicate(comet_env, reader, monkeypatch) -> None:
+    # Per point, so the server can be stopped half-way (300 points make a single batch, which
+    # is stored before any stopper could act); interrupted batches: test_batch_delivery.py.
+    monkeypatch.setenv("COMET_BATCH", "false")
     exp = _offline_run(300)
     run = exp.offline_path
     n_events = len(list(read_events(run)))

@@ -86,6 +86,9 @@ def test_wheel_contents(wheel):
     assert "comet_callbacks/integrations/__init__.py" in names
     assert "comet_callbacks/__init__.py" in names
     assert "comet_callbacks/rest/transport.py" in names
+    # the web UI's own files: scripts, styles, the vendored uPlot with its license
+    for rel in ("app.js", "app.css", "vendor/uPlot.iife.min.js", "vendor/uPlot.LICENSE"):
+        assert f"comet_callbacks/server/ui/static/{rel}" in names, rel
     # nothing outside the package: no top-level integrations/, tests/, benchmarks/, examples/
     tops = {n.split("/", 1)[0] for n in names}
     assert tops == {"comet_callbacks", f"comet_callbacks-{VERSION}.dist-info"}, tops

@@ -86,8 +86,6 @@ def test_links_point_into_the_repository(doc: Path) -> None:
         path, _, anchor = target.partition("#")
         resolved = (doc.parent / path).resolve() if path else doc
         assert resolved.is_relative_to(ROOT), f"{doc.name} links outside the repository: {target}"
-        if resolved.name == "BATCH.md" and not resolved.exists():
-            continue  # written with the batch transport
         assert resolved.exists(), f"{doc.name} links to a missing file: {target}"
         if anchor:
             titles = re.findall(r"^#+ (.+)$", resolved.read_text(encoding="utf-8"), re.M)

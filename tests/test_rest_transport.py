@@ -70,6 +70,26 @@ def test_get_retried_on_503_then_succeeds(client, httpserver):
     assert _count(httpserver, STOP) == 3
 
 
+def test_retries_say_so_in_one_project_line_not_urllib3_warnings(client, httpserver, caplog):
+    """WIRE §6: urllib3 does not retry (no 'Retrying (Retry(...))' WARNING per attempt); the
+    transport's own retries log one status line, then stay quiet until a success."""
+    for _ in range(3):
+        httpserver.expect_ordered_request(STOP, method="GET").respond_with_response(
+            _err(503, "busy")
+        )
+    httpserver.expect_ordered_request(STOP, method="GET").respond_with_json({"msg": "ok"})
+    with caplog.at_level(logging.DEBUG):
+        assert client.stop_experiment(EK) == {"msg": "ok"}
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING]
+    assert [r.name for r in warnings] == ["comet_callbacks.rest"], warnings
+    assert (
+        "server error (503) on GET write/experiment/stop, retrying in" in warnings[0].getMessage()
+    )
+    assert not any(
+        "Retrying" in r.getMessage() for r in caplog.records if r.name.startswith("urllib3")
+    )
+
+
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_post_retried_on_5xx(client, httpserver, status):
     """The SDK's policy: POST is retried too (WIRE §6), and the body is re-sent intact."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -46,6 +47,9 @@ READ_AND_WRITE = textwrap.dedent(
     new.log_metric("acc", 0.75, step=3)
     new.log_parameter("batch", 32)
     new.add_tag("from-sdk")
+    # two calls: each numbers its lines from offset 0 (the second one's line must not be lost)
+    new.log_output("line one\\nline two\\n", context="train")
+    new.log_output("an error\\n", stderr=True)
     out["written_key"] = new.key
     print("RESULT" + json.dumps(out))
     """
@@ -96,3 +100,10 @@ def test_official_sdk_reads_our_run_and_writes_through_the_server(
     assert [p["metricValue"] for p in reader.metrics(written, "acc")] == ["0.75"]
     assert reader.parameters(written)["batch"] == "32"
     assert reader.tags(written) == ["from-sdk"]
+    # read order: offset, then arrival
+    assert reader.output(written) == "line one\nan error\nline two\n"
+    with sqlite3.connect(comet_env.db_path) as conn:
+        rows = conn.execute(
+            "SELECT text, stderr, context FROM output WHERE exp_key=? ORDER BY seq", (written,)
+        ).fetchall()
+    assert rows == [("line one\n", 0, "train"), ("line two\n", 0, "train"), ("an error\n", 1, None)]

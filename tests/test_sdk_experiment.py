@@ -61,6 +61,7 @@ FULL_RUN = textwrap.dedent(
     exp.log_image("img.png", name="pic")
     exp.log_model("tiny", "weights.bin")
     exp.register_model("tiny", version="1.2.3", description="a tiny model")
+    exp.log_remote_model("remote-net", "s3://bucket/models/net.pt", metadata={"size": 5})
     exp.add_tags(["a", "b"])
     exp.log_other("note", "x")
     exp.end()
@@ -215,10 +216,17 @@ def test_official_experiment_full_run_then_existing_experiment_continues_it(
     assert _asset(reader, key, fileName="notes.txt")[1] == b"asset bytes"
     image, data = _asset(reader, key, type="image")
     assert (image["fileName"], image["image"], data) == ("pic", True, PNG)
-    model, data = _asset(reader, key, type="model-element")
+    model, data = _asset(reader, key, type="model-element", remote=False)
     assert (model["fileName"], data) == ("weights.bin", WEIGHTS)
-    models = reader.models(key)
-    assert [m["modelName"] for m in models] == ["tiny"]
+    models = [m for m in reader.models(key) if m["modelName"] == "tiny"]
+    assert sorted(m["modelName"] for m in reader.models(key)) == ["remote-net", "tiny"]
+    [remote] = [a for a in reader.assets(key) if a["remote"]]
+    assert (remote["fileName"], remote["link"], remote["type"]) == (
+        "net.pt",
+        "s3://bucket/models/net.pt",
+        "model-element",
+    )
+    assert json.loads(remote["metadata"])["size"] == 5  # the SDK adds its own sync notes
     details = reader.registry_details(ws, "tiny")
     assert details["description"] == "a tiny model"
     assert [v["version"] for v in details["versions"]] == ["1.2.3"]

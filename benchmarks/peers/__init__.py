@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.metadata
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -66,9 +67,14 @@ def check_stored(peer: Peer, workdir: str, names: list[str] | str, expected: int
     best = max((counts[n] for n in hits), default=0)
     if best < expected:
         shown = dict(sorted(counts.items(), key=lambda kv: -kv[1])[:8])
+        files = sorted(
+            os.path.relpath(os.path.join(d, f), workdir)
+            for d, _, fs in os.walk(workdir)
+            for f in fs
+        )
         raise NothingStored(
             f"{peer.key}: read back {best} points of {names!r}, expected at least {expected} "
-            f"(found: {shown or 'nothing'})"
+            f"(found: {shown or 'nothing'}; files under the run folder: {files[:6] or 'none'})"
         )
     return best
 

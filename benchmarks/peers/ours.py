@@ -68,36 +68,42 @@ class _Ours(Peer):
 
     def stored(self, workdir: str) -> dict[str, int]:
         """Online: the metric points the server holds for the run's experiment (asked through
-        its REST API). Offline: the metric events in the run's event log on disk."""
+        its REST API). Offline: the metric events in the run's event log on disk. The latest
+        run is the one not seen by an earlier call (asked again, the same run's counts)."""
         seen: set[str] = getattr(self, "_seen", set())
         self._seen = seen
-        counts: dict[str, int] = {}
         if self.online:
             reader = self._srv.reader()
             try:
                 workspace = reader.account_details()["defaultWorkspaceName"]
                 keys = [e["experimentKey"] for e in reader.experiments(workspace, "bench")]
                 new = [k for k in keys if k not in seen]
-                if len(new) != 1:
-                    return {}  # none (or several) new experiments: not what the run should leave
-                key = new[0]
-                seen.add(key)
-                for row in reader.metric_summary(key):
+                if len(new) > 1:
+                    return {}  # several new experiments: not what one run should leave
+                if new:
+                    seen.add(new[0])
+                    self._latest = new[0]
+                key = getattr(self, "_latest", None)
+                counts: dict[str, int] = {}
+                for row in reader.metric_summary(key) if key else []:
                     name = row["name"]
                     if not name.startswith("sys."):  # system metrics are not the run's
                         counts[name] = len(reader.metrics(key, name))
+                return counts
             finally:
                 reader.close()
-            return counts
         from comet_callbacks.offline import list_runs, read_events
 
-        root = os.environ["COMET_OFFLINE_DIRECTORY"]
-        new = [r for r in list_runs(root) if r not in seen]
-        if len(new) != 1:
+        runs = [r for r in list_runs(os.environ["COMET_OFFLINE_DIRECTORY"]) if r not in seen]
+        if len(runs) > 1:
             return {}
-        seen.add(new[0])
-        for event in read_events(new[0]):
-            count_metric_names(event, counts)
+        if runs:
+            seen.add(runs[0])
+            self._latest = runs[0]
+        counts = {}
+        if getattr(self, "_latest", None):
+            for event in read_events(self._latest):
+                count_metric_names(event, counts)
         return counts
 
     def open(self, workdir: str) -> None:

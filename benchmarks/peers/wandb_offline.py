@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import glob
 import os
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -92,8 +93,12 @@ class WandbOffline(Peer):
         return workdir
 
     def stored(self, workdir: str) -> dict[str, int]:
+        pattern = os.path.join(workdir, "wandb", "offline-run-*", "*.wandb")
+        deadline = time.monotonic() + 10
+        while not glob.glob(pattern) and time.monotonic() < deadline:
+            time.sleep(0.2)  # wandb-core may still be closing the run after finish()
         counts: dict[str, int] = {}
-        for path in glob.glob(os.path.join(workdir, "wandb", "offline-run-*", "*.wandb")):
+        for path in glob.glob(pattern):
             for k, v in run_file_counts(path).items():
                 counts[k] = counts.get(k, 0) + v
         return counts

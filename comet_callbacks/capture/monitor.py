@@ -222,11 +222,13 @@ class SystemMonitor:
         # "last" times are chosen so the first samples fall right after start.
         last_cpu = start + min(_FIRST_CPU_SAMPLE_S, self._cpu_interval) - self._cpu_interval
         last_gpu = start - self._gpu_interval
+        sampled = False
         while not self._stop.is_set():
             now = time.monotonic()
             if self._cpu_enabled and now >= last_cpu + self._cpu_interval:
                 last_cpu = now
                 self._sample_cpu(cpu)
+                sampled = True
             if gpu_on and now >= last_gpu + self._gpu_interval:
                 last_gpu = now
                 self._sample_gpu()
@@ -240,3 +242,6 @@ class SystemMonitor:
             timeout = max(min(due) - time.monotonic(), 0.0)
             self._wake.wait(timeout)
             self._wake.clear()
+        if self._cpu_enabled and not sampled:
+            # a run shorter than the first interval still gets one CPU/RAM/load sample
+            self._sample_cpu(cpu)

@@ -179,12 +179,14 @@ class Deliverer:
         to_call: Callable[[Any], Call],
         rid: Callable[[str], str],
         done: Done,
+        encode: Callable[[Sequence[tuple[int, Any]]], Call] | None = None,
     ) -> None:
         """Deliver ``entries`` (``(seq, event)`` in logging order) as ``kind`` batches.
 
         ``to_item`` makes an event's batch item, ``to_call`` its per-point call; ``rid(tag)``
         the request id for a tag (``"<first>-<last>"`` for a batch, ``"<seq>"`` per point).
         ``done(seq, error, call)`` is called once per event (``error`` None when stored).
+        ``encode(part)``, if given, builds a part's batch call directly (the same request).
         """
         build = calls.log_metric_batch if kind == "metric" else calls.log_parameter_batch
         work: list[Sequence[tuple[int, Any]]] = [entries]
@@ -195,7 +197,10 @@ class Deliverer:
             if not batch_supported(self.root, kind):
                 self._per_point(part, to_call, rid, done)
                 continue
-            call = build(experiment_key, [to_item(ev) for _, ev in part])
+            if encode is not None:
+                call = encode(part)
+            else:
+                call = build(experiment_key, [to_item(ev) for _, ev in part])
             try:
                 answer = self.send(call, rid(f"{part[0][0]}-{part[-1][0]}"))
             except CometAPIError as exc:

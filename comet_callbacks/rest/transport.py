@@ -27,7 +27,7 @@ from urllib3.util.retry import Retry
 from .. import __version__
 from ..config import register_secret, scrub
 from . import retry as policy
-from .call import Call, MultipartStream
+from .call import Call, MultipartStream, RawJSON
 from .errors import CometAPIError, CometConnectionError, CometTimeoutError, error_for_status
 
 __all__ = [
@@ -225,9 +225,12 @@ class Transport:
         headers.update(extra)
         body = None
         if call.json is not None:
-            body = json.dumps(
-                call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-            ).encode("utf-8")
+            if type(call.json) is RawJSON:
+                body = call.json.encode("utf-8")
+            else:
+                body = json.dumps(
+                    call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+                ).encode("utf-8")
             if call.gzip:  # BATCH.md §2; mtime=0: the same batch is the same bytes
                 body = gzip.compress(body, compresslevel=1, mtime=0)
                 headers["Content-Type"] = "application/json;charset=utf-8"

@@ -176,39 +176,41 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         print(f"error: cannot bind {args.host}:{args.port}: {exc}", file=sys.stderr)
         store.close()
         return 1
+    sock.listen(2048)  # connections made as soon as the URL is printed wait, not fail
     port = sock.getsockname()[1]
     url = _url(args.host, port)
-    app = wrap(build_app(store, limits))
-    session_key: str | None = None
-    print(f"Local Comet server at {url}  (database {db}, assets {assets})")
-    print("Point a client at it with:")
-    print(f"  export COMET_URL_OVERRIDE={url}")
-    if created and key and not api_key:
-        print(f"  export COMET_API_KEY={key}")
-        print(
-            "(admin user 'local', workspace 'local'; this key is shown only now: it is stored "
-            "hashed. If it is lost: " + _new_key_hint(args, prog) + ")"
-        )
-    elif api_key:
-        print("  export COMET_API_KEY=<the key given with --api-key / COMET_SERVER_API_KEY>")
-    else:
-        print(
-            "  export COMET_API_KEY=<the admin key printed at first start; "
-            f"lost? {_new_key_hint(args, prog)}>"
-        )
-    # The stored admin key is hashed: on later starts the login link gets an admin key of its
-    # own, valid while this server runs (revoked at shutdown).
-    link_key = key
-    if link_key is None:
-        link_key = session_key = store.add_admin_key()
-    print("Web UI (one-time login link; later sign in with the API key):")
-    print(f"  {url}{app.login_path(link_key)}")
-    sys.stdout.flush()
     # uvicorn shuts down cleanly on SIGINT and SIGTERM, then re-raises the signal: SIGINT
     # becomes KeyboardInterrupt, SIGTERM would kill the process before the store is closed
-    # (leaving -wal/-shm behind); this handler turns it into an exception like SIGINT.
+    # (leaving -wal/-shm behind); this handler turns it into an exception like SIGINT, from
+    # here on (a SIGTERM while starting up closes the store too).
+    session_key: str | None = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
+        app = wrap(build_app(store, limits))
+        print(f"Local Comet server at {url}  (database {db}, assets {assets})")
+        print("Point a client at it with:")
+        print(f"  export COMET_URL_OVERRIDE={url}")
+        if created and key and not api_key:
+            print(f"  export COMET_API_KEY={key}")
+            print(
+                "(admin user 'local', workspace 'local'; this key is shown only now: it is stored "
+                "hashed. If it is lost: " + _new_key_hint(args, prog) + ")"
+            )
+        elif api_key:
+            print("  export COMET_API_KEY=<the key given with --api-key / COMET_SERVER_API_KEY>")
+        else:
+            print(
+                "  export COMET_API_KEY=<the admin key printed at first start; "
+                f"lost? {_new_key_hint(args, prog)}>"
+            )
+        # The stored admin key is hashed: on later starts the login link gets an admin key of its
+        # own, valid while this server runs (revoked at shutdown).
+        link_key = key
+        if link_key is None:
+            link_key = session_key = store.add_admin_key()
+        print("Web UI (one-time login link; later sign in with the API key):")
+        print(f"  {url}{app.login_path(link_key)}")
+        sys.stdout.flush()
         config = uvicorn.Config(
             app,
             log_level=args.log_level,

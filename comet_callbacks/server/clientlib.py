@@ -529,3 +529,64 @@ def update_status(ctx: Ctx) -> dict[str, Any]:
     if ctx.body["error"] is not None:
         ctx.set_value(exp["key"], "sdk_error", ctx.body["error"])
     return {"msg": "OK"}
+
+
+@route(
+    "POST",
+    C + "asset/log-remote-model",
+    body={
+        "apiKey?": "s",
+        "experimentKey": "s",
+        "modelName": "s",
+        "remoteEntities": [
+            {
+                "remoteUrl?": "s",  # what the SDK sends (``to_remote_model_asset_json``)
+                "link?": "s",
+                "fileName?": "s",
+                "assetId?": "s",
+                "metadata?": "s",
+                "step?": "i",
+                "context?": "s",
+            }
+        ],
+    },
+)
+def log_remote_model(ctx: Ctx) -> dict[str, Any]:
+    """``Experiment.log_remote_model``: the model's files are links (remote ``model-element``
+    assets grouped under ``modelName``), no bytes."""
+    b = ctx.body
+    exp = ctx.exp(b["experimentKey"])
+    if not b["modelName"].strip():
+        raise bad("modelName", "must not be empty")
+    model_id = _model_for(ctx, exp["key"], b["modelName"])
+    for idx, item in enumerate(b["remoteEntities"]):
+        link = item["remoteUrl"] or item["link"]
+        if not link:
+            raise bad(f"remoteEntities[{idx}].remoteUrl", "required")
+        name = item["fileName"] or link.rstrip("/").rsplit("/", 1)[-1] or link
+        metadata = _parse_metadata(
+            item["metadata"], f"remoteEntities[{idx}].metadata", strict=False
+        )
+        asset_id = item["assetId"]
+        if not asset_id or ctx.tx.one("SELECT 1 FROM assets WHERE id=?", (asset_id,)):
+            asset_id = new_id()
+        ctx.tx.execute(
+            "INSERT INTO assets (id, exp_key, file_name, type, extension, step, epoch, context, "
+            "size, created_at, metadata, remote, link, storage, grouping, model_id, seq) "
+            "VALUES (?,?,?,'model-element',NULL,?,NULL,?,0,?,?,1,?,NULL,?,?,?)",
+            (
+                asset_id,
+                exp["key"],
+                safe_asset_name(name),
+                item["step"],
+                item["context"],
+                ctx.now,
+                metadata,
+                link,
+                b["modelName"],
+                model_id,
+                _next_seq(ctx, "assets"),
+            ),
+        )
+    ctx.touch(exp)
+    return {"msg": "OK"}

@@ -230,7 +230,7 @@ class Store:
 
     def __init__(self, db_path: str | os.PathLike[str], assets_dir: str | os.PathLike[str]):
         self.db_path = Path(db_path)
-        self.assets_dir = Path(assets_dir)
+        self.assets_dir = Path(assets_dir).absolute()  # a later chdir must not move it
         if not self.db_path.parent.exists():
             private_dir(self.db_path.parent)  # ours: owner-only (an existing folder is left as is)
         private_dir(self.assets_dir)
@@ -485,7 +485,10 @@ class Tx:
             private_dir(final.parent)
         tmp = final.with_suffix(".tmp")
         received = getattr(data, "path", None)  # an upload spooled next to the assets
-        if isinstance(received, Path) and received.parent.parent == self.store.assets_dir:
+        if (
+            isinstance(received, Path)
+            and received.resolve().parent.parent == self.store.assets_dir.resolve()
+        ):
             data.file.flush()  # type: ignore[union-attr]
             os.fsync(data.file.fileno())  # type: ignore[union-attr]
             os.replace(received, final)  # same file system: a rename, not a second copy
@@ -495,9 +498,10 @@ class Tx:
         with open(fd, "wb") as fh:
             if isinstance(data, (bytes, bytearray, memoryview)):
                 fh.write(data)
-            else:
-                data.seek(0)
-                shutil.copyfileobj(data, fh, 1 << 20)
+            else:  # a file object, or an upload spooled elsewhere (copied, in pieces)
+                src = getattr(data, "file", data)
+                src.seek(0)
+                shutil.copyfileobj(src, fh, 1 << 20)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, final)

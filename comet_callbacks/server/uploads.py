@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 import tempfile
+import time
 import zlib
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -191,9 +192,17 @@ async def read_multipart(
     return parts.files, parts.fields, parts
 
 
-def clear_incoming(assets_dir: Path) -> None:
-    """Remove uploads left half-received by a server that stopped mid-request."""
+def clear_incoming(assets_dir: Path, older_than_s: float = 6 * 3600) -> None:
+    """Remove uploads left half-received by a server that stopped mid-request. Only files
+    untouched for ``older_than_s``: another process may be serving the same data (the CLI's
+    ``--new-admin-key`` opens the store while a server runs) and still receiving them."""
     folder = assets_dir / INCOMING
     if folder.is_dir():
+        cutoff = time.time() - older_than_s
         for name in os.listdir(folder):
-            (folder / name).unlink(missing_ok=True)
+            path = folder / name
+            try:
+                if path.stat().st_mtime < cutoff:
+                    path.unlink()
+            except FileNotFoundError:
+                pass

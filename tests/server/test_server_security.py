@@ -434,3 +434,39 @@ def test_safe_join_refuses_a_symlink_out(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="outside"):
         safe_join(tmp_path / "dl", "link/x.txt")
     assert safe_join(tmp_path / "dl", "../x.txt") == (tmp_path / "dl" / "x.txt").resolve()
+
+
+def test_only_stale_partial_uploads_are_removed_at_open(tmp_path: Path) -> None:
+    """Opening the store (a restart, or ``--new-admin-key`` while a server runs) removes
+    uploads left half-received long ago, never one another process is still receiving."""
+    Store(tmp_path / "db.sqlite", tmp_path / "assets").close()
+    incoming = tmp_path / "assets" / INCOMING
+    incoming.mkdir(exist_ok=True)
+    (incoming / "stale.part").write_bytes(b"old")
+    (incoming / "live.part").write_bytes(b"new")
+    day_ago = time.time() - 86400
+    os.utime(incoming / "stale.part", (day_ago, day_ago))
+    Store(tmp_path / "db.sqlite", tmp_path / "assets").close()
+    assert sorted(p.name for p in incoming.iterdir()) == ["live.part"]
+
+
+def test_upload_with_relative_data_folder_after_chdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A server started on a relative data folder keeps storing uploads after the process
+    changes directory (the demo does both)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    with start_server(db_path="rel/comet.sqlite", assets_dir="rel/assets") as srv:
+        monkeypatch.chdir(tmp_path / "elsewhere")
+        api = Api(srv)
+        key = api.create()
+        asset = api.ok(
+            api.upload("write/experiment/upload-asset", b"data", "d.bin", experimentKey=key)
+        )
+        reader = Reader(srv.url, srv.api_key)
+        try:
+            assert reader.get_asset(key, asset["assetId"]) == b"data"
+        finally:
+            reader.close()
+    assert not (tmp_path / "elsewhere" / "rel").exists()

@@ -199,6 +199,17 @@ def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:
     head = page.locator("#experiments thead").inner_text()
     assert "train/loss" in head and "lr" in head
     shot(page, "project")
+    # chosen columns: the picker's choice goes in the URL
+    page.click("details.columns summary")
+    for box in page.locator(".pick-col input").all():
+        box.uncheck()
+    page.check('.pick-col input[data-kind="metrics"][value="val/acc"]')
+    page.check('.pick-col input[data-kind="params"][value="batch_size"]')
+    page.click("#apply-columns")
+    page.wait_for_url(re.compile(r".*\?metrics=val%2Facc&params=batch_size$"))
+    heads = page.locator("#experiments thead th").all_inner_texts()
+    assert [h.split("\n")[0] for h in heads[6:]] == ["val/acc", "batch_size"]
+    assert page.locator("#experiments tbody tr").first.locator("td").nth(7).inner_text() == "32"
     page.fill("#exp-filter", "sweep")
     assert page.locator("#experiments tbody tr:visible").count() == 1
     page.fill("#exp-filter", "")
@@ -335,6 +346,36 @@ def test_chart_axes(ui_server, runs) -> None:
     assert by_time["x"] == "time" and by_time["ys"] == by_step["ys"]
     assert all(t > 1_600_000_000_000 for t in by_time["xs"])  # epoch milliseconds
     assert get(x="epoch")["x"] == "time"  # no epoch logged for this metric
+
+
+def test_points_logged_out_of_order_are_drawn_in_x_order(ui_server) -> None:
+    """Steps logged out of order come back sorted, also when they arrive after the chart's
+    points were first read (the cached series is merged, not appended)."""
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="order", auto_log_output_logger=False)
+    h = {"Authorization": ui_server.api_key}
+
+    def points() -> list[tuple[int, float]]:
+        r = requests.get(
+            ui_server.url + "/ui-api/series",
+            params={"experimentKey": exp.key, "metricName": "m"},
+            headers=h,
+            timeout=10,
+        ).json()
+        return list(zip(r["xs"], r["ys"], strict=True))
+
+    try:
+        for step in (5, 1, 3, 0):
+            exp.log_metric("m", step * 10.0, step=step)
+        assert exp.flush(10)
+        assert points() == [(0, 0.0), (1, 10.0), (3, 30.0), (5, 50.0)]
+        for step in (4, 9, 2):
+            exp.log_metric("m", step * 10.0, step=step)
+        assert exp.flush(10)
+        assert points() == [(s, s * 10.0) for s in (0, 1, 2, 3, 4, 5, 9)]
+    finally:
+        exp.end()
 
 
 def test_bad_requests_answer_clearly(ui_server, runs) -> None:

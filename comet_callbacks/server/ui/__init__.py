@@ -150,7 +150,7 @@ class UI:
         return Response(
             data_,
             media_type=ctype,
-            headers={"Cache-Control": "max-age=3600", "X-Content-Type-Options": "nosniff"},
+            headers={"Cache-Control": "no-cache", "X-Content-Type-Options": "nosniff"},
         )
 
     # -- pages and data ------------------------------------------------------------------

@@ -169,16 +169,16 @@
     this.fig = fig; this.color = color; this.plot = null; this.zoomed = false;
     this.key = fig.dataset.key; this.name = fig.dataset.metric;
   }
-  MetricChart.prototype.load = function (lo, hi) {
+  MetricChart.prototype.load = function (lo, hi, refresh) {
     var self = this, c = controls(this.fig);
     return getJSON(seriesUrl(this.key, this.name, c.x, lo, hi)).then(function (res) {
-      self.render(res, c, lo != null);
+      self.render(res, c, lo != null, refresh);
     }).catch(function (err) {
       self.fig.classList.add("failed");
       $(".plot", self.fig).textContent = "could not load: " + err.message;
     });
   };
-  MetricChart.prototype.render = function (res, c, partial) {
+  MetricChart.prototype.render = function (res, c, partial, refresh) {
     var self = this, xs = toX(res), ys = res.ys;
     if (c.log) { ys = ys.map(function (v) { return v > 0 ? v : null; }); }
     this.fig.dataset.points = String(res.xs.length);
@@ -194,7 +194,9 @@
       series.push({ label: "smoothed", stroke: this.color, width: 2, spanGaps: true,
                     value: function (u, v) { return fmt(v); } });
     }
-    if (this.plot && partial) { this.busy = true; this.plot.setData(data, false); this.busy = false; return; }
+    if (this.plot && (partial || refresh)) {  // new points in place: no flicker, hover kept
+      this.busy = true; this.plot.setData(data, !partial); this.busy = false; return;
+    }
     if (this.plot) { this.plot.destroy(); }
     var plotEl = $(".plot", this.fig);
     plotEl.textContent = "";
@@ -262,7 +264,7 @@
           location.reload();
           return;
         }
-        charts.forEach(function (ch) { if (ch.plot && !ch.zoomed) { ch.load(); } });
+        charts.forEach(function (ch) { if (ch.plot && !ch.zoomed) { ch.load(null, null, true); } });
       }).catch(function () { /* server restarting: try again next tick */ });
     }, 3000);
   }
