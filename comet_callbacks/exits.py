@@ -47,6 +47,14 @@ def warn_forked_once() -> None:
         )
 
 
+#: Module-level locks replaced in a forked child (never waited for: see _after_fork_in_child).
+_FORK_LOCKS = (
+    ("comet_callbacks.rest.delivery", "_support_lock"),
+    ("comet_callbacks.capture.system", "_nvml_lock"),
+    ("comet_callbacks.config", "_secrets_lock"),
+)
+
+
 def _after_fork_in_child() -> None:
     """``os.register_at_fork`` hook: a forked child drops every experiment of its parent.
 
@@ -58,11 +66,15 @@ def _after_fork_in_child() -> None:
     global _hooks_installed, _crashed, _forked_warned, _sigterm_parked
     _sigterm_parked = False  # the child keeps the default SIGTERM action set before the fork
     if _hooks_installed:  # first: whatever happens next, SIGTERM ends the child at once
+        _hooks_installed = False
         try:
             if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
                 signal.signal(signal.SIGTERM, signal.SIG_DFL)
         except (ValueError, OSError):
             pass
+        atexit.unregister(end_all)
+        if sys.excepthook is _excepthook and _previous_excepthook is not None:
+            sys.excepthook = _previous_excepthook
     # module-level locks another thread may have held at fork time (a batch answer records
     # the server's batch support under one): a child that starts its own experiment would
     # wait for them forever
@@ -80,24 +92,7 @@ def _after_fork_in_child() -> None:
         reset()
     _crashed = False
     _forked_warned = False
-    if _hooks_installed:
-        _hooks_installed = False
-        atexit.unregister(end_all)
-        if sys.excepthook is _excepthook and _previous_excepthook is not None:
-            sys.excepthook = _previous_excepthook
-        try:
-            if _on_sigterm is not None and signal.getsignal(signal.SIGTERM) is _on_sigterm:
-                signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        except (ValueError, OSError):
-            pass
 
-
-#: Module-level locks replaced in a forked child (never waited for: see _after_fork_in_child).
-_FORK_LOCKS = (
-    ("comet_callbacks.rest.delivery", "_support_lock"),
-    ("comet_callbacks.capture.system", "_nvml_lock"),
-    ("comet_callbacks.config", "_secrets_lock"),
-)
 
 _sigterm_parked = False
 

@@ -91,7 +91,7 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
                         raise bad(f"values[{i}].epoch", "expected number")
                 elif epoch is not None and not INT64_MIN <= epoch <= INT64_MAX:
                     raise bad(f"values[{i}].epoch", "integer out of int64 range")
-                out.append((name, float(value), step, epoch, ctx, ts))  # type: ignore[arg-type]  # checked above
+                out.append((name, float(value), step, epoch, ctx, ts))  # type: ignore[arg-type]  # a checked number
                 continue
         prefix = f"values[{i}]"
         if v is None:

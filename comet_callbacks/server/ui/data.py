@@ -97,7 +97,7 @@ def experiments(ctx: Ctx, workspace: str, project: str) -> dict[str, Any]:
             for name in _names(ctx, key):
                 if name.startswith("sys."):
                     continue
-                last = ctx.tx.one(  # the last point in logging order: one index probe
+                last = ctx.tx.row(  # the last point in logging order: one index probe
                     "SELECT value_text FROM metrics WHERE exp_key=? AND name=? "
                     "ORDER BY ts DESC, seq DESC LIMIT 1",
                     (key, name),
