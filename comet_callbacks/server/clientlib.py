@@ -23,13 +23,14 @@ from starlette.responses import Response
 
 from .handlers_write import (
     _as_patch_zip,
-    _delete_asset,
     _model_for,
     _next_seq,
     _parse_metadata,
     add_tags,
     check_semver,
+    drop_same_assets,
     get_or_create_project,
+    insert_asset,
     normalise_name,
 )
 from .names import safe_asset_name
@@ -359,48 +360,31 @@ def _store_upload(ctx: Ctx, default_type: str) -> dict[str, Any]:
             "metadata",
             strict=False,
         )
-    ext = q["extension"]
-    if ext is None:
-        base = name.rsplit("/", 1)[-1]
-        ext = base.rsplit(".", 1)[1] if "." in base.strip(".") else None
-    elif ext.startswith("."):
-        ext = ext[1:]
     if q["overwrite"]:
-        for old in ctx.tx.all(
-            "SELECT * FROM assets WHERE exp_key=? AND file_name=? AND type=?",
-            (exp["key"], name, atype),
-        ):
-            _delete_asset(ctx, old)
+        drop_same_assets(ctx, exp["key"], name, atype)
     asset_id = q["assetId"] or q["imageId"]
     if not asset_id or ctx.tx.one("SELECT 1 FROM assets WHERE id=?", (asset_id,)):
         asset_id = new_id()  # the SDK's ids are unique; a clash (a retry) gets a fresh one
     model_id = _model_for(ctx, exp["key"], grouping) if atype == "model-element" else None
-    storage = None if remote else ctx.tx.write_file(data)
-    ctx.tx.execute(
-        "INSERT INTO assets (id, exp_key, file_name, type, extension, step, epoch, context, size, "
-        "created_at, metadata, remote, link, storage, grouping, model_id, artifact_id, "
-        "artifact_version_id, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-        (
-            asset_id,
-            exp["key"],
-            name,
-            atype,
-            ext,
-            q["step"],
-            q["epoch"],
-            q["context"],
-            size,
-            ctx.now,
-            metadata,
-            int(remote),
-            link,
-            storage,
-            grouping,
-            model_id,
-            q["artifactId"],
-            q["artifactVersionId"],
-            _next_seq(ctx, "assets"),
-        ),
+    insert_asset(
+        ctx,
+        exp["key"],
+        asset_id=asset_id,
+        name=name,
+        atype=atype,
+        extension=q["extension"],
+        step=q["step"],
+        epoch=q["epoch"],
+        context=q["context"],
+        size=size,
+        metadata=metadata,
+        remote=remote,
+        link=link,
+        storage=None if remote else ctx.tx.write_file(data),
+        grouping=grouping,
+        model_id=model_id,
+        artifact_id=q["artifactId"],
+        artifact_version_id=q["artifactVersionId"],
     )
     ctx.touch(exp)
     return {"msg": "Saved", "assetId": asset_id}

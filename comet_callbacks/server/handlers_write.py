@@ -836,47 +836,96 @@ def upload_asset(ctx: Ctx) -> dict[str, Any]:
         metadata = _parse_metadata(ctx.form["metadata"], "metadata", strict=True)
     else:
         metadata = _parse_metadata(q["metadata"], "metadata", strict=False)
-    ext = q["extension"]
-    if ext is None:
-        base = name.rsplit("/", 1)[-1]
-        ext = base.rsplit(".", 1)[1] if "." in base.strip(".") else None
-    elif ext.startswith("."):
-        ext = ext[1:]
     if q["overwrite"]:
-        for old in ctx.tx.all(
-            "SELECT * FROM assets WHERE exp_key=? AND file_name=? AND type=?",
-            (exp["key"], name, atype),
-        ):
-            _delete_asset(ctx, old)
+        drop_same_assets(ctx, exp["key"], name, atype)
     model_id = (
         _model_for(ctx, exp["key"], grouping) if atype == "model-element" and grouping else None
     )
-    storage = ctx.tx.write_file(data)
-    asset_id = new_id()
-    ctx.tx.execute(
-        "INSERT INTO assets (id, exp_key, file_name, type, extension, step, epoch, context, size, "
-        "created_at, metadata, remote, link, storage, grouping, model_id, seq) "
-        "VALUES (?,?,?,?,?,?,?,?,?,?,?,0,NULL,?,?,?,?)",
-        (
-            asset_id,
-            exp["key"],
-            name,
-            atype,
-            ext,
-            q["step"],
-            q["epoch"],
-            q["context"],
-            size,
-            ctx.now,
-            metadata,
-            storage,
-            grouping,
-            model_id,
-            _next_seq(ctx, "assets"),
-        ),
+    asset_id = insert_asset(
+        ctx,
+        exp["key"],
+        name=name,
+        atype=atype,
+        extension=q["extension"],
+        step=q["step"],
+        epoch=q["epoch"],
+        context=q["context"],
+        size=size,
+        metadata=metadata,
+        storage=ctx.tx.write_file(data),
+        grouping=grouping,
+        model_id=model_id,
     )
     ctx.touch(exp)
     return {"msg": "Saved", "assetId": asset_id}
+
+
+def drop_same_assets(ctx: Ctx, exp_key: str, name: str, atype: str) -> None:
+    """The overwrite rule: an upload replaces the assets with the same name and type."""
+    for old in ctx.tx.all(
+        "SELECT * FROM assets WHERE exp_key=? AND file_name=? AND type=?", (exp_key, name, atype)
+    ):
+        _delete_asset(ctx, old)
+
+
+def insert_asset(
+    ctx: Ctx,
+    exp_key: str,
+    *,
+    name: str,
+    atype: str,
+    extension: str | None,
+    size: int,
+    storage: str | None,
+    asset_id: str | None = None,
+    step: int | None = None,
+    epoch: int | None = None,
+    context: str | None = None,
+    metadata: str | None = None,
+    remote: bool = False,
+    link: str | None = None,
+    grouping: str | None = None,
+    model_id: str | None = None,
+    artifact_id: str | None = None,
+    artifact_version_id: str | None = None,
+) -> str:
+    """One row of the assets table (every upload path stores through here); returns its id.
+
+    ``extension`` is the client's (a leading dot dropped), else taken from ``name``.
+    """
+    if extension is None:
+        base = name.rsplit("/", 1)[-1]
+        extension = base.rsplit(".", 1)[1] if "." in base.strip(".") else None
+    elif extension.startswith("."):
+        extension = extension[1:]
+    asset_id = asset_id or new_id()
+    ctx.tx.execute(
+        "INSERT INTO assets (id, exp_key, file_name, type, extension, step, epoch, context, size, "
+        "created_at, metadata, remote, link, storage, grouping, model_id, artifact_id, "
+        "artifact_version_id, seq) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+        (
+            asset_id,
+            exp_key,
+            name,
+            atype,
+            extension,
+            step,
+            epoch,
+            context,
+            size,
+            ctx.now,
+            metadata,
+            int(remote),
+            link,
+            storage,
+            grouping,
+            model_id,
+            artifact_id,
+            artifact_version_id,
+            _next_seq(ctx, "assets"),
+        ),
+    )
+    return asset_id
 
 
 @route(
