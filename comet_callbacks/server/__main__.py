@@ -183,10 +183,13 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     # becomes KeyboardInterrupt, SIGTERM would kill the process before the store is closed
     # (leaving -wal/-shm behind); this handler turns it into an exception like SIGINT, from
     # here on (a SIGTERM while starting up closes the store too).
+    app = wrap(build_app(store, limits))
+    # built before the handler below: uvicorn's logging set-up (dictConfig) would turn a
+    # SIGTERM arriving inside it into a ValueError
+    config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
     session_key: str | None = None
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app = wrap(build_app(store, limits))
         print(f"Local Comet server at {url}  (database {db}, assets {assets})")
         print("Point a client at it with:")
         print(f"  export COMET_URL_OVERRIDE={url}")
@@ -211,12 +214,6 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         print("Web UI (one-time login link; later sign in with the API key):")
         print(f"  {url}{app.login_path(link_key)}")
         sys.stdout.flush()
-        config = uvicorn.Config(
-            app,
-            log_level=args.log_level,
-            access_log=False,
-            lifespan="off",
-        )
         uvicorn.Server(config).run(sockets=[sock])
     except (KeyboardInterrupt, _Terminated):
         pass
