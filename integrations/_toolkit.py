@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from comet_callbacks import distributed
-from comet_callbacks.config import FIELDS, Settings
+from comet_callbacks.config import FIELDS, ConfigError, Settings
 from comet_callbacks.experiment import Experiment, ExperimentError
 from comet_callbacks.values import to_metric_value
 
@@ -112,14 +112,14 @@ def open_experiment(settings: Settings, reported: set[str], **kwargs: Any) -> Ex
     Strict mode raises the first error."""
     try:
         return Experiment(settings=settings, **kwargs)
-    except (ExperimentError, OSError) as exc:
+    except (ExperimentError, ConfigError, OSError) as exc:
         if settings.strict:
             raise
         first: Exception = exc
     if settings.effective_mode == "online":
         try:
             exp = Experiment(settings=settings.replace(mode="offline"), **kwargs)
-        except (ExperimentError, OSError) as exc:
+        except (ExperimentError, ConfigError, OSError) as exc:
             first = exc
         else:
             warn_once(

@@ -39,6 +39,7 @@ import os
 import shutil
 import sys
 import tempfile
+import uuid
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Mapping
@@ -186,6 +187,7 @@ class CometLogger(_Logger):
         )
         self._tags = list(tags) if tags else None
         self._key: str | None = experiment_key
+        self._version: str | None = None  # the folder name while no key exists (see version)
         self._key_from_checkpoint = False
         self._experiment: Experiment | None = None
         self._settings: Settings | None = None
@@ -282,12 +284,19 @@ class CometLogger(_Logger):
         return self.settings.project_name or "general"
 
     @property
-    def version(self) -> str | None:
-        """The experiment key. Creates the experiment on rank 0 when Lightning asks (e.g.
-        ``ModelCheckpoint`` naming its folder), except while a resume may still restore it."""
+    def version(self) -> str:
+        """The experiment key; never None, so ``ModelCheckpoint`` never writes to
+        ``version_None``. Rank 0 creates the experiment when Lightning first asks (except while
+        a resume may still restore the key). Where no key exists (an untracked or disabled
+        run, a non-zero rank, a pending resume) it is a 32-hex id this logger chose once, in
+        the format of a key; Lightning replaces a non-zero rank's answer with rank 0's."""
         if self._key is None and not self._deferred and _rank() == 0:
             self.experiment  # noqa: B018 - creates it
-        return self._key
+        if self._key:
+            return self._key
+        if self._version is None:
+            self._version = uuid.uuid4().hex
+        return self._version
 
     @property
     def save_dir(self) -> None:
