@@ -35,7 +35,7 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .offline import RunStore
+from .offline import PendingSnapshot, RunStore
 from .rest import retry as policy
 from .rest.call import Call, RawJSON
 from .rest.delivery import (
@@ -279,6 +279,8 @@ class Sender:
         if type(item) is tuple:  # a metric: (name, value, step, epoch, context, time.time())
             name, value, step, epoch, context, t = item
             return calls.log_metric(self.key, name, value, step, epoch, context, int(t * 1000))
+        if type(item) is PendingSnapshot:  # a logged file: its snapshot is made here
+            return item.finish()
         return item
 
     def _metric_line(self, seq: int, item: tuple[Any, ...]) -> str:

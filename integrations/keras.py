@@ -36,7 +36,7 @@ Checkpoints. Keras does not show a callback the other callbacks, so the files of
 ``ModelCheckpoint`` are uploaded when you say which: ``checkpoint=`` a ``ModelCheckpoint`` (or
 its file path pattern, or a folder), and ``log_checkpoints=True`` or ``COMET_LOG_MODEL=all``.
 :func:`autolog` finds the ``ModelCheckpoint`` callbacks passed to ``fit()`` itself. New or
-changed files are copied (a snapshot, so a later overwrite cannot corrupt the upload) and
+changed files are snapshotted by the core (a later overwrite cannot corrupt the upload) and
 uploaded as elements of the model ``<model_name>-checkpoints`` after each epoch.
 
 Distribution: only global rank 0 logs (launcher variables, ``torch.distributed``,
@@ -52,8 +52,6 @@ import logging
 import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -194,7 +192,6 @@ class CometCallback(keras.callbacks.Callback):
         self._accumulation = 1
         self._per_execution = 1
         self._seen: dict[str, tuple[float, int]] = {}
-        self._tmpdir: str | None = None
         self._fit_args: dict[str, Any] = {}
         if log_batch_every:
             # Batch hooks exist only when batch logging is on: Keras checks whether a callback
@@ -252,7 +249,7 @@ class CometCallback(keras.callbacks.Callback):
 
     def _close(self, status: str = "success", force: bool = False) -> None:
         """End of a session: end the experiment when the callback owns it (after delivering
-        what it logged), then remove the temporary model files once they are delivered.
+        what it logged).
 
         Offline (by default) the experiment stays open until process exit or :meth:`end`: an
         offline run cannot be continued by key, and nobody sees it before it is uploaded."""
@@ -265,19 +262,8 @@ class CometCallback(keras.callbacks.Callback):
         end = self._end
         if end is None:
             end = exp.mode != "offline"
-        if not (end or force):
-            if exp.mode == "offline":
-                self._remove_tmp()  # offline runs keep their own copies of the files
-            return
-        delivered = exp.flush()
-        exp.end(status)
-        if delivered or exp.mode == "offline":
-            self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if end or force:
+            exp.end(status)
 
     def end(self, status: str = "success") -> None:
         """End the experiment now (``success``, ``failed`` or ``interrupted``), even one passed
@@ -315,11 +301,6 @@ class CometCallback(keras.callbacks.Callback):
             return 0
         raw = getattr(opt, "_iterations", None)
         return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
-
-    def _tmp(self) -> str:
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="comet-keras-")
-        return self._tmpdir
 
     # ------------------------------------------------------------------ parameters and graph
 
@@ -472,9 +453,7 @@ class CometCallback(keras.callbacks.Callback):
     # ------------------------------------------------------------------ models
 
     def _log_final_model(self, exp: Experiment) -> None:
-        folder = os.path.join(self._tmp(), "final")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{self.model_name}.keras")
+        path = os.path.join(exp.scratch_folder(), f"{self.model_name}.keras")
         self.model.save(path)
         log_final_model(
             exp,
@@ -522,11 +501,8 @@ class CometCallback(keras.callbacks.Callback):
             if self._seen.get(path) == stamp:
                 continue
             self._seen[path] = stamp
-            # a snapshot: ModelCheckpoint may overwrite the file while it is being uploaded
-            snap_dir = tempfile.mkdtemp(prefix="ckpt-", dir=self._tmp())
-            snap = os.path.join(snap_dir, os.path.basename(path))
-            shutil.copy2(path, snap)
-            exp.log_model(f"{self.model_name}-checkpoints", snap, overwrite=True, step=step)
+            # the core snapshots it: ModelCheckpoint rewrites the file in place later
+            exp.log_model(f"{self.model_name}-checkpoints", path, overwrite=True, step=step)
 
 
 # ---------------------------------------------------------------------- autolog

@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
 import uuid
 import weakref
 from argparse import Namespace
@@ -201,7 +199,6 @@ class CometLogger(_Logger):
         self._end_status: str | None = None  # set by CometCallback.on_exception
         self._uploaded: set[tuple[str, int, int]] = set()
         self._ckpt_meta: dict[str, dict[str, Any]] = {}
-        self._staging: str | None = None
         self._config_logged_for: int | None = None
         self.registered_model: dict[str, Any] | None = None
         self._reported: set[str] = set()
@@ -396,12 +393,12 @@ class CometLogger(_Logger):
                 exp.end(end)
         finally:
             self._end_status = None
-            self._cleanup_staging(exp)
+            self._uploaded.clear()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable for ``ddp_spawn``: no experiment, weak references or staging files."""
+        """Picklable for ``ddp_spawn``: no experiment or weak references."""
         state = self.__dict__.copy()
-        state.update(_experiment=None, _trainer_ref=None, _module_ref=None, _staging=None)
+        state.update(_experiment=None, _trainer_ref=None, _module_ref=None)
         return state
 
     # ------------------------------------------------------------------ configuration
@@ -422,24 +419,6 @@ class CometLogger(_Logger):
 
     def _policy(self) -> ModelPolicy:
         return ModelPolicy.of(self._log_model_arg, self.settings)
-
-    def _stage(self, path: str) -> str:
-        """A stable copy of a checkpoint for the background upload: a hard link (free, and
-        immune to Lightning's atomic rewrite of ``last.ckpt`` or its top-k deletions), else
-        a copy."""
-        if self._staging is None:
-            self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
-        stem, ext = os.path.splitext(os.path.basename(path))
-        dest = os.path.join(self._staging, f"{stem}{ext}")
-        n = 1
-        while os.path.exists(dest):
-            dest = os.path.join(self._staging, f"{stem}-{n}{ext}")
-            n += 1
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copyfile(path, dest)
-        return dest
 
     def _checkpoint_metadata(self, cb: Any, path: str) -> dict[str, Any]:
         """Monitor, score, epoch and step of a checkpoint (as noted when it was saved)."""
@@ -475,8 +454,8 @@ class CometLogger(_Logger):
             return
         self._uploaded.add(ident)
         meta = self._checkpoint_metadata(cb, path)
-        self.experiment.log_asset(
-            self._stage(real),
+        self.experiment.log_asset(  # the core snapshots it (Lightning may rewrite last.ckpt)
+            real,
             file_name=os.path.basename(path),
             step=meta["step"],
             metadata=meta,
@@ -513,16 +492,11 @@ class CometLogger(_Logger):
         if model_path:
             meta = self._checkpoint_metadata(model_cb, model_path)
             meta["source"] = "checkpoint"
-            path, file_name = (
-                self._stage(os.path.realpath(model_path)),
-                os.path.basename(model_path),
-            )
+            path, file_name = os.path.realpath(model_path), os.path.basename(model_path)
         elif module is not None:
             import torch
 
-            if self._staging is None:
-                self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
-            path = os.path.join(self._staging, "model.pt")
+            path = os.path.join(exp.scratch_folder(), "model.pt")
             torch.save(module.state_dict(), path)
             meta = {
                 "source": "final_weights",
@@ -539,17 +513,6 @@ class CometLogger(_Logger):
             metadata=meta,
             file_name=file_name,
         )
-
-    def _cleanup_staging(self, exp: Experiment) -> None:
-        """Remove staged files once delivered (kept when the run's event log still needs them)."""
-        if self._staging is None:
-            return
-        path = exp.offline_path
-        if exp.mode == "online" and path is not None and os.path.isdir(path):
-            return
-        shutil.rmtree(self._staging, ignore_errors=True)
-        self._staging = None
-        self._uploaded.clear()
 
 
 def trainer_config(trainer: Any) -> dict[str, Any]:

@@ -49,7 +49,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -155,7 +154,6 @@ class CometCallback(TrainerCallback, ExportableState):
         self._kept_open = False
         self._params_logged = False
         self._secondary: Experiment | None = None
-        self._staging: list[str] = []
         self._reported: set[str] = set()
         self._saved_experiment_key: str | None = None  # restored by the Trainer on resume
 
@@ -316,44 +314,21 @@ class CometCallback(TrainerCallback, ExportableState):
         if exp is not self._user_experiment:
             self._exp = None
         if exp is not None and exp is not self._user_experiment and not exp.ended:
-            delivered = exp.flush()
             exp.end(status)
-            if delivered:
-                self._clean_staging()
-            elif self._staging:
-                log.warning(
-                    "comet_callbacks: model files not yet uploaded are kept in %s",
-                    ", ".join(self._staging),
-                )
         if self._secondary is not None:
             sec, self._secondary = self._secondary, None
             sec.end(status)
 
-    def _clean_staging(self) -> None:
-        for path in self._staging:
-            shutil.rmtree(path, ignore_errors=True)
-        self._staging = []
-
-    def _stage_dir(self, args: Any) -> str:
-        """A private folder for files that must outlive the Trainer's own (checkpoint rotation,
-        temporary saves) until uploaded; next to the output when possible, so hard links work."""
-        try:
-            os.makedirs(args.output_dir, exist_ok=True)
-            path = tempfile.mkdtemp(prefix=".comet-upload-", dir=args.output_dir)
-        except (OSError, TypeError):
-            path = tempfile.mkdtemp(prefix="comet-upload-")
-        self._staging.append(path)
-        return path
-
-    def _link_tree(self, src: str, dest: str, model_only: bool = False) -> None:
-        """Hard-link (or copy) ``src`` into ``dest``: instant, and immune to later deletion.
-        ``model_only`` leaves out the Trainer's resume state (optimizer, scheduler, RNG...)."""
+    @staticmethod
+    def _link_model_files(src: str, dest: str) -> None:
+        """Hard-link (or copy) the model files of checkpoint ``src`` into ``dest`` (a scratch
+        folder of the run), leaving out the Trainer's resume state (optimizer, RNG...)."""
         for dirpath, _dirs, files in os.walk(src):
             rel = os.path.relpath(dirpath, src)
             target = os.path.normpath(os.path.join(dest, rel))
             os.makedirs(target, exist_ok=True)
             for fn in files:
-                if model_only and (fn in _TRAINING_STATE_FILES or fn.startswith("rng_state")):
+                if fn in _TRAINING_STATE_FILES or fn.startswith("rng_state"):
                     continue
                 s, d = os.path.join(dirpath, fn), os.path.join(target, fn)
                 try:
@@ -452,11 +427,8 @@ class CometCallback(TrainerCallback, ExportableState):
                 json.dump({"experiment_key": self._key}, fh)
         exp = self.experiment
         if exp is not None and self.log_model == "all":
-            if self._staging and exp.flush(timeout=0.0):
-                self._clean_staging()  # earlier checkpoints are uploaded: free their links
-            staged = os.path.join(self._stage_dir(args), os.path.basename(folder))
-            self._link_tree(folder, staged)
-            exp.log_model(os.path.basename(folder), staged, step=state.global_step)
+            # the core snapshots the files (the Trainer deletes rotated checkpoints)
+            exp.log_model(os.path.basename(folder), folder, step=state.global_step)
 
     @guarded
     def on_train_end(
@@ -490,7 +462,7 @@ class CometCallback(TrainerCallback, ExportableState):
         exp = self._exp
         assert exp is not None
         name = self._model_name or (type(model).__name__ if model is not None else "model")
-        folder = os.path.join(self._stage_dir(args), name)
+        folder = os.path.join(exp.scratch_folder(), name)
         best = state.best_model_checkpoint
         sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
         source = None
@@ -504,7 +476,7 @@ class CometCallback(TrainerCallback, ExportableState):
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
         if source is not None and os.path.isdir(source):
-            self._link_tree(source, folder, model_only=True)
+            self._link_model_files(source, folder)
         else:
             model.save_pretrained(folder)
             if processor is not None and hasattr(processor, "save_pretrained"):

@@ -433,3 +433,38 @@ def test_checkpoint_folder_is_named_by_the_logger_version(
         assert folder.name == only_experiment(reader)
     else:
         assert reader.projects("local") == []
+
+
+def test_rewritten_checkpoint_uploads_the_logged_content(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``last.ckpt`` is logged after epoch 0, then rewritten after epoch 1 (before anything is
+    uploaded: offline). Each upload holds the content it had when logged, from the core's one
+    snapshot; nothing is left in the temp folder."""
+    import tempfile
+
+    temp = tmp_path / "tmpdir"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ckpt = pl.callbacks.ModelCheckpoint(
+        dirpath=str(tmp_path / "ckpt"), save_top_k=-1, save_last=True
+    )
+    cb = CometCallback(log_model="all", mode="offline")
+    trainer = make_trainer(tmp_path, [cb, ckpt])
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    run = cb.experiment.offline_path
+    assert torch.load(ckpt.last_model_path, weights_only=False)["global_step"] == 8
+    assert list(temp.iterdir()) == []
+    from comet_callbacks.upload import upload_run
+
+    res = upload_run(run)
+    assert res.complete, res.errors
+    uploaded = reader.assets(res.experiment_key, type="checkpoint")
+    saved = [
+        torch.load(
+            io.BytesIO(reader.get_asset(res.experiment_key, a["assetId"])), weights_only=False
+        )
+        for a in uploaded
+        if a["fileName"] == "last.ckpt"
+    ]
+    assert sorted(c["global_step"] for c in saved) == [4, 8]  # after epoch 0, after epoch 1
