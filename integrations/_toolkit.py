@@ -11,7 +11,8 @@ these pieces, so the three frameworks behave the same way and a fix lands once:
 * :func:`numbers`: tensors and framework scalars to Python numbers (the core's
   :func:`~comet_callbacks.values.to_metric_value`).
 * :func:`parse_log_model` / :class:`ModelPolicy`: one meaning of ``log_model``.
-* :func:`log_final_model`: log the final model and register it.
+* :func:`log_final_model`: log the final model and register it; :class:`FileVersions`: each
+  version of a checkpoint file handed to the core once.
 * :func:`reopen`: continue an ended experiment for a later ``evaluate()``.
 * :func:`global_rank` and :func:`join_as_secondary`: rank handling; non-zero ranks send only
   their system metrics when ``COMET_DISTRIBUTED_SYSTEM_METRICS`` is on.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from comet_callbacks.values import to_metric_value
 
 __all__ = [
     "NO_RECAPTURE",
+    "FileVersions",
     "ModelPolicy",
     "global_rank",
     "guarded",
@@ -239,6 +242,29 @@ def log_final_model(
     if res is not None:
         log.info("comet_callbacks: registered model %r version %s", registry, res.get("version"))
     return res
+
+
+class FileVersions:
+    """The versions (modification time, size) of checkpoint files already handed to the
+    core, so that each version is logged once however often a hook sees it."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def is_new(self, path: str) -> bool:
+        """True (and remembered) when ``path`` is a file in a version not seen before."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._seen.get(path) == stamp:
+            return False
+        self._seen[path] = stamp
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
 
 
 # ------------------------------------------------------------------------------ lifetime

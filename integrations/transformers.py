@@ -1,46 +1,22 @@
 """Hugging Face ``Trainer`` integration: ``Trainer(..., callbacks=[CometCallback()])``.
 
-A small translation of Trainer hooks into calls on one :class:`~comet_callbacks.Experiment`:
+A translation of Trainer hooks into calls on one :class:`~comet_callbacks.Experiment`. What is
+logged: README, "What each integration logs". Lifecycle decisions (and why):
 
-* ``on_train_begin``: create the experiment (or continue the one stored in the checkpoint being
-  resumed), log parameters (``args|...`` from ``TrainingArguments.to_dict()``, ``config|...``
-  from ``model.config``, ``peft|...`` from ``model.peft_config``, ``model|num_parameters`` and
-  ``model|num_trainable_parameters``) and the model graph.
-* ``on_log`` / ``on_predict``: every entry, at ``step = state.global_step``, renamed like
-  transformers' own trackers do (``loss`` → ``train/loss``, ``eval_loss`` → ``eval/loss``,
-  ``test_accuracy`` → ``test/accuracy``); the fractional epoch is the metric ``train/epoch``
-  and the completed epochs (an integer) go in each point's ``epoch`` field.
-* ``on_save``: writes ``comet_experiment.json`` (the experiment key) into the checkpoint
-  folder, and uploads the folder as the model ``checkpoint-<step>`` in ``"all"`` mode.
-* ``on_train_end``: saves the final model (the best one with ``load_best_model_at_end``) with
-  its tokenizer/processor, logs it as a model, registers it when a registry name is set, and
-  ends the experiment.
-
-Lifecycle decisions (and why):
-
-* **Evaluate/predict after ``train()``.** The experiment is ended at ``on_train_end`` so that a
-  finished training shows a stopped, successful experiment right away (notebooks never exit).
-  A later ``trainer.evaluate()``/``predict()`` continues the same experiment by its key, logs,
-  and ends it again: each such call is a short, self-contained session, so nothing is left
-  running in between. Offline, an experiment cannot be continued into the same run folder, so
-  it is kept open after training instead, and ended by the next ``train()`` of this callback or
-  at process exit (the core's exit hook).
-* **Failure.** Transformers does not call ``on_train_end`` when training raises. In a script,
-  the core's exit hook sees the uncaught exception and ends the experiment as ``failed``
-  (``interrupted`` for Ctrl-C); the traceback and exit code are untouched. In a long-lived
-  process (notebook, pytest) the experiment stays open until the next ``train()`` of this
-  callback, which ends it as ``failed`` before starting, or until the process exits.
-* **Resume.** The key is stored twice with each checkpoint: in ``trainer_state.json``
-  (``stateful_callbacks["CometCallback"]``, this callback being an ``ExportableState``) and in
-  ``comet_experiment.json``. ``train(resume_from_checkpoint=...)`` continues that experiment,
-  so its metric steps go on where the checkpoint left them.
-* **Distributed.** Only the world-zero process creates, logs, uploads and ends. Other ranks log
-  nothing; with ``COMET_DISTRIBUTED_SYSTEM_METRICS`` on they receive the key by a broadcast at
-  ``on_train_begin`` and join as secondaries that send only their system metrics
-  (context ``rank<N>``).
-
-Every hook is guarded: a bug here is logged once and never breaks training, unless strict mode
-(``strict=True`` or ``COMET_STRICT``) asks for errors to be raised.
+* **Evaluate/predict after ``train()``.** The experiment ends at ``on_train_end`` (a finished
+  training shows a stopped, successful experiment at once; notebooks never exit). A later
+  ``evaluate()``/``predict()`` continues it by key for that one call. Offline, an experiment
+  cannot be continued into the same run folder, so it stays open until the next ``train()``
+  of this callback or process exit.
+* **Failure.** Transformers does not call ``on_train_end`` when training raises: the core's
+  exit hook ends the experiment as ``failed`` (``interrupted`` for Ctrl-C) in a script; in a
+  long-lived process the next ``train()`` of this callback does.
+* **Resume.** The key is stored with each checkpoint, in ``trainer_state.json`` (this callback
+  is an ``ExportableState``) and in ``comet_experiment.json``;
+  ``train(resume_from_checkpoint=...)`` continues that experiment.
+* **Distributed.** Only the world-zero process creates, logs, uploads and ends; with
+  ``COMET_DISTRIBUTED_SYSTEM_METRICS`` the other ranks join as secondaries sending only their
+  system metrics.
 """
 
 from __future__ import annotations
@@ -66,6 +42,7 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key, global_rank
 from comet_callbacks.experiment import Experiment
 
+from ._params import trainer_parameters
 from ._toolkit import (
     ModelPolicy,
     guarded,
@@ -283,23 +260,7 @@ class CometCallback(TrainerCallback, ExportableState):
         s = exp.settings
         exp.log_other("Created from", "transformers")
         if s.auto_log_parameters:
-            params: dict[str, Any] = {}
-            if args is not None:
-                params["args"] = args.to_dict()
-            config = getattr(model, "config", None)
-            if config is not None and hasattr(config, "to_dict"):
-                params["config"] = config.to_dict()
-            peft = getattr(model, "peft_config", None)
-            if peft:
-                params["peft"] = {
-                    name: (cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
-                    for name, cfg in (peft.items() if isinstance(peft, Mapping) else [("", peft)])
-                }
-                if "" in params["peft"]:
-                    params["peft"] = params["peft"][""]
-            counts = _parameter_counts(model)
-            if counts:
-                params["model"] = counts
+            params = trainer_parameters(args, model)
             exp.log_parameters(params)
             if getattr(state, "is_hyper_param_search", False) and getattr(
                 state, "trial_params", None
@@ -502,20 +463,6 @@ def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
             if all(k in last and last[k] is v for k, v in logs.items()):
                 return {k: v for k, v in last.items() if k != "step"}
     return logs
-
-
-def _parameter_counts(model: Any) -> dict[str, int]:
-    """Total and trainable parameter counts of a torch model (empty for anything else)."""
-    params = getattr(model, "parameters", None)
-    if not callable(params):
-        return {}
-    total = trainable = 0
-    for p in params():
-        n = p.numel()
-        total += n
-        if p.requires_grad:
-            trainable += n
-    return {"num_parameters": total, "num_trainable_parameters": trainable}
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
