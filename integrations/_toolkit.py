@@ -229,12 +229,23 @@ def log_final_model(
     path: str,
     *,
     registry_name: str | None = None,
+    skip: Callable[[str], bool] | None = None,
     **log_model_kwargs: Any,
 ) -> dict[str, Any] | None:
     """Log ``path`` (file or folder) as the experiment model ``name``, then register it under
     ``registry_name`` (argument, else ``COMET_MODEL_REGISTRY_NAME``; unset: not registered).
+    ``skip``: for a folder, the file names to leave out (e.g. a checkpoint's training state);
+    the others are logged as ``<name>/<relative path>``. The core snapshots every file.
     Returns the registration (None when not registered, or registered later offline)."""
-    exp.log_model(name, path, **log_model_kwargs)
+    if skip is None or not os.path.isdir(path):
+        exp.log_model(name, path, **log_model_kwargs)
+    else:
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for fn in sorted(f for f in filenames if not skip(f)):
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, path).replace(os.sep, "/")
+                exp.log_model(name, full, file_name=f"{name}/{rel}", **log_model_kwargs)
     registry = registry_name or exp.settings.model_registry_name
     if not registry:
         return None

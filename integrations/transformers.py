@@ -24,7 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 from collections.abc import Mapping
 from typing import Any
 
@@ -280,23 +279,6 @@ class CometCallback(TrainerCallback, ExportableState):
             sec, self._secondary = self._secondary, None
             sec.end(status)
 
-    @staticmethod
-    def _link_model_files(src: str, dest: str) -> None:
-        """Hard-link (or copy) the model files of checkpoint ``src`` into ``dest`` (a scratch
-        folder of the run), leaving out the Trainer's resume state (optimizer, RNG...)."""
-        for dirpath, _dirs, files in os.walk(src):
-            rel = os.path.relpath(dirpath, src)
-            target = os.path.normpath(os.path.join(dest, rel))
-            os.makedirs(target, exist_ok=True)
-            for fn in files:
-                if fn in _TRAINING_STATE_FILES or fn.startswith("rng_state"):
-                    continue
-                s, d = os.path.join(dirpath, fn), os.path.join(target, fn)
-                try:
-                    os.link(s, d)
-                except OSError:
-                    shutil.copy2(s, d)
-
     # ------------------------------------------------------------------ hooks
 
     @guarded
@@ -423,7 +405,6 @@ class CometCallback(TrainerCallback, ExportableState):
         exp = self._exp
         assert exp is not None
         name = self._model_name or (type(model).__name__ if model is not None else "model")
-        folder = os.path.join(exp.scratch_folder(), name)
         best = state.best_model_checkpoint
         sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
         source = None
@@ -437,8 +418,9 @@ class CometCallback(TrainerCallback, ExportableState):
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
         if source is not None and os.path.isdir(source):
-            self._link_model_files(source, folder)
+            folder = source  # its model files, as the Trainer saved them (the core snapshots)
         else:
+            folder = os.path.join(exp.scratch_folder(), name)
             model.save_pretrained(folder)
             if processor is not None and hasattr(processor, "save_pretrained"):
                 processor.save_pretrained(folder)
@@ -447,6 +429,7 @@ class CometCallback(TrainerCallback, ExportableState):
             name,
             folder,
             registry_name=self._registry_arg,
+            skip=_training_state,
             metadata={"global_step": state.global_step, "best_checkpoint": best},
             step=state.global_step,
         )
@@ -463,6 +446,11 @@ def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
             if all(k in last and last[k] is v for k, v in logs.items()):
                 return {k: v for k, v in last.items() if k != "step"}
     return logs
+
+
+def _training_state(file_name: str) -> bool:
+    """A checkpoint file that holds the Trainer's resume state, not the model."""
+    return file_name in _TRAINING_STATE_FILES or file_name.startswith("rng_state")
 
 
 def _last_checkpoint(output_dir: str) -> str | None:
