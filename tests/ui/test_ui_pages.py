@@ -189,6 +189,54 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
 
 
+def test_sql_buckets_are_the_reference_buckets(ui_server) -> None:
+    """The step axis is downsampled by SQLite (index range scans), the epoch axis (no index)
+    in Python: on the same points (epoch = step), logged out of order, with repeated steps,
+    ties and spikes, both send exactly the same points, for the whole range and zoomed."""
+    import random
+    import time
+
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="buckets", auto_log_output_logger=False)
+    exp.end()
+    rnd = random.Random(18)
+    steps = [s for s in range(0, 9000, 2) for _ in range(rnd.choice((1, 1, 2)))]
+    rnd.shuffle(steps)
+    values = [float(rnd.randint(0, 50)) if i % 7 else rnd.uniform(-1e3, 1e3) for i in steps]
+    ts = int(time.time() * 1000)
+    with ui_server.store.tx() as tx:
+        tx.conn.executemany(
+            "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, "
+            "system) VALUES (?,?,?,?,?,?,?,NULL,0)",
+            (
+                (exp.key, "m", v, repr(v), ts + i, s, s)
+                for i, (s, v) in enumerate(zip(steps, values, strict=True))
+            ),
+        )
+    h = {"Authorization": ui_server.api_key}
+
+    def get(x: str, **params: Any) -> dict:
+        params.update(experimentKey=exp.key, metricName="m", x=x)
+        r = requests.get(ui_server.url + "/ui-api/series", params=params, headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    for params in ({}, {"min": 1001, "max": 7777}, {"min": 5, "max": 600}, {"points": 50}):
+        by_step, by_epoch = get("step", **params), get("epoch", **params)
+        assert (by_step["x"], by_epoch["x"]) == ("step", "epoch")
+        assert by_step["xs"] == by_epoch["xs"] and by_step["ys"] == by_epoch["ys"], params
+        assert by_step["total"] == by_epoch["total"]
+        inside = [
+            v
+            for s, v in zip(steps, values, strict=True)
+            if params.get("min", 0) <= s <= params.get("max", 1e9)
+        ]
+        assert by_step["total"] == len(inside)
+        assert min(by_step["ys"]) == min(inside) and max(by_step["ys"]) == max(inside)
+    assert not get("step")["exact"] and get("step", min=5, max=600)["exact"]
+
+
 def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:
     page = new_page()
     login(page, ui_server)
