@@ -500,7 +500,8 @@ def compare(ctx: Ctx, ws: str, proj: str, info: dict[str, Any]) -> HTMLResponse:
 <div class="toolbar"><label>metric <select id="compare-metric">{options}</select></label>
 <label>x axis <select class="x-axis"><option value="step">step</option><option value="epoch">epoch</option>
 <option value="time">wall time</option></select></label>
-<label><input type="checkbox" class="log-scale"> log scale</label></div>
+<label><input type="checkbox" class="log-scale"> log scale</label>
+<span class="muted small">drag to zoom (finer data is fetched), double-click to reset</span></div>
 <figure class="chart wide" id="compare-chart" data-keys="{e(keys)}" data-labels="{e(labels)}">
 <div class="plot"></div></figure>
 <h2>Parameters</h2>
