@@ -273,6 +273,67 @@ def test_sql_buckets_are_the_reference_buckets(ui_server) -> None:
     assert not get("step")["exact"] and get("step", min=5, max=600)["exact"]
 
 
+def test_graph_tab_draws_the_model_tree(ui_server, new_page) -> None:
+    """A PyTorch printout and a Keras ``to_json()`` become folding trees; other text stays
+    text; the raw text is always there."""
+    import keras
+    import torch.nn as nn
+
+    from comet_callbacks import Experiment
+
+    torch_model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU()),
+        nn.ModuleList([nn.Linear(8, 8) for _ in range(3)]),
+        nn.Linear(8, 10),
+    )
+    keras_model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(2, name="out")]
+    )
+    graphs = {
+        "torch": str(torch_model),
+        "keras": keras_model.to_json(),
+        "text": "Net(\n  (fc): Linear(\n",  # cut short: not a printout, shown as logged
+    }
+    keys = {}
+    for kind, text in graphs.items():
+        exp = Experiment(project_name="graphs", experiment_name=kind, auto_log_output_logger=False)
+        exp.set_model_graph(text)
+        exp.end()
+        keys[kind] = exp.key
+    page = new_page()
+    login(page, ui_server)
+
+    page.goto(exp_url(ui_server, keys["torch"], "graphs") + "#graph")
+    box = page.locator('[data-panel="graph"] .graph')
+    assert box.get_attribute("data-shape") == "torch"
+    summaries = page.locator(".graph-tree summary").all_inner_texts()
+    assert summaries[0].startswith("Sequential") and "3 items" in summaries[0]
+    assert any(t.startswith("1 ModuleList") for t in summaries)
+    leaves = page.locator(".graph-tree .g-leaf").all_inner_texts()
+    assert "0-2 3 x Linear(in_features=8, out_features=8, bias=True)" in leaves
+    assert "2 Linear(in_features=8, out_features=10, bias=True)" in leaves
+    assert page.locator(".graph-tree details:not([open])").count() == 0  # two levels: all open
+    page.click('[data-graph="close"]')
+    assert page.locator(".graph-tree details[open]").count() == 0
+    assert not page.locator(".graph-tree .g-leaf").first.is_visible()
+    page.click('[data-graph="open"]')
+    assert page.locator(".graph-tree .g-leaf").first.is_visible()
+    assert page.locator("pre.graph-raw").text_content() == graphs["torch"]
+    shot(page, "graph")
+
+    page.goto(exp_url(ui_server, keys["keras"], "graphs") + "#graph")
+    assert box.get_attribute("data-shape") == "json"
+    names = page.locator(".graph-tree .g-name").all_inner_texts()
+    assert names[:1] == [keras_model.name] and {"hidden", "out"} <= set(names)
+    types = page.locator(".graph-tree .g-type").all_inner_texts()
+    assert types.count("Dense") == 2
+
+    page.goto(exp_url(ui_server, keys["text"], "graphs") + "#graph")
+    assert box.get_attribute("data-shape") == "text"
+    assert page.locator("pre.graph-raw").text_content() == graphs["text"]
+    assert page.locator(".graph-tree").count() == 0
+
+
 def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:
     page = new_page()
     login(page, ui_server)

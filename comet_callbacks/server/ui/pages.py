@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..routes import Ctx
+from . import graph
 
 SYSTEM_PREFIX = "sys."
 
@@ -416,7 +417,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         ("code", "Code"),
         ("git", "Git"),
         ("assets", f"Assets & models ({len(info['assets'])})"),
-        ("html", "HTML & graph"),
+        ("html", "HTML"),
+        ("graph", "Graph"),
     ]
     nav = "".join(
         f'<button class="tab{" active" if i == 0 else ""}" data-tab="{t}">{e(label)}</button>'
@@ -434,9 +436,10 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         else '<p class="muted">No HTML logged.</p>'
     )
     graph_part = (
-        f'<pre class="code">{e(info["graph"])}</pre>'
+        graph.render(info["graph"])
         if info["graph"]
-        else '<p class="muted">No graph logged.</p>'
+        else '<p class="muted">No model graph logged (<code>experiment.set_model_graph(model)</code>'
+        " logs one).</p>"
     )
     body = f"""<div class="title-row"><h1 class="page-title" id="exp-name">{e(name)}</h1>{badge(info["status"])}
 <span class="tags">{tags}</span></div>
@@ -459,7 +462,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
 <section class="panel" data-panel="assets" hidden><h3>Assets</h3>
 {f'<table class="grid sortable" id="assets-table"><thead><tr><th>File</th><th>Type</th><th>Step</th><th class="num">Size</th><th></th></tr></thead><tbody>{assets}</tbody></table>' if assets else '<p class="muted">No assets.</p>'}
 <h3>Models</h3>{f'<table class="grid" id="models-table"><thead><tr><th>Model</th><th>Registry versions</th></tr></thead><tbody>{models}</tbody></table>' if models else '<p class="muted">No models.</p>'}</section>
-<section class="panel" data-panel="html" hidden><h3>HTML</h3>{html_part}<h3>Graph</h3>{graph_part}</section>"""
+<section class="panel" data-panel="html" hidden>{html_part}</section>
+<section class="panel" data-panel="graph" hidden>{graph_part}</section>"""
     attrs = (
         f'data-key="{e(key)}" data-running="{"1" if info["status"] == "running" else ""}" '
         f'data-metric-count="{len(info["metrics"])}" data-output-lines="{len(info["output"])}"'

@@ -90,6 +90,14 @@
     });
   }
 
+  /* ---- model graph: unfold or fold every level at once -------------------------------------- */
+  $all("[data-graph]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var open = b.dataset.graph === "open";
+      $all(".graph-tree details").forEach(function (d) { d.open = open; });
+    });
+  });
+
   /* ---- experiments table: filter, select, compare --------------------------------------- */
   if (page === "project") {
     var nameFilter = $("#exp-filter"), statusFilter = $("#status-filter");
