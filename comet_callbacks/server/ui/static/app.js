@@ -186,9 +186,17 @@
       $(".plot", self.fig).textContent = "could not load: " + err.message;
     });
   };
+  function meta(res) {  // the caption's note: how many points, the last value when all came
+    var n = res.total, text = n.toLocaleString("en-US") + (n === 1 ? " point" : " points");
+    if (!res.exact) { text += " · " + res.xs.length.toLocaleString("en-US") + " drawn"; }
+    else if (n) { text += " · last " + fmt(res.ys[res.ys.length - 1]); }
+    return text;
+  }
   MetricChart.prototype.render = function (res, c, partial, refresh) {
     var self = this, xs = toX(res), ys = res.ys;
     if (c.log) { ys = ys.map(function (v) { return v > 0 ? v : null; }); }
+    var note = $(".fig-meta", this.fig);
+    if (note) { note.textContent = (partial ? "zoomed: " : "") + meta(res); }
     this.fig.dataset.points = String(res.xs.length);
     this.fig.dataset.total = String(res.total);
     this.fig.dataset.exact = res.exact ? "1" : "";
@@ -239,6 +247,10 @@
       var chart = new MetricChart(fig, PALETTE[i % PALETTE.length]);
       charts.push(chart);
       chart.load();
+    });
+    $all(".smoothing", panel).forEach(function (input) {
+      var out = $(".smoothing-value", input.parentNode);
+      input.addEventListener("input", function () { out.textContent = +input.value ? input.value : "off"; });
     });
     $all(".x-axis, .smoothing, .log-scale", panel).forEach(function (input) {
       input.addEventListener(input.type === "range" ? "input" : "change", function () {
@@ -293,7 +305,12 @@
         return [toX(res), ys];
       }));
     };
-    var mark = function (all) {  // what the chart holds, for people and tests alike
+    var mark = function (all, zoomed) {  // what the chart holds, for people and tests alike
+      var n = all.reduce(function (a, r) { return a + r.total; }, 0);
+      $("#compare-name").textContent = select.value;
+      $(".fig-meta", fig).textContent = (zoomed ? "zoomed: " : "") + all.length + " experiments · " +
+        n.toLocaleString("en-US") + " points" + (all.every(function (r) { return r.exact; }) ? "" :
+        " · " + all.reduce(function (a, r) { return a + r.xs.length; }, 0).toLocaleString("en-US") + " drawn");
       fig.dataset.series = String(all.length);
       fig.dataset.points = all.map(function (r) { return r.xs.length; }).join(",");
       fig.dataset.totals = all.map(function (r) { return r.total; }).join(",");
@@ -308,7 +325,7 @@
       cmp.timer = setTimeout(function () {
         var c = controls(fig), k = c.x === "time" ? 1000 : 1;
         fetchAll(c, Math.floor(min * k), Math.ceil(max * k)).then(function (all) {
-          mark(all);
+          mark(all, true);
           cmp.busy = true; u.setData(joined(all, c), false); cmp.busy = false;
         });
       }, 150);
