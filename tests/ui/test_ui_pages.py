@@ -327,6 +327,12 @@ def test_graph_tab_draws_the_model_tree(ui_server, new_page) -> None:
     assert names[:1] == [keras_model.name] and {"hidden", "out"} <= set(names)
     types = page.locator(".graph-tree .g-type").all_inner_texts()
     assert types.count("Dense") == 2
+    lines = page.locator(".graph-tree summary").all_inner_texts()
+    out = next(t for t in lines if t.startswith("out Dense"))
+    assert "units=2" in out  # a folded layer still reads on one line
+    assert (
+        page.locator(".graph-tree details:not([open]) summary", has_text="out Dense").count() == 1
+    )
 
     page.goto(exp_url(ui_server, keys["text"], "graphs") + "#graph")
     assert box.get_attribute("data-shape") == "text"

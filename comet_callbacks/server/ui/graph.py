@@ -27,6 +27,23 @@ MAX_LINES = 20_000
 #: A JSON value longer than this is cut in a leaf (the raw text has it whole).
 MAX_VALUE = 120
 
+#: Layer settings worth reading in a folded layer's line (Keras names).
+KEY_SETTINGS = (
+    "batch_shape",
+    "units",
+    "filters",
+    "kernel_size",
+    "strides",
+    "pool_size",
+    "activation",
+    "rate",
+    "input_dim",
+    "output_dim",
+    "num_heads",
+    "key_dim",
+    "axis",
+)
+
 _TORCH_LINE = re.compile(r"^\((?P<name>[^()]*)\): (?P<rest>.*)$")
 _TORCH_MODULE = re.compile(r"^(?P<times>\d+ x )?(?P<type>[A-Za-z_][\w.]*)(?P<args>\(.*)?$")
 
@@ -37,6 +54,8 @@ class Node:
 
     label: str
     children: list[Node] = field(default_factory=list)
+    #: whether it starts unfolded (None: by depth, see ``OPEN_LEVELS``)
+    open: bool | None = None
 
     def count(self) -> int:
         return 1 + sum(c.count() for c in self.children)
@@ -93,14 +112,22 @@ def _json_node(label: str, value: Any) -> Node:
             head = f'<span class="g-name">{escape(str(config["name"]))}</span> ' + head
         if label:
             head = f'<span class="g-key">{escape(label)}</span> ' + head
+        brief = ", ".join(
+            f"{k}={_short(config[k])}" for k in KEY_SETTINGS if config.get(k) is not None
+        )
+        if brief:
+            head += f' <span class="g-args">{escape(brief)}</span>'
         node = Node(head)
         layers = config.get("layers")
         for k, v in config.items():
-            if k in ("name", "layers"):
+            if k in ("name", "layers") or v is None:  # unset settings are noise
                 continue
             node.children.append(_json_node(k, v))
         if isinstance(layers, list):
-            node.children.extend(_json_node("", layer) for layer in layers)
+            for layer in layers:
+                child = _json_node("", layer)
+                child.open = False  # a layer reads on one line; its settings on demand
+                node.children.append(child)
         return node
     if isinstance(value, dict) and value:
         node = Node(f'<span class="g-key">{escape(label or "{}")}</span>')
@@ -135,9 +162,10 @@ def _html(node: Node, depth: int) -> str:
         return f'<li class="g-leaf">{node.label}</li>'
     inner = "".join(_html(c, depth + 1) for c in node.children)
     n = len(node.children)
+    is_open = depth < OPEN_LEVELS if node.open is None else node.open
     count = f'<span class="g-count">{n} item{"" if n == 1 else "s"}</span>'
     return (
-        f"<li><details{' open' if depth < OPEN_LEVELS else ''}><summary>{node.label} {count}"
+        f"<li><details{' open' if is_open else ''}><summary>{node.label} {count}"
         f"</summary><ul>{inner}</ul></details></li>"
     )
 
