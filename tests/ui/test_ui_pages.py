@@ -189,6 +189,40 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
 
 
+def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:
+    """A schema-4 store (no ``metrics_step`` index) opens: the index is built on start and
+    its metrics chart as before."""
+    from comet_callbacks.server.embedded import start_server
+
+    db, key = tmp_path / "comet.sqlite", "k" * 32
+    with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
+        exp = requests.post(
+            server.url + "/api/rest/v2/write/experiment/create",
+            json={"workspaceName": "local", "projectName": "old", "experimentName": "old"},
+            headers={"Authorization": key},
+            timeout=10,
+        ).json()["experimentKey"]
+        seed_metric(server, exp, "loss", [float(s % 97) for s in range(5000)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX metrics_step")
+        conn.execute("PRAGMA user_version=4")
+    with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+            indexes = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            }
+            assert "metrics_step" in indexes
+        got = requests.get(
+            server.url + "/ui-api/series",
+            params={"experimentKey": exp, "metricName": "loss"},
+            headers={"Authorization": key},
+            timeout=10,
+        ).json()
+        assert got["total"] == 5000 and not got["exact"]
+        assert (min(got["ys"]), max(got["ys"])) == (0.0, 96.0)
+
+
 def test_compare_zoom_fetches_finer_data(ui_server, new_page) -> None:
     """The compare chart refetches each experiment's points for a zoomed range: two runs of
     30,000 points arrive as about 2,000 each, and after a drag-zoom to a twentieth of the x
