@@ -102,6 +102,8 @@ def test_experiment_page_charts_params_status(ui_server, runs, new_page, visits)
         page.wait_for_function("el => el.dataset.points !== undefined", arg=fig.element_handle())
         assert fig.get_attribute("data-points") == str(count), name
         assert fig.get_attribute("data-exact") == "1"
+        note = fig.locator(".fig-meta").inner_text()
+        assert note.startswith(f"{count} point") and " · last " in note, note
     groups = page.locator('[data-panel="charts"] .chart-group').evaluate_all(
         "els => els.map(e => e.dataset.group)"
     )
@@ -178,6 +180,8 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     page.wait_for_function("el => el.dataset.points", arg=fig.element_handle())
     assert fig.get_attribute("data-total") == str(n)
     assert int(fig.get_attribute("data-points")) <= 2000
+    drawn = int(fig.get_attribute("data-points"))
+    assert fig.locator(".fig-meta").inner_text() == f"{n:,} points · {drawn:,} drawn"
     over = fig.locator(".u-over").bounding_box()
     y = over["y"] + over["height"] / 2
     page.mouse.move(over["x"] + over["width"] * 0.40, y)
@@ -187,6 +191,7 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
     total = int(fig.get_attribute("data-total"))
     assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
+    assert fig.locator(".fig-meta").inner_text() == f"zoomed: {total:,} points in range"
 
 
 def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:

@@ -186,17 +186,18 @@
       $(".plot", self.fig).textContent = "could not load: " + err.message;
     });
   };
-  function meta(res) {  // the caption's note: how many points, the last value when all came
+  function meta(res, zoomed) {  // the caption's note: how many points, and the last value
     var n = res.total, text = n.toLocaleString("en-US") + (n === 1 ? " point" : " points");
+    if (zoomed) { text = "zoomed: " + text + " in range"; }
     if (!res.exact) { text += " · " + res.xs.length.toLocaleString("en-US") + " drawn"; }
-    else if (n) { text += " · last " + fmt(res.ys[res.ys.length - 1]); }
+    else if (n && !zoomed) { text += " · last " + fmt(res.ys[res.ys.length - 1]); }
     return text;
   }
   MetricChart.prototype.render = function (res, c, partial, refresh) {
     var self = this, xs = toX(res), ys = res.ys;
     if (c.log) { ys = ys.map(function (v) { return v > 0 ? v : null; }); }
     var note = $(".fig-meta", this.fig);
-    if (note) { note.textContent = (partial ? "zoomed: " : "") + meta(res); }
+    if (note) { note.textContent = meta(res, partial); }
     this.fig.dataset.points = String(res.xs.length);
     this.fig.dataset.total = String(res.total);
     this.fig.dataset.exact = res.exact ? "1" : "";
