@@ -274,7 +274,8 @@ def sql_downsample(
     nothing of the range is loaded into Python.
     """
     keep = _KEEP.format(col=col)
-    where, args = keep, [key, name]
+    where = keep
+    args: list[Any] = [key, name]
     if lo is not None:
         where += f" AND {col}>=?"
         args.append(lo)
