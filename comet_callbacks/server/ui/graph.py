@@ -22,7 +22,8 @@ from typing import Any
 
 #: Deeper levels start folded (the first two are open).
 OPEN_LEVELS = 2
-#: A graph with more lines than this is only shown as text (a tree that big helps no one).
+#: A graph with more lines or tree entries than this is only shown as text (a tree that
+#: big helps no one, and its page would be heavy).
 MAX_LINES = 20_000
 #: A JSON value longer than this is cut in a leaf (the raw text has it whole).
 MAX_VALUE = 120
@@ -176,6 +177,8 @@ def render(text: str) -> str:
     tree = None
     if text.count("\n") <= MAX_LINES:
         tree = parse_torch(text) or parse_json(text)
+    if tree is not None and tree.count() > MAX_LINES:
+        tree = None
     if tree is None:
         return f'<div class="graph" data-shape="text">{raw}</div>'
     shape = "json" if text.lstrip().startswith(("{", "[")) else "torch"
