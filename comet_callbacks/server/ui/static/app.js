@@ -326,6 +326,7 @@
       cmp.timer = setTimeout(function () {
         var c = controls(fig), k = c.x === "time" ? 1000 : 1;
         fetchAll(c, Math.floor(min * k), Math.ceil(max * k)).then(function (all) {
+          if (u !== cmp.plot) { return; }  // redrawn meanwhile (another metric or axis)
           mark(all, true);
           cmp.busy = true; u.setData(joined(all, c), false); cmp.busy = false;
         });
