@@ -315,6 +315,9 @@ def test_sql_buckets_are_the_reference_buckets(ui_server) -> None:
 def test_graph_tab_draws_the_model_tree(ui_server, new_page) -> None:
     """A PyTorch printout and a Keras ``to_json()`` become folding trees; other text stays
     text; the raw text is always there."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # as tests/test_keras.py
     import keras
     import torch.nn as nn
 
