@@ -10,10 +10,11 @@ would measure the write path, not the UI); another, the baseline in the same run
 1,000-point metric. Measured for each:
 
 - ``first open``: headless Chromium, from navigation start until the chart has drawn its
-  points (``data-points`` set on the figure, after uPlot rendered), the first time: the
-  server reads the points from SQLite; with the server process's CPU time for it (what the
+  points (``data-points`` set on the figure, after uPlot rendered), the first time: SQLite
+  computes the buckets from its index; with the server process's CPU time for it (what the
   wall time would be on an idle machine, as the 2-core CI box is often shared);
-- ``open again``: the same, median of ``--reps`` (the points are cached in memory);
+- ``open again``: the same, median of ``--reps`` (the answer is kept while the metric does
+  not change);
 - ``data``: ``GET /ui-api/series`` for the whole range again (what the page fetches: about
   2,000 points, min and max per bucket; the server keeps the answer while the metric does
   not change), median of ``--reps``;
@@ -108,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, n in sizes.items():
                     exp = exps[name]
                     cpu0 = sum(server.cpu_times()[:2])
-                    cold = open_page(exp)  # the first open reads the points from SQLite
+                    cold = open_page(exp)  # the first open computes the buckets
                     cold_cpu = sum(server.cpu_times()[:2]) - cpu0
                     warm = statistics.median(open_page(exp) for _ in range(args.reps))
                     drawn = int(page.get_attribute(chart, "data-points") or 0)
