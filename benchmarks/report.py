@@ -9,6 +9,7 @@ be shared, and only rows of one run are compared.
 from __future__ import annotations
 
 import statistics
+from collections.abc import Callable
 from typing import Any
 
 #: targets for our client (issues 10 and 20)
@@ -46,6 +47,18 @@ def problem(res: dict[str, Any]) -> str | None:
     if "error" in res:
         return f"**error**: {res['error'][:160]}"
     return None
+
+
+def rows_of(
+    results: list[dict[str, Any]], width: int, row: Callable[[dict[str, Any]], list[str]]
+) -> list[list[str]]:
+    """One table row per result: ``row(result)``, or the tracker and why it has no figures
+    (padded to ``width`` cells) when the worker failed or skipped."""
+    out = []
+    for r in results:
+        why = problem(r)
+        out.append([r.get("label") or r["peer"], why] + [""] * (width - 2) if why else row(r))
+    return out
 
 
 def load(res: dict[str, Any]) -> str:
@@ -174,25 +187,20 @@ class Results:
         return "### Training: cost of tracking\n\n" + note + "\n\n" + "\n\n".join(parts)
 
     def caller_md(self) -> str:
-        rows = []
-        for r in self.of("caller"):
-            why = problem(r)
-            if why:
-                rows.append([r.get("label") or r["peer"], why] + [""] * 6)
-                continue
+        def row(r: dict[str, Any]) -> list[str]:
             s, d = r["scalar"], r["dict"]
-            rows.append(
-                [
-                    r["label"],
-                    fmt(s["median_us"]),
-                    fmt(s["p99_us"]),
-                    fmt(s["mean_us"]),
-                    fmt(d["median_us"]),
-                    fmt(d["mean_us"]),
-                    fmt(r.get("close_s")) + ("" if r.get("closed", True) else " (capped)"),
-                    load(r),
-                ]
-            )
+            return [
+                r["label"],
+                fmt(s["median_us"]),
+                fmt(s["p99_us"]),
+                fmt(s["mean_us"]),
+                fmt(d["median_us"]),
+                fmt(d["mean_us"]),
+                fmt(r.get("close_s")) + ("" if r.get("closed", True) else " (capped)"),
+                load(r),
+            ]
+
+        rows = rows_of(self.of("caller"), 8, row)
         head = [
             "tracker",
             "scalar median µs",
@@ -211,22 +219,18 @@ class Results:
         return "### Caller cost (µs per call)\n\n" + note + "\n\n" + table(head, rows)
 
     def endwait_md(self) -> str:
-        rows = []
-        for r in self.of("endwait"):
-            why = problem(r)
-            if why:
-                rows.append([r.get("label") or r["peer"], why, "", "", "", ""])
-                continue
-            rows.append(
-                [
-                    r["label"],
-                    f"{r['points']:,}" + (" (capped)" if r.get("capped") else ""),
-                    fmt(r["end_wait_s"]),
-                    fmt(r["points_per_s"] / 1000, 1),
-                    str(min(r.get("read_back") or [0]) * 10),
-                    load(r),
-                ]
-            )
+        rows = rows_of(
+            self.of("endwait"),
+            6,
+            lambda r: [
+                r["label"],
+                f"{r['points']:,}" + (" (capped)" if r.get("capped") else ""),
+                fmt(r["end_wait_s"]),
+                fmt(r["points_per_s"] / 1000, 1),
+                str(min(r.get("read_back") or [0]) * 10),
+                load(r),
+            ],
+        )
         head = ["tracker", "points", "end wait s", "logged k points/s", "read back", "load"]
         note = (
             "Points logged as 10-metric dicts, then the run ended; the wait is what ending "
@@ -235,22 +239,18 @@ class Results:
         return "### End-of-run wait\n\n" + note + "\n\n" + table(head, rows)
 
     def memory_md(self) -> str:
-        rows = []
-        for r in self.of("memory"):
-            why = problem(r)
-            if why:
-                rows.append([r.get("label") or r["peer"], why, "", "", "", ""])
-                continue
-            rows.append(
-                [
-                    r["label"],
-                    f"{r['points']:,}" + (" (capped)" if r.get("capped") else ""),
-                    fmt(r["rss_growth_mb"], 1),
-                    fmt(r["children_growth_mb"], 1),
-                    fmt(r["points_per_s"] / 1000, 1),
-                    load(r),
-                ]
-            )
+        rows = rows_of(
+            self.of("memory"),
+            6,
+            lambda r: [
+                r["label"],
+                f"{r['points']:,}" + (" (capped)" if r.get("capped") else ""),
+                fmt(r["rss_growth_mb"], 1),
+                fmt(r["children_growth_mb"], 1),
+                fmt(r["points_per_s"] / 1000, 1),
+                load(r),
+            ],
+        )
         head = ["tracker", "points", "peak RSS growth MB", "helpers MB", "k points/s", "load"]
         note = (
             "Peak RSS growth (sampled every 10 ms) while logging and ending; helper processes "

@@ -112,6 +112,7 @@ class OwnMeter:
         self._inside = False
         self.hook_ns = 0
         self.calls = 0
+        self._wrapped: set[int] = set()
 
     def start(self) -> None:
         self._c0, _ = self._cpu.read()
@@ -140,6 +141,9 @@ class OwnMeter:
         """Time every public method of ``obj`` that its tracker defines (the framework's base
         no-op hooks stay as they are, so the framework's "is it overridden" checks see the
         same hooks); returns ``obj``."""
+        if id(obj) in self._wrapped:
+            return obj
+        self._wrapped.add(id(obj))
         for name in dir(type(obj)):
             if name.startswith("_"):
                 continue
@@ -262,6 +266,14 @@ def fit_lightning(peer: Any, workdir: str, steps: int, workload: str = "tiny") -
         def on_train_end(self, trainer: Any, pl_module: Any) -> None:
             LastStep.at = time.perf_counter()
 
+    class Loggers(pl.Callback):
+        """Last in hook order: times the loggers a tracker's callback attached itself (ours
+        adds its ``CometLogger`` in ``on_fit_start``)."""
+
+        def on_fit_start(self, trainer: Any, pl_module: Any) -> None:
+            for logger in trainer.loggers:
+                own.wrap(logger)
+
     meter = CpuMeter(peer.extra_pids())
     own = OwnMeter(meter)
     model = make_model()
@@ -283,7 +295,7 @@ def fit_lightning(peer: Any, workdir: str, steps: int, workload: str = "tiny") -
         devices=1,
         default_root_dir=workdir,
         logger=kw["logger"],
-        callbacks=[LastStep(), *kw["callbacks"]],
+        callbacks=[LastStep(), *kw["callbacks"], Loggers()],
     )
     trainer.fit(model, loader)
     own.call(peer.after_train)
