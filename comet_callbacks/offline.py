@@ -343,6 +343,10 @@ class RunStore:
         if self._dirty and time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
             self.flush()
 
+    def flush_due(self) -> float | None:
+        """When (``time.monotonic()``) :meth:`maybe_flush` will next write; None when clean."""
+        return self._last_flush + FLUSH_INTERVAL if self._dirty else None
+
     def flush(self) -> None:
         with self._lock:
             if self.closed or not self.on_disk:
