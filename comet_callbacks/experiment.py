@@ -416,6 +416,8 @@ class Experiment:
         sender = self._sender
         if sender is not None and not self.ended:
             sender.put(item)
+            if type(item) is PendingSnapshot:
+                sender.wake()  # copy a file that may be rewritten in place without delay
         else:
             self._dropped()
 

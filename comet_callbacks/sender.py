@@ -271,6 +271,12 @@ class Sender:
         if len(q) >= WAKE_AT:
             self._busy()
 
+    def wake(self) -> None:
+        """Have the dispatcher take the queue now, not at its next due time (a logged file's
+        snapshot is waiting: the sooner it is copied, the smaller the window for an in-place
+        rewrite)."""
+        self._wake.set()
+
     def _busy(self) -> None:
         """The caller queue is long: wake the dispatcher now instead of at its next due time,
         and past :data:`CALLER_QUEUE_LIMIT` wait for it."""
