@@ -21,9 +21,7 @@ Distribution: only global rank 0 logs.
 
 from __future__ import annotations
 
-import functools
 import glob
-import inspect
 import logging
 import os
 import re
@@ -36,7 +34,9 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key
 from comet_callbacks.experiment import Experiment
 
-from ._params import fit_arguments, keras_parameters
+from ._keras_autolog import _patched as _patched  # re-exported (module state, for tests)
+from ._keras_autolog import autolog
+from ._params import keras_parameters
 from ._toolkit import (
     FileVersions,
     ModelPolicy,
@@ -423,73 +423,3 @@ class CometCallback(keras.callbacks.Callback):
                 continue
             # the core snapshots it: ModelCheckpoint rewrites the file in place later
             exp.log_model(f"{self.model_name}-checkpoints", path, overwrite=True, step=step)
-
-
-# ---------------------------------------------------------------------- autolog
-
-_patched: dict[str, Any] = {}  # "fit" -> the original attribute, "had_own" -> bool
-_autolog_kwargs: dict[str, Any] = {}
-
-
-def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
-    """Log every ``keras.Model.fit()`` from now on: each ``fit()`` gets a
-    :class:`CometCallback` (built with ``callback_kwargs``) unless one is passed, and its
-    arguments are logged. A ``fit()`` that raises ends the experiment as failed (interrupted
-    for Ctrl-C) and re-raises the same exception. ``autolog(disable=True)`` restores
-    ``keras.Model.fit``. Nothing is patched until this is called."""
-    model_cls = keras.Model
-    if disable:
-        if _patched:
-            if _patched["had_own"]:
-                model_cls.fit = _patched["fit"]
-            else:
-                del model_cls.fit
-            _patched.clear()
-        _autolog_kwargs.clear()
-        return
-    _autolog_kwargs.clear()
-    _autolog_kwargs.update(callback_kwargs)
-    if _patched:
-        return
-    _patched["had_own"] = "fit" in vars(model_cls)
-    original = _patched["fit"] = vars(model_cls).get("fit", model_cls.fit)
-    signature = inspect.signature(original)
-
-    @functools.wraps(original)
-    def fit(self: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            bound = signature.bind(self, *args, **kwargs)
-        except TypeError:
-            return original(self, *args, **kwargs)  # let Keras report the bad call
-        arguments = bound.arguments
-        callbacks = arguments.get("callbacks")
-        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
-            log.warning("comet_callbacks: autolog skips a fit() whose callbacks is not a list")
-            return original(self, *args, **kwargs)
-        callbacks = list(callbacks or [])
-        comet = next((c for c in callbacks if isinstance(c, CometCallback)), None)
-        if comet is None:
-            comet = CometCallback(**_autolog_kwargs)
-            callbacks.append(comet)
-            comet.add_checkpoint(
-                [c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)]
-            )
-        try:
-            comet.set_fit_args(**fit_arguments(arguments))
-        except Exception as exc:
-            log.debug("comet_callbacks: reading fit() arguments failed: %r", exc)
-        arguments["callbacks"] = callbacks
-        try:
-            return original(*bound.args, **bound.kwargs)
-        except BaseException as exc:
-            status = "interrupted" if isinstance(exc, KeyboardInterrupt) else "failed"
-            try:
-                comet._in_fit = False
-                if comet._owns:
-                    comet.end(status)
-            except Exception as end_exc:
-                log.warning("comet_callbacks: ending the failed experiment failed: %r", end_exc)
-            raise
-
-    fit.comet_autolog = True  # type: ignore[attr-defined]
-    model_cls.fit = fit
