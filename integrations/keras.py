@@ -3,28 +3,19 @@
 Works on every Keras 3 backend and imports nothing backend-specific, so a PyTorch or JAX run
 never imports TensorFlow. What is logged: README, "What each integration logs".
 
-Experiment lifetime. Each ``fit()`` (or stand-alone ``evaluate()``) is a *session*. Online,
-the experiment ends with each session (finished, with its model, as soon as training returns,
-also in a notebook); a later session continues it by key. Offline, an experiment cannot be
-continued by key, so it stays open until process exit or :meth:`CometCallback.end`. A
-``fit()`` that raises leaves it open: :func:`autolog` ends it as failed, otherwise the
-process-exit hooks do. An ``experiment=`` you pass in is yours and is never ended
-(``end_experiment=True`` to change that).
-
-Checkpoints. Keras does not show a callback the other callbacks: the files of a
-``ModelCheckpoint`` are uploaded when you name it (``checkpoint=``, its path pattern or a
-folder) and ``log_checkpoints=True`` or ``COMET_LOG_MODEL=all``; :func:`autolog` finds them
-itself. New or changed files go to the core after each epoch, which snapshots them.
-
+Each ``fit()`` (or stand-alone ``evaluate()``) is a *session*: online, the experiment ends
+with it and a later session continues it by key; offline it stays open until process exit or
+:meth:`CometCallback.end` (README, "What each integration logs"). A ``fit()`` that raises
+leaves it open: :func:`autolog` ends it as failed, otherwise the process-exit hooks do.
+Checkpoint files are found from what ``checkpoint=`` names (Keras does not show a callback
+the other callbacks) and handed to the core, which snapshots them, after each epoch.
 Distribution: only global rank 0 logs.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import os
-import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -34,8 +25,8 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key
 from comet_callbacks.experiment import Experiment
 
-from ._keras_autolog import _patched as _patched  # re-exported (module state, for tests)
-from ._keras_autolog import autolog
+from ._keras_helpers import _patched as _patched  # re-exported (module state, for tests)
+from ._keras_helpers import autolog, checkpoint_files, model_description
 from ._params import keras_parameters
 from ._toolkit import (
     FileVersions,
@@ -259,17 +250,7 @@ class CometCallback(keras.callbacks.Callback):
         return keras_parameters(self.model, self.params or {}, self._fit_args)
 
     def _log_model_description(self, exp: Experiment) -> None:
-        model = self.model
-        try:
-            graph = model.to_json()
-        except Exception:  # subclassed models without get_config
-            graph = None
-        lines: list[str] = []
-        try:
-            model.summary(print_fn=lambda line, *a, **k: lines.append(line))
-        except Exception as exc:
-            log.debug("comet_callbacks: model.summary() failed: %r", exc)
-        summary = "\n".join(lines)
+        graph, summary = model_description(self.model)
         if graph or summary:
             exp.set_model_graph(graph or summary)
         if summary:
@@ -297,7 +278,7 @@ class CometCallback(keras.callbacks.Callback):
         if self._upload_checkpoints():
             # only files written from now on are uploaded
             self._versions.clear()
-            for path in self._checkpoint_files():
+            for path in checkpoint_files(self._checkpoints):
                 self._versions.is_new(path)
 
     @guarded
@@ -397,18 +378,6 @@ class CometCallback(keras.callbacks.Callback):
             return bool(self._log_checkpoints)
         return self._policy().each_checkpoint
 
-    def _checkpoint_files(self) -> list[str]:
-        files: set[str] = set()
-        for ckpt in self._checkpoints:
-            pattern = getattr(ckpt, "filepath", ckpt)
-            pattern = os.fspath(pattern)
-            if os.path.isdir(pattern):
-                found = glob.glob(os.path.join(glob.escape(pattern), "**", "*"), recursive=True)
-            else:  # a ModelCheckpoint pattern such as "ckpt/model-{epoch:02d}.keras"
-                found = glob.glob(re.sub(r"\{[^}]*\}", "*", pattern))
-            files.update(f for f in found if os.path.isfile(f))
-        return sorted(files)
-
     def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
         if not self._checkpoints:
             warn_once(
@@ -418,7 +387,7 @@ class CometCallback(keras.callbacks.Callback):
                 "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
             )
             return
-        for path in self._checkpoint_files():
+        for path in checkpoint_files(self._checkpoints):
             if not self._versions.is_new(path):
                 continue
             # the core snapshots it: ModelCheckpoint rewrites the file in place later

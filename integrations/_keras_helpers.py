@@ -1,20 +1,55 @@
-"""``autolog()`` for the Keras integration (``keras.py``, which re-exports it): patch
-``keras.Model.fit`` so every ``fit()`` gets a :class:`~.keras.CometCallback`."""
+"""What the Keras integration (``keras.py``) needs besides its callback's hooks: ``autolog()``
+(re-exported there), which patches ``keras.Model.fit`` so every ``fit()`` gets a
+:class:`~.keras.CometCallback`; the files of the checkpoints it watches; the model's
+description."""
 
 from __future__ import annotations
 
 import functools
+import glob
 import inspect
 import logging
+import os
+import re
 from typing import Any
 
 import keras
 
 from ._params import fit_arguments
 
-__all__ = ["autolog"]
+__all__ = ["autolog", "checkpoint_files", "model_description"]
 
 log = logging.getLogger("comet_callbacks")
+
+
+def checkpoint_files(checkpoints: list[Any]) -> list[str]:
+    """The files of ``ModelCheckpoint`` callbacks, ``filepath`` patterns or folders."""
+    files: set[str] = set()
+    for ckpt in checkpoints:
+        pattern = getattr(ckpt, "filepath", ckpt)
+        pattern = os.fspath(pattern)
+        if os.path.isdir(pattern):
+            found = glob.glob(os.path.join(glob.escape(pattern), "**", "*"), recursive=True)
+        else:  # a ModelCheckpoint pattern such as "ckpt/model-{epoch:02d}.keras"
+            found = glob.glob(re.sub(r"\{[^}]*\}", "*", pattern))
+        files.update(f for f in found if os.path.isfile(f))
+    return sorted(files)
+
+
+def model_description(model: Any) -> tuple[str | None, str]:
+    """The model's architecture as JSON (None for a subclassed model without ``get_config``)
+    and its ``summary()`` text (empty when that fails)."""
+    try:
+        graph = model.to_json()
+    except Exception:  # subclassed models without get_config
+        graph = None
+    lines: list[str] = []
+    try:
+        model.summary(print_fn=lambda line, *a, **k: lines.append(line))
+    except Exception as exc:
+        log.debug("comet_callbacks: model.summary() failed: %r", exc)
+    return graph, "\n".join(lines)
+
 
 _patched: dict[str, Any] = {}  # "fit" -> the original attribute, "had_own" -> bool
 _autolog_kwargs: dict[str, Any] = {}
