@@ -21,7 +21,6 @@ logged: README, "What each integration logs". Lifecycle decisions (and why):
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from collections.abc import Mapping
@@ -41,6 +40,15 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key, global_rank
 from comet_callbacks.experiment import Experiment
 
+from ._hf_checkpoints import (
+    KEY_FILE,
+    last_checkpoint,
+    rewrite_logs,
+    stored_key,
+    training_state,
+    unmutated,
+    write_key,
+)
 from ._params import trainer_parameters
 from ._toolkit import (
     ModelPolicy,
@@ -58,36 +66,6 @@ from ._toolkit import (
 __all__ = ["CometCallback", "rewrite_logs", "KEY_FILE"]
 
 log = logging.getLogger("comet_callbacks")
-
-#: Written into each checkpoint folder by the main process: ``{"experiment_key": ...}``.
-KEY_FILE = "comet_experiment.json"
-
-# What a checkpoint holds besides the model and its processor (kept out of a "model" upload).
-_TRAINING_STATE_FILES = frozenset(
-    {
-        "optimizer.pt",
-        "optimizer.bin",
-        "scheduler.pt",
-        "scaler.pt",
-        "trainer_state.json",
-        "training_args.bin",
-        KEY_FILE,
-    }
-)
-
-
-def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
-    """Trainer log keys → metric names, as transformers' trackers (W&B, Comet) name them:
-    ``eval_x`` → ``eval/x``, ``test_x`` → ``test/x``, anything else ``x`` → ``train/x``."""
-    out: dict[str, Any] = {}
-    for k, v in logs.items():
-        if k.startswith("eval_"):
-            out["eval/" + k[5:]] = v
-        elif k.startswith("test_"):
-            out["test/" + k[5:]] = v
-        else:
-            out["train/" + k] = v
-    return out
 
 
 class CometCallback(TrainerCallback, ExportableState):
@@ -189,27 +167,6 @@ class CometCallback(TrainerCallback, ExportableState):
 
     # ------------------------------------------------------------------ experiment lifecycle
 
-    def _stored_key(self, args: Any, state: Any) -> str | None:
-        """The experiment key saved with the checkpoint this training resumed from."""
-        if not state.global_step:  # a fresh TrainerState: not resuming
-            return None
-        stored = (getattr(state, "stateful_callbacks", None) or {}).get(type(self).__name__)
-        if isinstance(stored, list):
-            stored = stored[0] if stored else None
-        if isinstance(stored, Mapping):
-            key = (stored.get("attributes") or {}).get("_saved_experiment_key")
-            if isinstance(key, str) and key:
-                return key
-        if self._saved_experiment_key:
-            return self._saved_experiment_key
-        path = os.path.join(args.output_dir, f"checkpoint-{state.global_step}", KEY_FILE)
-        try:
-            with open(path, encoding="utf-8") as fh:
-                key = json.load(fh).get("experiment_key")
-            return key if isinstance(key, str) and key else None
-        except (OSError, ValueError, AttributeError):
-            return None
-
     def _new_experiment(self, args: Any, key: str | None) -> Experiment | None:
         # self.settings already holds this callback's setting arguments, parsed; only the
         # experiment's own overrides (parsed values) are applied on top
@@ -285,7 +242,11 @@ class CometCallback(TrainerCallback, ExportableState):
     def on_train_begin(
         self, args: Any, state: Any, control: Any, model: Any = None, **kwargs: Any
     ) -> None:
-        resume_key = self._stored_key(args, state) if state.is_world_process_zero else None
+        resume_key = (
+            stored_key(args, state, type(self).__name__, self._saved_experiment_key)
+            if state.is_world_process_zero
+            else None
+        )
         self._remember_in_state(state)
         try:
             if self._training and self._exp is not None and not self._exp.ended:
@@ -330,7 +291,7 @@ class CometCallback(TrainerCallback, ExportableState):
     ) -> None:
         if not state.is_world_process_zero or not logs:
             return
-        self._log_metrics(args, state, model, _unmutated(logs, state))
+        self._log_metrics(args, state, model, unmutated(logs, state))
 
     @guarded
     def on_predict(
@@ -366,8 +327,7 @@ class CometCallback(TrainerCallback, ExportableState):
         if not os.path.isdir(folder):
             return
         if self._key:
-            with open(os.path.join(folder, KEY_FILE), "w", encoding="utf-8") as fh:
-                json.dump({"experiment_key": self._key}, fh)
+            write_key(folder, self._key)
         exp = self.experiment
         if exp is not None and self.log_model == "all":
             # the core snapshots the files (the Trainer deletes rotated checkpoints)
@@ -413,7 +373,7 @@ class CometCallback(TrainerCallback, ExportableState):
         elif sharded or model is None or (self.log_model == "last" and args.load_best_model_at_end):
             # a sharded model cannot be saved from one rank, and "last" asks for the last state
             # where the best was loaded at the end: take what the Trainer saved
-            source = _last_checkpoint(args.output_dir)
+            source = last_checkpoint(args.output_dir)
             if source is None:
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
@@ -429,41 +389,7 @@ class CometCallback(TrainerCallback, ExportableState):
             name,
             folder,
             registry_name=self._registry_arg,
-            skip=_training_state,
+            skip=training_state,
             metadata={"global_step": state.global_step, "best_checkpoint": best},
             step=state.global_step,
         )
-
-
-def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
-    """The entry ``Trainer.log`` recorded for these logs: callbacks called before this one may
-    have removed keys from ``logs`` (``PrinterCallback`` pops ``total_flos``), not from
-    ``state.log_history``."""
-    history = getattr(state, "log_history", None)
-    if history:
-        last = history[-1]
-        if isinstance(last, Mapping) and last.get("step") == state.global_step:
-            if all(k in last and last[k] is v for k, v in logs.items()):
-                return {k: v for k, v in last.items() if k != "step"}
-    return logs
-
-
-def _training_state(file_name: str) -> bool:
-    """A checkpoint file that holds the Trainer's resume state, not the model."""
-    return file_name in _TRAINING_STATE_FILES or file_name.startswith("rng_state")
-
-
-def _last_checkpoint(output_dir: str) -> str | None:
-    """The ``checkpoint-<N>`` folder with the highest N in ``output_dir``."""
-    try:
-        names = [
-            n
-            for n in os.listdir(output_dir)
-            if n.startswith("checkpoint-") and n[11:].isdigit()
-            if os.path.isdir(os.path.join(output_dir, n))
-        ]
-    except OSError:
-        return None
-    if not names:
-        return None
-    return os.path.join(output_dir, max(names, key=lambda n: int(n[11:])))
