@@ -6,7 +6,6 @@ picture."""
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import uuid
 import weakref
@@ -17,13 +16,12 @@ from typing import Any
 from comet_callbacks.config import Settings
 from comet_callbacks.experiment import Experiment, ExperimentError
 
+from ._lightning_models import CheckpointsAndModel
 from ._params import hparams, optimizer_config, parameter_counts, trainer_config
 from ._toolkit import (
     FileVersions,
-    ModelPolicy,
     global_rank,
     guarded,
-    log_final_model,
     number,
     open_experiment,
     reopen,
@@ -63,7 +61,7 @@ def _rank() -> int:
     return global_rank(int(getattr(_rank_zero_only, "rank", 0) or 0))
 
 
-class CometLogger(_Logger):
+class CometLogger(_Logger, CheckpointsAndModel):
     """A Lightning ``Logger`` writing to one Comet :class:`~comet_callbacks.Experiment`.
 
     Use it directly with ``Trainer(logger=CometLogger(...))`` or let :class:`CometCallback`
@@ -334,97 +332,3 @@ class CometLogger(_Logger):
         exp = self.experiment
         exp.log_parameters(trainer_config(trainer), prefix="trainer")
         exp.log_parameters(optimizer_config(trainer))
-
-    # ------------------------------------------------------------------ models
-
-    def _policy(self) -> ModelPolicy:
-        return ModelPolicy.of(self._log_model_arg, self.settings)
-
-    def _checkpoint_metadata(self, cb: Any, path: str) -> dict[str, Any]:
-        """Monitor, score, epoch and step of a checkpoint (as noted when it was saved)."""
-        saved = self._ckpt_meta.get(path)
-        if saved is not None:
-            best = bool(cb is not None and path == getattr(cb, "best_model_path", None))
-            return {**saved, "best": best}
-        trainer = self._trainer()
-        score = None
-        if cb is not None:
-            best_k = getattr(cb, "best_k_models", {}) or {}
-            score = best_k.get(path)
-            if score is None and path == getattr(cb, "best_model_path", None):
-                score = getattr(cb, "best_model_score", None)
-            if score is None and path == getattr(cb, "last_model_path", None):
-                score = getattr(cb, "current_score", None)
-        return {
-            "monitor": getattr(cb, "monitor", None),
-            "score": number(score) if score is not None else None,
-            "epoch": getattr(trainer, "current_epoch", None),
-            "step": getattr(trainer, "global_step", None),
-            "best": bool(cb is not None and path == getattr(cb, "best_model_path", None)),
-            "checkpoint": os.path.basename(path),
-        }
-
-    def _upload_checkpoint(self, cb: Any, path: str) -> None:
-        real = os.path.realpath(path)
-        if not os.path.isfile(real) or not self._uploaded.is_new(real):
-            return
-        meta = self._checkpoint_metadata(cb, path)
-        self.experiment.log_asset(  # the core snapshots it (Lightning may rewrite last.ckpt)
-            real,
-            file_name=os.path.basename(path),
-            step=meta["step"],
-            metadata=meta,
-            type="checkpoint",
-        )
-
-    def _log_final_model(self, trainer: Any) -> None:
-        """The experiment model per ``log_model`` (the best checkpoint, else the last one, else
-        the final weights; ``"last"``: never the best), registered when a registry name is
-        configured. ``True`` also uploads ``last.ckpt`` as a checkpoint asset."""
-        policy = self._policy()
-        if not policy.enabled:
-            return
-        exp = self.experiment
-        cbs = [
-            c for c in getattr(trainer, "checkpoint_callbacks", []) if hasattr(c, "best_model_path")
-        ]
-        best_cb = next(
-            (c for c in cbs if c.best_model_path and os.path.isfile(c.best_model_path)), None
-        )
-        last_cb = next(
-            (c for c in cbs if c.last_model_path and os.path.exists(c.last_model_path)), None
-        )
-        best = best_cb.best_model_path if best_cb and policy.prefer_best else None
-        last = last_cb.last_model_path if last_cb else None
-        if policy.mode is True and last and last != best:
-            self._upload_checkpoint(last_cb, last)
-        model_cb, model_path = (best_cb, best) if best else (last_cb, last)
-        module = self._module_ref() if self._module_ref is not None else None
-        if module is None and trainer is not None:
-            module = trainer.lightning_module
-        name = self._model_name or (type(module).__name__ if module is not None else "model")
-        file_name = None
-        if model_path:
-            meta = self._checkpoint_metadata(model_cb, model_path)
-            meta["source"] = "checkpoint"
-            path, file_name = os.path.realpath(model_path), os.path.basename(model_path)
-        elif module is not None:
-            import torch
-
-            path = os.path.join(exp.scratch_folder(), "model.pt")
-            torch.save(module.state_dict(), path)
-            meta = {
-                "source": "final_weights",
-                "epoch": getattr(trainer, "current_epoch", None),
-                "step": getattr(trainer, "global_step", None),
-            }
-        else:
-            return
-        self.registered_model = log_final_model(
-            exp,
-            name,
-            path,
-            registry_name=self._registry_name_arg,
-            metadata=meta,
-            file_name=file_name,
-        )
