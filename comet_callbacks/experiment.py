@@ -29,7 +29,7 @@ from .heartbeat import heartbeat
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
-from .rest.endpoints import calls
+from .rest.endpoints import calls, closing_calls, experiment_link
 from .rest.errors import (
     CometAPIError,
     CometConnectionError,
@@ -458,7 +458,7 @@ class Experiment:
             return None
         if self._link:
             return self._link
-        return f"{self.settings.root}/{self._workspace}/{self._project}/{self._key}"
+        return experiment_link(self.settings.root, self._workspace, self._project, self._key)
 
     @property
     def workspace(self) -> str | None:
@@ -1021,15 +1021,8 @@ class Experiment:
         if not self._secondary:
             # everything logged so far first, so that `stop` really is the last request
             sender.flush(timeout)
-            ts = end_ms
-            sender.put(calls.log_other(key, "status", status, timestamp=ts))
-            if status != "success":
-                sender.put(calls.log_other(key, "hasCrashed", True, timestamp=ts))
-            if self._mode == "offline":
-                sender.put(calls.set_start_end_time(key, self._start_ms, end_ms))
-            else:
-                sender.put(calls.set_start_end_time(key, None, end_ms))
-            sender.put(calls.stop_experiment(key))
+            start = self._start_ms if self._mode == "offline" else None
+            sender.put_many(closing_calls(key, status, end_ms, start))  # as upload closes a run
         done = sender.close(max(0.0, deadline - time.monotonic()))
         self._sender = None
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)

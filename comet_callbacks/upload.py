@@ -40,12 +40,28 @@ from typing import Any
 
 from . import registry
 from .config import Settings
-from .offline import RunLock, list_runs, read_acks, read_events_checked, read_meta
+from .offline import (
+    MetricLine,
+    RunLock,
+    ack_lines,
+    list_runs,
+    read_acks,
+    read_events_checked,
+    read_meta,
+    write_meta,
+)
 from .rest import retry as policy
 from .rest.call import Call
 from .rest.client import RestClient
-from .rest.delivery import BATCH_MAX_ITEMS, Abandoned, Deliverer
-from .rest.endpoints import calls, parameter_item
+from .rest.delivery import BATCH_MAX_ITEMS, Abandoned, Deliverer, request_id
+from .rest.endpoints import (
+    FastMetricEncoder,
+    calls,
+    closing_calls,
+    experiment_link,
+    metric_item_of_body,
+    parameter_item_of_body,
+)
 from .rest.errors import CometAPIError
 
 #: Metric batches in flight at once during an upload.
@@ -90,15 +106,6 @@ class UploadResult:
         more = len(self.damaged) - limit
         tail = f"; and {more} more" if more > 0 else ""
         return f"{len(self.damaged)} damaged lines skipped ({'; '.join(parts)}{tail})"
-
-
-def _write_meta(path: str, meta: dict[str, Any]) -> None:
-    tmp = os.path.join(path, ".meta.upload.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, os.path.join(path, "meta.json"))
 
 
 class _Progress:
@@ -203,13 +210,14 @@ def _metric_key(body: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _already_stored(
-    deliver: Deliverer, key: str, events: list[dict[str, Any]], done: set[int]
+    deliver: Deliverer, key: str, events: list[Any], done: set[int]
 ) -> collections.Counter[tuple[Any, ...]]:
     """Metric points of unacknowledged events that the server already has (to skip).
 
     For each metric name with unacknowledged points: the server's count of each point key,
     minus the acknowledged events with that key.
     """
+    events = [e.event() if type(e) is MetricLine else e for e in events]  # parsed: rare path
     names = set()
     for ev in events:
         body = (ev.get("call") or {}).get("json")
@@ -274,6 +282,7 @@ def _upload_locked(
         # leftovers of an online run: the experiment exists on the server
         deliver.send(calls.get_experiment_metadata(recorded_key), None)
         key = recorded_key
+    created = key is None  # a new experiment: the server has none of this run's points yet
     if key is None:
         workspace = (
             settings.workspace
@@ -286,21 +295,22 @@ def _upload_locked(
         key = res["experimentKey"]
         result.link = res.get("link")
         meta.update(uploadedKey=key, uploadedWorkspace=workspace)
-        _write_meta(path, meta)
+        write_meta(path, meta)
     if workspace is None:
         workspace = deliver.send(calls.get_experiment_metadata(key), None).get("workspaceName")
     result.experiment_key = key
-    result.link = result.link or f"{client.root}/{workspace}/{project}/{key}"
-    events, result.damaged = read_events_checked(path)
+    result.link = result.link or experiment_link(client.root, workspace, project, key)
+    events, result.damaged = read_events_checked(path, metric_lines=True)
     if result.damaged:
         log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
-    continuing = bool(done) or meta.get("online") or meta.get("uploadedKey")
+    continuing = not created and (bool(done) or meta.get("online") or meta.get("uploadedKey"))
     stored = _already_stored(deliver, key, events, done) if continuing else None
-    todo = [e for e in events if e.get("seq") not in done]
+    todo = [e for e in events if _seq(e) not in done]
     result.skipped = len(events) - len(todo)
-    has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
+    has_stop = any(
+        type(e) is dict and e.get("call", {}).get("path") == "write/experiment/stop" for e in events
+    )
     bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
-    rid_base = f"{run_id}.{key}"
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
@@ -315,7 +325,7 @@ def _upload_locked(
                         result.errors.append(str(exc))
                     stop.set()
                     return
-                acks.write(("a " if exc is None else "f ") + str(seq) + "\n")
+                acks.write(ack_lines((seq,), exc is None))
                 if exc is None:
                     result.sent += 1
                 else:
@@ -324,25 +334,65 @@ def _upload_locked(
                         result.errors.append(str(exc))
                 bar.update()
 
-        def rid(tag: str) -> str:
-            return f"{rid_base}.{tag}"
+        def stored_batch(seqs: list[int]) -> None:
+            """Every event of a stored batch at once (one ack write, one progress update)."""
+            with lock:
+                acks.write(ack_lines(seqs))
+                result.sent += len(seqs)
+                bar.update(len(seqs))
 
-        def to_call(raw: dict[str, Any]) -> Call:
-            call = Call.from_json(raw)
+        def rid(tag: str) -> str:
+            return request_id(run_id, key, tag)
+
+        def to_call(raw: dict[str, Any] | MetricLine) -> Call:
+            if type(raw) is MetricLine:
+                raw = raw.event()["call"]
+            call = Call.from_json(raw)  # type: ignore[arg-type]  # a dict by now
             if call.experiment_key and call.experiment_key != key:
                 call = call.with_experiment_key(key)
             return call
 
-        def send_batch(kind: str, entries: list[tuple[int, dict[str, Any]]]) -> None:
+        fast = FastMetricEncoder(key)
+
+        def encode_metrics(part: Any) -> Call:
+            """The batch of ``part`` through the named fast path: a fast-read line's item text
+            as it is, any other metric event's item encoded."""
+            return fast.batch_call(
+                [e.item if type(e) is MetricLine else _metric_item(e) for _, e in part]
+            )
+
+        def send_batch(kind: str, entries: list[tuple[int, Any]]) -> None:
             to_item = _metric_item if kind == "metric" else _parameter_item
-            deliver.send_batch(kind, key, entries, to_item, to_call, rid, record)
+            deliver.send_batch(
+                kind,
+                key,
+                entries,
+                to_item,
+                to_call,
+                rid,
+                record,
+                encode_metrics if kind == "metric" else None,
+                stored=stored_batch,
+            )
             with lock:
                 acks.flush()
 
         pool = ThreadPoolExecutor(UPLOAD_IN_FLIGHT, thread_name_prefix="comet-upload")
         inflight: list[Future[None]] = []
-        runs: dict[str, list[tuple[int, dict[str, Any]]]] = {"metric": [], "parameter": []}
+        runs: dict[str, list[tuple[int, Any]]] = {"metric": [], "parameter": []}
         batching = settings.batch is not False
+
+        def collect(kind: str, seq: int, raw: Any) -> None:
+            """Add an event to the batch being collected; ship the batch once it is full."""
+            runs[kind].append((seq, raw))
+            if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                inflight.append(pool.submit(send_batch, kind, runs[kind]))
+                runs[kind] = []
+                while len(inflight) > UPLOAD_IN_FLIGHT:
+                    inflight.pop(0).result()
+            elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                send_batch(kind, runs[kind])
+                runs[kind] = []
 
         def drain() -> None:
             """Send what is collected and wait for every batch in flight (order barrier)."""
@@ -359,6 +409,11 @@ def _upload_locked(
             for ev in todo:
                 if stop.is_set():
                     break
+                if type(ev) is MetricLine:
+                    if batching and not stored:  # the common case: not even parsed
+                        collect("metric", ev.seq, ev)
+                        continue
+                    ev = ev.event()
                 seq: Any = ev.get("seq")  # an int, as RunStore.append writes it
                 body = (ev.get("call") or {}).get("json")
                 if stored and isinstance(body, dict) and "metricName" in body:
@@ -366,7 +421,7 @@ def _upload_locked(
                     if stored[k] > 0:  # stored before the ack was written: do not send twice
                         stored[k] -= 1
                         with lock:
-                            acks.write(f"a {seq}\n")
+                            acks.write(ack_lines((seq,)))
                             result.skipped += 1
                             bar.update()
                         continue
@@ -377,15 +432,7 @@ def _upload_locked(
                     if kind is not None and isinstance(raw.get("json"), dict):
                         # the raw event: its batch item is read straight from the JSON body,
                         # a Call is only made if it has to go per point
-                        runs[kind].append((seq, raw))
-                        if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
-                            inflight.append(pool.submit(send_batch, kind, runs[kind]))
-                            runs[kind] = []
-                            while len(inflight) > UPLOAD_IN_FLIGHT:
-                                inflight.pop(0).result()
-                        elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
-                            send_batch(kind, runs[kind])
-                            runs[kind] = []
+                        collect(kind, seq, raw)
                         continue
                     call = Call.from_json(raw)
                     if call.experiment_key and call.experiment_key != key:
@@ -434,7 +481,12 @@ def _upload_locked(
         return result
     if not has_stop and not meta.get("secondary"):
         # the run died before ending: close it on the server, marked as crashed
-        stamps = [(e.get("call") or {}).get("json") for e in events]
+        stamps = [
+            {"timestamp": e.timestamp}
+            if type(e) is MetricLine
+            else (e.get("call") or {}).get("json")
+            for e in events
+        ]
         last = max(
             (
                 b["timestamp"]
@@ -444,18 +496,12 @@ def _upload_locked(
             default=0,
         )
         end_ms = int(last or meta.get("startTimeMillis") or time.time() * 1000)
-        deliver.send(calls.log_other(key, "status", "crashed", timestamp=end_ms), None)
-        deliver.send(calls.log_other(key, "hasCrashed", True, timestamp=end_ms), None)
-        deliver.send(
-            calls.set_start_end_time(
-                key, meta.get("startTimeMillis") if not meta.get("online") else None, end_ms
-            ),
-            None,
-        )
-        deliver.send(calls.stop_experiment(key), None)
+        start = meta.get("startTimeMillis") if not meta.get("online") else None
+        for call in closing_calls(key, "crashed", end_ms, start):  # as Experiment.end() does
+            deliver.send(call, None)
     meta = read_meta(path)
     meta["uploaded"] = True
-    _write_meta(path, meta)
+    write_meta(path, meta)
     result.complete = True
     return result
 
@@ -463,24 +509,19 @@ def _upload_locked(
 _KINDS = {"write/experiment/metric": "metric", "write/experiment/parameter": "parameter"}
 
 
-def _metric_item(raw: dict[str, Any]) -> dict[str, Any]:
+def _seq(event: Any) -> Any:
+    return event.seq if type(event) is MetricLine else event.get("seq")
+
+
+def _metric_item(raw: dict[str, Any] | MetricLine) -> dict[str, Any]:
     """The batch item of a recorded metric event (its JSON form, as in ``events.jsonl``)."""
-    b = raw["json"]
-    return {
-        "metricName": b["metricName"],
-        "metricValue": b["metricValue"],
-        "step": b.get("step"),
-        "epoch": b.get("epoch"),
-        "context": b.get("context"),
-        "timestamp": b.get("timestamp"),
-    }
+    if type(raw) is MetricLine:
+        return json.loads(raw.item)  # type: ignore[no-any-return]
+    return metric_item_of_body(raw["json"])  # type: ignore[index]
 
 
 def _parameter_item(raw: dict[str, Any]) -> dict[str, Any]:
-    b = raw["json"]
-    return parameter_item(
-        b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
-    )
+    return parameter_item_of_body(raw["json"])
 
 
 def upload_paths(

@@ -36,6 +36,7 @@ __all__ = [
     "Abandoned",
     "Deliverer",
     "batch_supported",
+    "request_id",
     "set_batch_supported",
     "BATCH_MAX_ITEMS",
     "BATCH_MAX_BYTES",
@@ -66,6 +67,14 @@ def set_batch_supported(root: str, kind: str, value: bool | None) -> None:
             _support.pop((root, kind), None)
         else:
             _support[(root, kind)] = value
+
+
+def request_id(run_id: str, experiment_key: str, tag: int | str) -> str:
+    """The ``X-Comet-Request-Id`` of an event (``tag`` its seq) or a batch (``tag``
+    ``"<first>-<last>"``): ``<run id>.<experiment key>.<tag>``. The live sender and
+    ``upload`` use it alike, so a retry carries the same id and an upload to a new experiment
+    never reuses an id of an earlier one."""
+    return f"{run_id}.{experiment_key}.{tag}"
 
 
 class Abandoned(Exception):
@@ -180,6 +189,8 @@ class Deliverer:
         rid: Callable[[str], str],
         done: Done,
         encode: Callable[[Sequence[tuple[int, Any]]], Call] | None = None,
+        *,
+        stored: Callable[[list[int]], None] | None = None,
     ) -> None:
         """Deliver ``entries`` (``(seq, event)`` in logging order) as ``kind`` batches.
 
@@ -187,6 +198,8 @@ class Deliverer:
         the request id for a tag (``"<first>-<last>"`` for a batch, ``"<seq>"`` per point).
         ``done(seq, error, call)`` is called once per event (``error`` None when stored).
         ``encode(part)``, if given, builds a part's batch call directly (the same request).
+        ``stored(seqs)``, if given, is called instead of ``done`` for the events of a stored
+        batch, all at once (one ack write per batch instead of one per event).
         """
         build = calls.log_metric_batch if kind == "metric" else calls.log_parameter_batch
         work: list[Sequence[tuple[int, Any]]] = [entries]
@@ -233,6 +246,9 @@ class Deliverer:
                 continue
             set_batch_supported(self.root, kind, True)
             self._bad_batches[kind] = 0
+            if stored is not None:
+                stored([seq for seq, _ in part])
+                continue
             for seq, _ in part:
                 done(seq, None, call)
 
