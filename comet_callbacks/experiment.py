@@ -29,6 +29,7 @@ from .heartbeat import heartbeat
 from .log import short_reason
 from .offline import RunStore
 from .rest.call import Call, FilePart
+from .rest.delivery import send_waiting
 from .rest.endpoints import calls, closing_calls, experiment_link
 from .rest.errors import (
     CometAPIError,
@@ -238,16 +239,22 @@ class Experiment:
         from .rest.client import RestClient  # requests: imported only when a client is built
 
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
+        # a busy server (429, 5xx) is waited for as the sender would, until the cleaning timeout
+        deadline = time.monotonic() + max(0.0, float(s.timeout_cleaning))
+
+        def send(call: Call) -> Any:
+            return send_waiting(self._client, call, deadline)  # type: ignore[arg-type]
+
         try:
             if self._key:
-                meta = self._client.get_experiment_metadata(self._key)
+                meta = send(calls.get_experiment_metadata(self._key))
                 self._workspace = meta.get("workspaceName") or self._workspace
                 self._project = meta.get("projectName") or self._project
                 self._name = meta.get("experimentName") or self._name
             else:
                 if not self._workspace:
-                    self._workspace = self._client.get_account_details()["defaultWorkspaceName"]
-                res = self._client.create_experiment(self._workspace, self._project, self._name)
+                    self._workspace = send(calls.get_account_details())["defaultWorkspaceName"]
+                res = send(calls.create_experiment(self._workspace, self._project, self._name))
                 self._key = res["experimentKey"]
                 self._link = res.get("link")
         except UnauthorizedError:

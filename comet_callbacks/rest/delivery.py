@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "Deliverer",
     "batch_supported",
     "request_id",
+    "send_waiting",
     "set_batch_supported",
     "BATCH_MAX_ITEMS",
     "BATCH_MAX_BYTES",
@@ -49,6 +51,8 @@ BATCH_MAX_BYTES = 1 << 20
 _UNSUPPORTED = frozenset({404, 405, 410, 501})
 #: This many 400s in a row on batches whose points then succeed one by one switch batching off.
 _BAD_BATCHES_OFF = 3
+
+log = logging.getLogger("comet_callbacks.rest")
 
 # Per server root and kind: True supported, False unsupported, absent unknown (try).
 _support: dict[tuple[str, str], bool] = {}
@@ -67,6 +71,38 @@ def set_batch_supported(root: str, kind: str, value: bool | None) -> None:
             _support.pop((root, kind), None)
         else:
             _support[(root, kind)] = value
+
+
+def send_waiting(client: RestClient, call: Call, deadline: float) -> Any:
+    """Send a synchronous call (creating the experiment, reading it back) and wait out the
+    server's transient answers per WIRE.md §6 — 408, 429, 5xx: ``Retry-After-Custom`` /
+    ``Retry-After`` honoured, full jitter otherwise — until ``deadline`` (``time.monotonic()``),
+    then raise the last error. No answer at all (refused, timed out) is retried only the
+    transport's few times, so the caller soon learns the server is unreachable (and can go on
+    offline). One status line says what it waits for."""
+    attempt = 0
+    while True:
+        try:
+            return client.send(call, retries=0)
+        except CometAPIError as exc:
+            if not policy.is_transient(exc):
+                raise
+            if exc.status is None and attempt >= client.transport.retries:
+                raise
+            given = policy.server_wait(exc)
+            wait = given if given is not None else policy.backoff(attempt)
+            if time.monotonic() + wait > deadline:
+                raise
+            log.log(
+                logging.WARNING if attempt == 0 else logging.DEBUG,
+                "comet_callbacks: %s on %s %s, retrying in %.1f s",
+                policy.describe(exc),
+                call.method,
+                call.path,
+                wait,
+            )
+            time.sleep(wait)
+            attempt += 1
 
 
 def request_id(run_id: str, experiment_key: str, tag: int | str) -> str:
