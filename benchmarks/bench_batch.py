@@ -275,7 +275,7 @@ def main(argv: list[str] | None = None) -> int:
         rows.append(
             (
                 f"Lightning (tiny, {on['steps']} steps): online overhead − offline overhead",
-                f"online +{on['slowdown_pct']:.1f} %, offline +{off['slowdown_pct']:.1f} % "
+                f"online {on['slowdown_pct']:+.1f} %, offline {off['slowdown_pct']:+.1f} % "
                 f"(load {off['load']:.1f} / {on['load']:.1f})",
                 f"{on['slowdown_pct'] - off['slowdown_pct']:+.1f} points",
                 "≤ 3 points",

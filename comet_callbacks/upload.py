@@ -34,6 +34,7 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -44,6 +45,8 @@ from .offline import (
     MetricLine,
     RunLock,
     ack_lines,
+    count_lines,
+    iter_events_checked,
     list_runs,
     read_acks,
     read_events_checked,
@@ -300,17 +303,21 @@ def _upload_locked(
         workspace = deliver.send(calls.get_experiment_metadata(key), None).get("workspaceName")
     result.experiment_key = key
     result.link = result.link or experiment_link(client.root, workspace, project, key)
-    events, result.damaged = read_events_checked(path, metric_lines=True)
-    if result.damaged:
-        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
     continuing = not created and (bool(done) or meta.get("online") or meta.get("uploadedKey"))
-    stored = _already_stored(deliver, key, events, done) if continuing else None
-    todo = [e for e in events if _seq(e) not in done]
-    result.skipped = len(events) - len(todo)
-    has_stop = any(
-        type(e) is dict and e.get("call", {}).get("path") == "write/experiment/stop" for e in events
-    )
-    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
+    events: Iterable[Any]
+    if continuing:  # the server may hold some unacknowledged points: read everything first
+        events, result.damaged = read_events_checked(path, metric_lines=True)
+        stored = _already_stored(deliver, key, events, done)  # type: ignore[arg-type]
+        total = len(events)  # type: ignore[arg-type]
+    else:  # a new experiment: send while reading (the server works while the log is read)
+        events = iter_events_checked(path, result.damaged, metric_lines=True)
+        stored = None
+        total = count_lines(path)
+    name = os.path.basename(os.path.normpath(path))
+    bar = _Progress(max(0, total - len(done)), f"uploading {name}", progress)
+    seen = 0  # events read
+    has_stop = False
+    last_ms = 0  # the latest timestamp, for closing a run that died
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
@@ -406,14 +413,29 @@ def _upload_locked(
                 inflight.pop(0).result()
 
         try:
-            for ev in todo:
+            for ev in events:
                 if stop.is_set():
                     break
+                seen += 1
                 if type(ev) is MetricLine:
+                    if ev.timestamp > last_ms:
+                        last_ms = ev.timestamp
+                    if ev.seq in done:
+                        result.skipped += 1
+                        continue
                     if batching and not stored:  # the common case: not even parsed
                         collect("metric", ev.seq, ev)
                         continue
                     ev = ev.event()
+                else:
+                    b = (ev.get("call") or {}).get("json")
+                    if isinstance(b, dict) and type(b.get("timestamp")) in (int, float):
+                        last_ms = max(last_ms, b["timestamp"])
+                    if (ev.get("call") or {}).get("path") == "write/experiment/stop":
+                        has_stop = True
+                    if ev.get("seq") in done:
+                        result.skipped += 1
+                        continue
                 seq: Any = ev.get("seq")  # an int, as RunStore.append writes it
                 body = (ev.get("call") or {}).get("json")
                 if stored and isinstance(body, dict) and "metricName" in body:
@@ -472,30 +494,18 @@ def _upload_locked(
             with lock:
                 acks.flush()
     bar.close()
+    if result.damaged:
+        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
     if auth_error:
         log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
-    left = len(events) - len(read_acks(path))
+    left = seen - len(read_acks(path))
     if left:
         result.errors.append(f"{left} events were not stored; re-run to continue")
         return result
     if not has_stop and not meta.get("secondary"):
         # the run died before ending: close it on the server, marked as crashed
-        stamps = [
-            {"timestamp": e.timestamp}
-            if type(e) is MetricLine
-            else (e.get("call") or {}).get("json")
-            for e in events
-        ]
-        last = max(
-            (
-                b["timestamp"]
-                for b in stamps
-                if isinstance(b, dict) and type(b.get("timestamp")) in (int, float)
-            ),
-            default=0,
-        )
-        end_ms = int(last or meta.get("startTimeMillis") or time.time() * 1000)
+        end_ms = int(last_ms or meta.get("startTimeMillis") or time.time() * 1000)
         start = meta.get("startTimeMillis") if not meta.get("online") else None
         for call in closing_calls(key, "crashed", end_ms, start):  # as Experiment.end() does
             deliver.send(call, None)
@@ -507,10 +517,6 @@ def _upload_locked(
 
 
 _KINDS = {"write/experiment/metric": "metric", "write/experiment/parameter": "parameter"}
-
-
-def _seq(event: Any) -> Any:
-    return event.seq if type(event) is MetricLine else event.get("seq")
 
 
 def _metric_item(raw: dict[str, Any] | MetricLine) -> dict[str, Any]:

@@ -66,7 +66,7 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
     """
     if not isinstance(values, list):
         raise bad("values", "expected list")
-    out = []
+    out: list[tuple[Any, ...]] = []
     for i, v in enumerate(values):
         if type(v) is dict:
             name, value = v.get("metricName"), v.get("metricValue")
