@@ -12,15 +12,19 @@ an ack. When continuing an existing experiment, metric points are therefore matc
 what the server already has (name, step, epoch, context and the recorded timestamp) and not
 sent again. Parameters, others and tags are idempotent (last value wins / set semantics).
 
-Metric and parameter events go in batches of up to 1000 (BATCH.md), several metric batches
-in flight at once; other events keep their recorded order (every batch before an event is
+The log is sent while it is read (an upload to a new experiment never holds the whole run in
+memory), and the metric lines the client wrote are turned into batch items without parsing
+them (the named fast path ``FastMetricEncoder.item_of_line``, pinned by a test; anything else
+is parsed). Metric and parameter events go in batches of up to 1000 (BATCH.md), several
+metric batches in flight at once; other events keep their recorded order (every batch before an event is
 delivered before it is sent). Transient failures (no answer, 408, 429, 5xx) are retried per
 WIRE.md §6 until ``timeout`` (default: no limit while the server answers at all), with the
 progress line saying what it waits for; a re-run is only needed after a permanent problem.
 
-Request ids are ``<run id>.<experiment key>.<first>-<last>`` (or ``.<seq>``), unique per
-target experiment, so a retried batch is stored once and an id is never reused for another
-experiment.
+The run store's meta writer and ack format, the request ids (``<run id>.<experiment key>.
+<first>-<last>`` or ``.<seq>``, unique per target experiment, so a retried batch is stored
+once and an id is never reused for another experiment), the calls that close a run and the
+experiment link are the live path's own functions, so replay cannot drift from it.
 
 A run still being written by a live process (its ``.lock`` is held) is skipped.
 """
