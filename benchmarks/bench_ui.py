@@ -10,13 +10,16 @@ would measure the write path, not the UI); another, the baseline in the same run
 1,000-point metric. Measured for each:
 
 - ``first open``: headless Chromium, from navigation start until the chart has drawn its
-  points (``data-points`` set on the figure, after uPlot rendered), the first time: the
-  server reads the points from SQLite; with the server process's CPU time for it (what the
+  points (``data-points`` set on the figure, after uPlot rendered), the first time: SQLite
+  computes the buckets from its index; with the server process's CPU time for it (what the
   wall time would be on an idle machine, as the 2-core CI box is often shared);
-- ``open again``: the same, median of ``--reps`` (the points are cached in memory);
-- ``data``: ``GET /ui-api/series`` for the whole range (what the page fetches: about 2,000
-  points, min and max per bucket), median of ``--reps``;
-- ``zoom``: the same for a tenth of the x range (what a drag-zoom fetches).
+- ``open again``: the same, median of ``--reps`` (the answer is kept while the metric does
+  not change);
+- ``data``: ``GET /ui-api/series`` for the whole range again (what the page fetches: about
+  2,000 points, min and max per bucket; the server keeps the answer while the metric does
+  not change), median of ``--reps``;
+- ``zoom``: the same for a tenth of the x range (what a drag-zoom fetches), a different
+  tenth each time (computed afresh), median of ``--reps``.
 """
 
 from __future__ import annotations
@@ -106,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
                 for name, n in sizes.items():
                     exp = exps[name]
                     cpu0 = sum(server.cpu_times()[:2])
-                    cold = open_page(exp)  # the first open reads the points from SQLite
+                    cold = open_page(exp)  # the first open computes the buckets
                     cold_cpu = sum(server.cpu_times()[:2]) - cpu0
                     warm = statistics.median(open_page(exp) for _ in range(args.reps))
                     drawn = int(page.get_attribute(chart, "data-points") or 0)
@@ -114,16 +117,16 @@ def main(argv: list[str] | None = None) -> int:
                         _timed_get(series, key, experimentKey=exp, metricName="loss")[0]
                         for _ in range(args.reps)
                     )
-                    zooms = [
+                    zooms = [  # a new range each time: answers are kept for repeats
                         _timed_get(
                             series,
                             key,
                             experimentKey=exp,
                             metricName="loss",
-                            min=n // 2,
-                            max=n // 2 + n // 10,
+                            min=n // 2 + rep * (n // 100),
+                            max=n // 2 + rep * (n // 100) + n // 10,
                         )
-                        for _ in range(args.reps)
+                        for rep in range(args.reps)
                     ]
                     zoom = statistics.median(z for z, _ in zooms)
                     rows.append((name, n, drawn, cold, cold_cpu, warm, data, zoom, zooms[0][1]))

@@ -17,7 +17,10 @@ Scenarios:
     ``--framework`` lightning / hf / keras, ``--workload`` tiny / real (see
     :mod:`benchmarks.workloads`), at two lengths (``--steps 300,1200``): each repetition fits
     once without any tracker and once with it (alternating order) in this same process, wall
-    and CPU (process + helper processes) from before the tracker is built until it finished.
+    and CPU (process + helper processes) from before the tracker is built until it finished,
+    and the tracker's own CPU (:class:`benchmarks.workloads.OwnMeter`: its code on the
+    training thread plus everything off that thread), which resolves what the difference of
+    two whole fits cannot (the training itself varies by more than a tracker's step cost).
     The extra cost against the baseline next to it, at two lengths, gives a fixed cost per fit
     and a cost per step (a straight line through the two medians). The first tracker fit of
     the process (its imports and one-off start-up) is reported apart.
@@ -358,7 +361,7 @@ def scenario_train(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[s
         return statistics.median(values)
 
     per_length: dict[str, dict[str, Any]] = {}
-    extra: dict[str, dict[int, float]] = {"cpu": {}, "wall": {}, "loop": {}}
+    extra: dict[str, dict[int, float]] = {"cpu": {}, "wall": {}, "loop": {}, "own": {}}
     for n, ps in pairs.items():
         for what in extra:
             extra[what][n] = med([getattr(t, what) - getattr(b, what) for b, t in ps])
@@ -370,6 +373,7 @@ def scenario_train(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[s
             "extra_cpu_ms": 1000 * extra["cpu"][n],
             "extra_wall_ms": 1000 * extra["wall"][n],
             "extra_loop_ms": 1000 * extra["loop"][n],
+            "extra_own_cpu_ms": 1000 * extra["own"][n],
             "slowdown_pct": 100 * med([t.wall / b.wall - 1 for b, t in ps]),
             "loop_slowdown_pct": 100 * med([t.loop / b.loop - 1 for b, t in ps]),
             "server_cpu_ms": 1000 * med([t.server_cpu for _, t in ps]),
@@ -389,7 +393,7 @@ def scenario_train(peer: Peer, workdir: str, opts: argparse.Namespace) -> dict[s
         "load_1min": {"min": min(loads), "median": med(loads), "max": max(loads)},
     }
     if n1 > n0:
-        for what, unit in (("cpu", "cpu"), ("wall", "wall"), ("loop", "loop")):
+        for what, unit in (("cpu", "cpu"), ("wall", "wall"), ("loop", "loop"), ("own", "own_cpu")):
             fixed, slope = line_through(n0, extra[what][n0], n1, extra[what][n1])
             out[f"fixed_{unit}_ms"] = 1000 * fixed
             out[f"per_step_{unit}_us"] = 1e6 * slope

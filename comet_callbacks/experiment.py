@@ -27,7 +27,7 @@ from .config import ConfigError, Settings
 from .errors import CometCallbacksError
 from .heartbeat import heartbeat
 from .log import short_reason
-from .offline import RunStore
+from .offline import PendingSnapshot, RunStore
 from .rest.call import Call, FilePart
 from .rest.delivery import send_waiting
 from .rest.endpoints import calls, closing_calls, experiment_link
@@ -67,6 +67,8 @@ _live = exits.live
 _current: Experiment | None = None
 _announced: set[str] = set()  # keys whose link this process printed
 DEFAULT_PROJECT = "general"
+#: Assets whose file is snapshotted when logged online (offline: every file)
+_SNAPSHOT_TYPES = frozenset({"model-element", "checkpoint"})
 _INT64_MAX = 2**63 - 1
 
 
@@ -421,6 +423,8 @@ class Experiment:
         sender = self._sender
         if sender is not None and not self.ended:
             sender.put(item)
+            if type(item) is PendingSnapshot:
+                sender.wake()  # copy a file that may be rewritten in place without delay
         else:
             self._dropped()
 
@@ -798,15 +802,25 @@ class Experiment:
 
     # ------------------------------------------------------------------ assets and models
 
-    def _asset_call(self, part: FilePart, file_name: str, type: str, **kw: Any) -> Call:
-        if type == "model-element" or self._mode == "offline":
-            part = self._store.copy_file(part) if part.path else self._store.keep_file(part)
-        elif part.data is not None:
+    def _asset_call(
+        self, part: FilePart, file_name: str, type: str, **kw: Any
+    ) -> Call | PendingSnapshot:
+        if part.data is not None:
             part = self._store.keep_file(part)
         ext = os.path.splitext(file_name)[1].lstrip(".") or None
-        return calls.upload_asset(
+        call = calls.upload_asset(
             self._key, part, file_name=file_name, extension=ext, type=type, **kw
         )
+        if part.path and (type in _SNAPSHOT_TYPES or self._mode == "offline"):
+            # one snapshot, by the core, finished on the sender's thread (RunStore.snapshot)
+            return self._store.snapshot(call)
+        return call
+
+    def scratch_folder(self) -> str:
+        """A new empty folder for files made only to be logged (e.g. a final model saved for
+        :meth:`log_model`). It belongs to the run: its files need no snapshot, and they are
+        removed once delivered, or with the run."""
+        return self._store.scratch_dir()
 
     def log_asset(
         self,

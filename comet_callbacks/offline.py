@@ -9,7 +9,8 @@ Layout of one run, ``<COMET_OFFLINE_DIRECTORY>/<run id>/``:
   sender sends (DESIGN.md "One representation").
 * ``acks.log``   — one line per delivered (``a <seq>``) or permanently refused (``f <seq>``)
   event, so a replay never sends an event twice.
-* ``files/``     — copies of uploaded files that must survive the run (offline mode).
+* ``files/``     — snapshots of logged model files (and offline, of every file) and scratch
+  folders for files made only to be logged; online, each goes once its upload is acknowledged.
 * ``.lock``      — held (``flock``) while a process writes or uploads the run; the OS
   releases it when that process dies, even by SIGKILL, so ``upload`` never replays a run
   that is still being written.
@@ -21,12 +22,14 @@ once: an event the server stored is (but for the instant of the kill) never repl
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import json
 import logging
 import os
 import shutil
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -50,12 +53,14 @@ __all__ = [
     "list_runs",
     "is_run_dir",
     "RunLock",
+    "PendingSnapshot",
 ]
 
 log = logging.getLogger("comet_callbacks.offline")
 
 FLUSH_INTERVAL = 0.5
-#: Files up to this size are copied when logged as models or offline assets (see copy_file).
+#: A logged file still in place is copied up to this size; a larger one keeps only its hard
+#: link (no second copy of a huge file; it shares a later in-place rewrite).
 SNAPSHOT_LIMIT = 2 * 1024**3
 
 
@@ -141,6 +146,10 @@ class RunStore:
         self._lines = 0  # event lines accepted while on disk
         self._flushed_lines = 0  # ... of which flushed at the last successful flush
         self._flushed_size = 0  # the size of events.jsonl then
+        #: seq -> snapshot file in files/, removed when the event is acknowledged (online runs)
+        self._snapshots: dict[int, str] = {}
+        self._online = bool(self._meta.get("online"))
+        self._temp_dirs: list[str] = []  # scratch folders outside the run (memory only)
         if memory_only:
             return
         try:
@@ -197,32 +206,58 @@ class RunStore:
             return FilePart(part.filename, path=dest, content_type=part.content_type)
         return part
 
-    def copy_file(self, part: FilePart) -> FilePart:
-        """Snapshot a path-backed file into ``files/``, so the upload sends the content it had
-        when it was logged (a checkpoint such as ``last.ckpt`` is rewritten in place later) and
-        offline runs do not depend on the original.
+    def snapshot(self, call: Call) -> Call | PendingSnapshot:
+        """Start the snapshot of a logged file (caller's thread: one ``link``, no data copied).
 
-        Files up to :data:`SNAPSHOT_LIMIT` are copied (a hard link would share later in-place
-        rewrites); larger ones are hard-linked, or referenced where linking is impossible.
+        The upload must send the content the file had when it was logged, also after the
+        framework rewrites or deletes it (Lightning's ``last.ckpt``, the Hugging Face Trainer's
+        checkpoint rotation, Keras' ``ModelCheckpoint``), and an offline run must not depend on
+        the original. A hard link into ``files/`` is taken at once: it keeps the content of a
+        file that is later deleted or replaced by rename (Lightning's checkpoint IO and our own
+        final-model saves write a new file). The rest is done by :meth:`PendingSnapshot.finish`
+        on the sender's thread, never on the training thread: where the original still is the
+        linked file (a writer may rewrite it in place: Keras, ``torch.save``), it is copied
+        then (up to :data:`SNAPSHOT_LIMIT`) and the link dropped; where linking was impossible
+        (another file system), it is copied then. Limit: a file rewritten in place in the
+        moment between the log call and that copy is uploaded with its newer content. Files
+        already in ``files/`` (:meth:`scratch_dir`, :meth:`keep_file`) are used as they are.
+        Online, each snapshot is removed once its upload is acknowledged.
         """
-        if part.path is None:
-            return self.keep_file(part)
-        if not self.on_disk:
-            return part
+        part = call.file
+        if part is None or part.path is None or not self.on_disk or self._owned(part.path):
+            return call
         dest = os.path.join(self.path, "files", uuid.uuid4().hex)
         try:
-            if os.path.getsize(part.path) <= SNAPSHOT_LIMIT:
-                shutil.copyfile(part.path, dest)
-            else:
-                os.link(part.path, dest)
-        except OSError as exc:
-            log.debug("snapshot of %s failed (%r); uploading from the original", part.path, exc)
-            _remove_quietly(dest)
-            if exc.errno in _DISK_ERRNOS:
-                with self._lock:
-                    self._disk_failed(exc)
-            return part
-        return FilePart(part.filename, path=dest, content_type=part.content_type)
+            os.link(part.path, dest)
+        except OSError:
+            dest = ""  # copied from the original on the sender's thread
+        try:
+            return PendingSnapshot(self, call, dest)
+        except OSError:  # the file went away: it is reported when its upload fails
+            return call
+
+    def _owned(self, path: str) -> bool:
+        return path.startswith(os.path.join(self.path, "files", ""))
+
+    def scratch_dir(self) -> str:
+        """A new empty folder for files made only to be logged (a final model): inside the
+        run's ``files/``, so they need no snapshot and go with the run; removed after their
+        upload is acknowledged or with the run. Without a run folder (memory only): a
+        temporary folder removed when the run is closed."""
+        if self.on_disk:
+            try:
+                return tempfile.mkdtemp(prefix="scratch-", dir=os.path.join(self.path, "files"))
+            except OSError:
+                pass
+        path = tempfile.mkdtemp(prefix="comet-run-")
+        self._temp_dirs.append(path)
+        return path
+
+    def _drop_snapshot(self, seq: int) -> None:
+        """An event's file was delivered (or refused for good): its snapshot is not needed."""
+        path = self._snapshots.pop(seq, None)
+        if path is not None:
+            _remove_quietly(path)
 
     def append(self, seq: int, call: Call) -> None:
         """Append one event (buffered; flushed within FLUSH_INTERVAL by :meth:`maybe_flush`)."""
@@ -237,6 +272,10 @@ class RunStore:
                 self._disk_failed(exc)
                 return
             self._dirty = True
+            part = call.file
+            if part is not None and part.path is not None and self._online:
+                if self._owned(part.path):  # removed once the upload is acknowledged
+                    self._snapshots[seq] = part.path
 
     def append_line(self, line: str) -> None:
         """Append one already-encoded event line (the sender's metric fast path)."""
@@ -289,6 +328,9 @@ class RunStore:
                     self._acks.flush()
                 except OSError as exc:
                     self._disk_failed(exc)
+                    return
+                if self._snapshots:
+                    self._drop_snapshot(seq)
                 return
         try:
             if os.path.isdir(self.path):
@@ -300,6 +342,10 @@ class RunStore:
     def maybe_flush(self) -> None:
         if self._dirty and time.monotonic() - self._last_flush >= FLUSH_INTERVAL:
             self.flush()
+
+    def flush_due(self) -> float | None:
+        """When (``time.monotonic()``) :meth:`maybe_flush` will next write; None when clean."""
+        return self._last_flush + FLUSH_INTERVAL if self._dirty else None
 
     def flush(self) -> None:
         with self._lock:
@@ -359,6 +405,9 @@ class RunStore:
             )
 
     def close(self) -> None:
+        for path in self._temp_dirs:  # nothing outside the run folder outlives it
+            shutil.rmtree(path, ignore_errors=True)
+        self._temp_dirs = []
         with self._lock:
             if self.closed:
                 return
@@ -414,6 +463,59 @@ class RunStore:
                 os.rmdir(self.root)
             except OSError:
                 pass
+
+
+class PendingSnapshot:
+    """A logged file's event whose snapshot :meth:`finish` completes on the sender's thread
+    (see :meth:`RunStore.snapshot`); the event is recorded only once the snapshot exists."""
+
+    __slots__ = ("call", "link", "store", "stamp")
+
+    def __init__(self, store: RunStore, call: Call, link: str) -> None:
+        self.store, self.call, self.link = store, call, link
+        assert call.file is not None and call.file.path is not None
+        self.stamp = _stamp(call.file.path)
+
+    def finish(self) -> Call:
+        """The event with its file's snapshot: the link when the original was since replaced
+        or deleted, else a copy (the original may be rewritten in place). Where no snapshot
+        can be made, the event keeps the original path (logged at debug level)."""
+        part = self.call.file
+        assert part is not None and part.path is not None
+        src, link = part.path, self.link
+        try:
+            now = _stamp(src)
+            if now[2:] != self.stamp[2:]:
+                log.debug("%s changed between its log call and its snapshot", src)
+            if link and now[:2] == _stamp(link)[:2] and now[2] <= SNAPSHOT_LIMIT:
+                # still the same file, which may be rewritten in place: copy it now
+                dest = os.path.join(self.store.path, "files", uuid.uuid4().hex)
+                shutil.copyfile(link, dest)
+                os.remove(link)
+                link = dest
+            elif not link:
+                link = os.path.join(self.store.path, "files", uuid.uuid4().hex)
+                shutil.copyfile(src, link)
+        except FileNotFoundError:
+            pass  # the original is gone: the link (when there is one) is the snapshot
+        except OSError as exc:
+            log.debug("snapshot of %s failed (%r); uploading from the original", src, exc)
+            if exc.errno in _DISK_ERRNOS:
+                with self.store._lock:
+                    self.store._disk_failed(exc)
+            if link and link != self.link:
+                _remove_quietly(link)
+            link = self.link
+        if not link or not os.path.exists(link):
+            return self.call
+        new = FilePart(part.filename, path=link, content_type=part.content_type)
+        return dataclasses.replace(self.call, file=new)
+
+
+def _stamp(path: str) -> tuple[int, int, int, int]:
+    """(device, inode, size, mtime) of a file."""
+    st = os.stat(path)
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
 
 
 #: errno values meaning our own disk cannot take more (as opposed to a bad source file)

@@ -11,7 +11,8 @@ these pieces, so the three frameworks behave the same way and a fix lands once:
 * :func:`numbers`: tensors and framework scalars to Python numbers (the core's
   :func:`~comet_callbacks.values.to_metric_value`).
 * :func:`parse_log_model` / :class:`ModelPolicy`: one meaning of ``log_model``.
-* :func:`log_final_model`: log the final model and register it.
+* :func:`log_final_model`: log the final model and register it; :class:`FileVersions`: each
+  version of a checkpoint file handed to the core once.
 * :func:`reopen`: continue an ended experiment for a later ``evaluate()``.
 * :func:`global_rank` and :func:`join_as_secondary`: rank handling; non-zero ranks send only
   their system metrics when ``COMET_DISTRIBUTED_SYSTEM_METRICS`` is on.
@@ -21,18 +22,20 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, TypeVar
 
 from comet_callbacks import distributed
-from comet_callbacks.config import FIELDS, Settings
+from comet_callbacks.config import FIELDS, ConfigError, Settings
 from comet_callbacks.experiment import Experiment, ExperimentError
 from comet_callbacks.values import to_metric_value
 
 __all__ = [
     "NO_RECAPTURE",
+    "FileVersions",
     "ModelPolicy",
     "global_rank",
     "guarded",
@@ -112,14 +115,14 @@ def open_experiment(settings: Settings, reported: set[str], **kwargs: Any) -> Ex
     Strict mode raises the first error."""
     try:
         return Experiment(settings=settings, **kwargs)
-    except (ExperimentError, OSError) as exc:
+    except (ExperimentError, ConfigError, OSError) as exc:
         if settings.strict:
             raise
         first: Exception = exc
     if settings.effective_mode == "online":
         try:
             exp = Experiment(settings=settings.replace(mode="offline"), **kwargs)
-        except (ExperimentError, OSError) as exc:
+        except (ExperimentError, ConfigError, OSError) as exc:
             first = exc
         else:
             warn_once(
@@ -226,12 +229,23 @@ def log_final_model(
     path: str,
     *,
     registry_name: str | None = None,
+    skip: Callable[[str], bool] | None = None,
     **log_model_kwargs: Any,
 ) -> dict[str, Any] | None:
     """Log ``path`` (file or folder) as the experiment model ``name``, then register it under
     ``registry_name`` (argument, else ``COMET_MODEL_REGISTRY_NAME``; unset: not registered).
+    ``skip``: for a folder, the file names to leave out (e.g. a checkpoint's training state);
+    the others are logged as ``<name>/<relative path>``. The core snapshots every file.
     Returns the registration (None when not registered, or registered later offline)."""
-    exp.log_model(name, path, **log_model_kwargs)
+    if skip is None or not os.path.isdir(path):
+        exp.log_model(name, path, **log_model_kwargs)
+    else:
+        for dirpath, dirnames, filenames in os.walk(path):
+            dirnames.sort()
+            for fn in sorted(f for f in filenames if not skip(f)):
+                full = os.path.join(dirpath, fn)
+                rel = os.path.relpath(full, path).replace(os.sep, "/")
+                exp.log_model(name, full, file_name=f"{name}/{rel}", **log_model_kwargs)
     registry = registry_name or exp.settings.model_registry_name
     if not registry:
         return None
@@ -239,6 +253,29 @@ def log_final_model(
     if res is not None:
         log.info("comet_callbacks: registered model %r version %s", registry, res.get("version"))
     return res
+
+
+class FileVersions:
+    """The versions (modification time, size) of checkpoint files already handed to the
+    core, so that each version is logged once however often a hook sees it."""
+
+    def __init__(self) -> None:
+        self._seen: dict[str, tuple[int, int]] = {}
+
+    def is_new(self, path: str) -> bool:
+        """True (and remembered) when ``path`` is a file in a version not seen before."""
+        try:
+            st = os.stat(path)
+        except OSError:
+            return False
+        stamp = (st.st_mtime_ns, st.st_size)
+        if self._seen.get(path) == stamp:
+            return False
+        self._seen[path] = stamp
+        return True
+
+    def clear(self) -> None:
+        self._seen.clear()
 
 
 # ------------------------------------------------------------------------------ lifetime

@@ -1,46 +1,22 @@
 """Keras 3 integration: :class:`CometCallback` and the opt-in :func:`autolog`.
 
-Works on every Keras 3 backend (JAX, PyTorch, TensorFlow, NumPy for inference) and imports
-nothing backend-specific itself, so a PyTorch or JAX run never imports TensorFlow.
+Works on every Keras 3 backend and imports nothing backend-specific, so a PyTorch or JAX run
+never imports TensorFlow. What is logged: README, "What each integration logs".
 
->>> from comet_callbacks.integrations.keras import CometCallback      # doctest: +SKIP
->>> model.fit(x, y, epochs=3, callbacks=[CometCallback(project_name="demo")])
+Experiment lifetime. Each ``fit()`` (or stand-alone ``evaluate()``) is a *session*. Online,
+the experiment ends with each session (finished, with its model, as soon as training returns,
+also in a notebook); a later session continues it by key. Offline, an experiment cannot be
+continued by key, so it stays open until process exit or :meth:`CometCallback.end`. A
+``fit()`` that raises leaves it open: :func:`autolog` ends it as failed, otherwise the
+process-exit hooks do. An ``experiment=`` you pass in is yours and is never ended
+(``end_experiment=True`` to change that).
 
-What is logged, and when:
+Checkpoints. Keras does not show a callback the other callbacks: the files of a
+``ModelCheckpoint`` are uploaded when you name it (``checkpoint=``, its path pattern or a
+folder) and ``log_checkpoints=True`` or ``COMET_LOG_MODEL=all``; :func:`autolog` finds them
+itself. New or changed files go to the core after each epoch, which snapshots them.
 
-* ``on_train_begin``: parameters (epochs, steps per epoch, batch size when known, optimizer
-  class and config, loss, metrics, ``steps_per_execution``, parameter counts), the model
-  architecture (``model.to_json()``) as the graph and ``model.summary()`` as an asset.
-* ``on_epoch_end``: every numeric entry of the epoch logs (``loss``, ``val_loss``...) with
-  ``step = optimizer.iterations`` and ``epoch`` = Keras' epoch index (as in ``History.epoch``).
-* with ``log_batch_every=N``: ``batch_<name>`` every N optimizer steps, at the optimizer step
-  (correct with ``steps_per_execution > 1``). Without it the callback does not override any
-  batch hook, so it never makes Keras synchronise per batch; it is also ``async_safe``.
-* ``model.evaluate(..., callbacks=[cb])`` outside ``fit()``: ``eval_<name>`` metrics.
-* ``on_train_end``: the model saved in the native ``.keras`` format and logged as the model
-  ``model_name``; registered when ``registry_name`` (or ``COMET_MODEL_REGISTRY_NAME``) is set;
-  then the experiment is ended (success).
-
-Experiment lifetime. Each ``fit()`` (or stand-alone ``evaluate()``) the callback sees is a
-*session*. Online, the experiment is ended at the end of each session, so the run shows as
-finished, with its model, as soon as training returns, and nothing depends on interpreter
-exit (which never comes in a notebook); a later ``fit()``/``evaluate()`` with the same
-callback continues the same experiment by its key. Offline, an experiment cannot be continued
-by key, and nobody sees it before it is uploaded, so it stays open until process exit or
-:meth:`CometCallback.end`. A ``fit()`` that raises leaves the experiment open: :func:`autolog`
-ends it as failed, and otherwise the process-exit hooks do (failed on an uncaught exception).
-An ``experiment=`` you pass in is yours and is never ended (``end_experiment=True`` to change
-that).
-
-Checkpoints. Keras does not show a callback the other callbacks, so the files of a
-``ModelCheckpoint`` are uploaded when you say which: ``checkpoint=`` a ``ModelCheckpoint`` (or
-its file path pattern, or a folder), and ``log_checkpoints=True`` or ``COMET_LOG_MODEL=all``.
-:func:`autolog` finds the ``ModelCheckpoint`` callbacks passed to ``fit()`` itself. New or
-changed files are copied (a snapshot, so a later overwrite cannot corrupt the upload) and
-uploaded as elements of the model ``<model_name>-checkpoints`` after each epoch.
-
-Distribution: only global rank 0 logs (launcher variables, ``torch.distributed``,
-``KERAS_DISTRIBUTION_PROCESS_ID``, TF_CONFIG, and ``jax.process_index()`` when JAX is loaded).
+Distribution: only global rank 0 logs.
 """
 
 from __future__ import annotations
@@ -49,11 +25,8 @@ import functools
 import glob
 import inspect
 import logging
-import math
 import os
 import re
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -63,7 +36,9 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key
 from comet_callbacks.experiment import Experiment
 
+from ._params import fit_arguments, keras_parameters
 from ._toolkit import (
+    FileVersions,
     ModelPolicy,
     global_rank,
     guarded,
@@ -96,32 +71,6 @@ def _to_numpy(value: Any) -> Any:
         return keras.ops.convert_to_numpy(value)
     except Exception:
         return value
-
-
-def _without_none(value: Any) -> Any:
-    """Drop ``None`` entries from nested dicts (``weight_decay: None``...): a parameter needs a
-    value."""
-    if isinstance(value, Mapping):
-        return {k: _without_none(v) for k, v in value.items() if v is not None}
-    return value
-
-
-def _object_name(obj: Any) -> Any:
-    """A readable name for a serialized loss/metric (string, Keras config dict, nested)."""
-    if obj is None or isinstance(obj, (str, int, float, bool)):
-        return obj
-    if isinstance(obj, Mapping):
-        if "class_name" in obj:
-            if obj["class_name"] == "function":
-                return obj.get("config")
-            config = obj.get("config")
-            if isinstance(config, Mapping) and config.get("name"):
-                return config["name"]
-            return obj["class_name"]
-        return {str(k): _object_name(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_object_name(v) for v in obj]
-    return getattr(obj, "name", None) or getattr(obj, "__name__", None) or type(obj).__name__
 
 
 class CometCallback(keras.callbacks.Callback):
@@ -193,8 +142,7 @@ class CometCallback(keras.callbacks.Callback):
         self._raw_start = 0  # raw optimizer iterations at the start of the epoch
         self._accumulation = 1
         self._per_execution = 1
-        self._seen: dict[str, tuple[float, int]] = {}
-        self._tmpdir: str | None = None
+        self._versions = FileVersions()
         self._fit_args: dict[str, Any] = {}
         if log_batch_every:
             # Batch hooks exist only when batch logging is on: Keras checks whether a callback
@@ -252,7 +200,7 @@ class CometCallback(keras.callbacks.Callback):
 
     def _close(self, status: str = "success", force: bool = False) -> None:
         """End of a session: end the experiment when the callback owns it (after delivering
-        what it logged), then remove the temporary model files once they are delivered.
+        what it logged).
 
         Offline (by default) the experiment stays open until process exit or :meth:`end`: an
         offline run cannot be continued by key, and nobody sees it before it is uploaded."""
@@ -265,19 +213,8 @@ class CometCallback(keras.callbacks.Callback):
         end = self._end
         if end is None:
             end = exp.mode != "offline"
-        if not (end or force):
-            if exp.mode == "offline":
-                self._remove_tmp()  # offline runs keep their own copies of the files
-            return
-        delivered = exp.flush()
-        exp.end(status)
-        if delivered or exp.mode == "offline":
-            self._remove_tmp()
-
-    def _remove_tmp(self) -> None:
-        if self._tmpdir is not None:
-            shutil.rmtree(self._tmpdir, ignore_errors=True)
-            self._tmpdir = None
+        if end or force:
+            exp.end(status)
 
     def end(self, status: str = "success") -> None:
         """End the experiment now (``success``, ``failed`` or ``interrupted``), even one passed
@@ -316,41 +253,10 @@ class CometCallback(keras.callbacks.Callback):
         raw = getattr(opt, "_iterations", None)
         return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
 
-    def _tmp(self) -> str:
-        if self._tmpdir is None:
-            self._tmpdir = tempfile.mkdtemp(prefix="comet-keras-")
-        return self._tmpdir
-
     # ------------------------------------------------------------------ parameters and graph
 
     def _parameters(self) -> dict[str, Any]:
-        model = self.model
-        p = self.params or {}
-        params: dict[str, Any] = {"epochs": p.get("epochs"), "steps_per_epoch": p.get("steps")}
-        params.update({k: v for k, v in self._fit_args.items() if v is not None})
-        opt = getattr(model, "optimizer", None)
-        if opt is not None:
-            params["optimizer"] = type(opt).__name__
-            config = opt.get_config()
-            params["optimizer_config"] = config
-            lr = config.get("learning_rate")
-            if isinstance(lr, (int, float)):
-                params["learning_rate"] = lr
-            elif isinstance(lr, Mapping):
-                params["learning_rate_schedule"] = lr.get("class_name")
-        compile_config = model.get_compile_config() if hasattr(model, "get_compile_config") else {}
-        for key in ("loss", "metrics", "weighted_metrics", "loss_weights"):
-            value = _object_name(compile_config.get(key))
-            if value not in (None, [], {}):
-                params[key] = value
-        params["steps_per_execution"] = getattr(model, "steps_per_execution", 1)
-        if model.built:
-            params["total_params"] = int(model.count_params())
-            params["trainable_params"] = sum(
-                math.prod(int(d) for d in w.shape) for w in model.trainable_weights
-            )
-            params["non_trainable_params"] = params["total_params"] - params["trainable_params"]
-        return _without_none(params)
+        return keras_parameters(self.model, self.params or {}, self._fit_args)
 
     def _log_model_description(self, exp: Experiment) -> None:
         model = self.model
@@ -390,7 +296,9 @@ class CometCallback(keras.callbacks.Callback):
         self._raw_start = self._raw_iterations()
         if self._upload_checkpoints():
             # only files written from now on are uploaded
-            self._seen = {p: self._stamp(p) for p in self._checkpoint_files()}
+            self._versions.clear()
+            for path in self._checkpoint_files():
+                self._versions.is_new(path)
 
     @guarded
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
@@ -472,9 +380,7 @@ class CometCallback(keras.callbacks.Callback):
     # ------------------------------------------------------------------ models
 
     def _log_final_model(self, exp: Experiment) -> None:
-        folder = os.path.join(self._tmp(), "final")
-        os.makedirs(folder, exist_ok=True)
-        path = os.path.join(folder, f"{self.model_name}.keras")
+        path = os.path.join(exp.scratch_folder(), f"{self.model_name}.keras")
         self.model.save(path)
         log_final_model(
             exp,
@@ -503,11 +409,6 @@ class CometCallback(keras.callbacks.Callback):
             files.update(f for f in found if os.path.isfile(f))
         return sorted(files)
 
-    @staticmethod
-    def _stamp(path: str) -> tuple[float, int]:
-        st = os.stat(path)
-        return st.st_mtime, st.st_size
-
     def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
         if not self._checkpoints:
             warn_once(
@@ -518,15 +419,10 @@ class CometCallback(keras.callbacks.Callback):
             )
             return
         for path in self._checkpoint_files():
-            stamp = self._stamp(path)
-            if self._seen.get(path) == stamp:
+            if not self._versions.is_new(path):
                 continue
-            self._seen[path] = stamp
-            # a snapshot: ModelCheckpoint may overwrite the file while it is being uploaded
-            snap_dir = tempfile.mkdtemp(prefix="ckpt-", dir=self._tmp())
-            snap = os.path.join(snap_dir, os.path.basename(path))
-            shutil.copy2(path, snap)
-            exp.log_model(f"{self.model_name}-checkpoints", snap, overwrite=True, step=step)
+            # the core snapshots it: ModelCheckpoint rewrites the file in place later
+            exp.log_model(f"{self.model_name}-checkpoints", path, overwrite=True, step=step)
 
 
 # ---------------------------------------------------------------------- autolog
@@ -579,7 +475,7 @@ def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
                 [c for c in callbacks if isinstance(c, keras.callbacks.ModelCheckpoint)]
             )
         try:
-            comet.set_fit_args(**_fit_arguments(arguments))
+            comet.set_fit_args(**fit_arguments(arguments))
         except Exception as exc:
             log.debug("comet_callbacks: reading fit() arguments failed: %r", exc)
         arguments["callbacks"] = callbacks
@@ -597,22 +493,3 @@ def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
 
     fit.comet_autolog = True  # type: ignore[attr-defined]
     model_cls.fit = fit
-
-
-def _fit_arguments(arguments: Mapping[str, Any]) -> dict[str, Any]:
-    """The ``fit()`` arguments worth recording (batch size: Keras' default 32 for arrays)."""
-    x = arguments.get("x")
-    batch_size = arguments.get("batch_size")
-    if batch_size is None and arguments.get("steps_per_epoch") is None and hasattr(x, "shape"):
-        batch_size = 32
-    return {
-        "batch_size": batch_size,
-        "epochs": arguments.get("epochs", 1),
-        "initial_epoch": arguments.get("initial_epoch", 0),
-        "validation_split": arguments.get("validation_split", 0.0),
-        "validation_data": arguments.get("validation_data") is not None,
-        "validation_freq": arguments.get("validation_freq", 1),
-        "shuffle": arguments.get("shuffle", True),
-        "class_weight": arguments.get("class_weight") is not None,
-        "sample_weight": arguments.get("sample_weight") is not None,
-    }

@@ -1,44 +1,23 @@
 """Comet tracking for PyTorch Lightning 2.x (``lightning`` or ``pytorch_lightning``).
 
-One line is all a user writes::
+``Trainer(callbacks=[CometCallback()])``: the callback attaches a :class:`CometLogger` (or
+completes the one passed with ``logger=``), so what the model logs with ``self.log`` reaches
+Comet at Lightning's step. What is logged: README, "What each integration logs".
 
-    from comet_callbacks.integrations.lightning import CometCallback
-    trainer = Trainer(callbacks=[CometCallback()])
-
-:class:`CometCallback` attaches a :class:`CometLogger` to the trainer (or binds to the one the
-user passed with ``logger=``), so everything the model logs with ``self.log`` reaches Comet with
-the step Lightning passes and the epoch in each point's ``epoch`` field. Also logged: the
-module's and datamodule's hyperparameters, the trainer configuration, the optimizer and LR
-scheduler configuration, parameter counts, the model graph, checkpoints and the final model
-(``log_model``: ``False`` | ``True`` = best and last at the end | ``"best"`` | ``"last"`` |
-``"all"`` = every save; default from ``COMET_LOG_MODEL``), its registration in the model
-registry (``registry_name=`` or ``COMET_MODEL_REGISTRY_NAME``) and the final status (success,
-failed, interrupted).
-
-Distributed runs (DDP, ddp_spawn, torchrun, SLURM, MPI) make exactly one experiment: global
-rank 0 creates it and shares its key with the other ranks, which log nothing except, with
-``COMET_DISTRIBUTED_SYSTEM_METRICS=1``, their own system metrics (context ``rank<N>``).
-
-Resuming with ``trainer.fit(ckpt_path=...)`` continues the same experiment: the key is stored
-in the checkpoint under ``"comet_callbacks"``.
-
-Zero-code activation: with ``COMET_LIGHTNING_AUTO=1`` in the environment, every ``Trainer``
-gets a ``CometCallback`` through Lightning's ``callbacks_factory`` entry point (never a second
-one when the user passed their own). ``fast_dev_run`` never creates an experiment.
-
-Every hook is guarded: a bug here is reported once and never breaks training, unless strict
-mode (``COMET_STRICT=1``) is on. A refused API key or an unknown workspace does not stop
-training either: after one warning the run is logged offline, for ``comet-callbacks upload``
-(the policy shared by the three integrations, in ``_toolkit.py``).
+Only global rank 0 creates the experiment; it shares the key with the other ranks, which log
+nothing but, with ``COMET_DISTRIBUTED_SYSTEM_METRICS=1``, their own system metrics. The key is
+stored in each checkpoint (``"comet_callbacks"``), so ``fit(ckpt_path=...)`` continues the
+experiment. ``COMET_LIGHTNING_AUTO=1`` adds a callback to every ``Trainer`` through Lightning's
+``callbacks_factory`` entry point. Hooks are guarded by the toolkit's one policy
+(``_toolkit.py``).
 """
 
 from __future__ import annotations
 
 import logging
 import os
-import shutil
 import sys
-import tempfile
+import uuid
 import weakref
 from argparse import Namespace
 from collections.abc import Callable, Mapping
@@ -47,7 +26,9 @@ from typing import Any
 from comet_callbacks.config import Settings
 from comet_callbacks.experiment import Experiment, ExperimentError
 
+from ._params import hparams, optimizer_config, parameter_counts, trainer_config
 from ._toolkit import (
+    FileVersions,
     ModelPolicy,
     global_rank,
     guarded,
@@ -94,45 +75,6 @@ _INTERRUPTED = frozenset({"aborted", "interrupted", "killed", "cancelled", "canc
 def _rank() -> int:
     """Global rank: Lightning's (set by its strategies and launchers), else the launcher's."""
     return global_rank(int(getattr(_rank_zero_only, "rank", 0) or 0))
-
-
-def _plain(value: Any) -> Any:
-    """Configuration values without tensors: numbers, strings, bools, lists/tuples of them."""
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    if isinstance(value, (list, tuple)):
-        items = [_plain(v) for v in value]
-        return None if any(i is _SKIP for i in items) else items
-    if hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
-        return number(value)
-    return _SKIP
-
-
-_SKIP = object()
-
-
-def _hparams(params: Any) -> dict[str, Any]:
-    """Lightning's hyperparameters as a dict: Namespace/AttributeDict unwrapped, callables
-    (functions, classes) by name."""
-    if params is None:
-        return {}
-    if isinstance(params, Namespace):
-        params = vars(params)
-    out = {}
-    for k, v in dict(params).items():
-        if callable(v) and not hasattr(v, "item"):
-            v = getattr(v, "__qualname__", None) or getattr(v, "__name__", None) or repr(v)
-        out[k] = _none_as_text(v)
-    return out
-
-
-def _none_as_text(value: Any) -> Any:
-    """``None`` (also nested) as the text ``"None"``: the server refuses a null parameter value."""
-    if value is None:
-        return "None"
-    if isinstance(value, Mapping):
-        return {k: _none_as_text(v) for k, v in value.items()}
-    return value
 
 
 def _truthy(value: str | None) -> bool:
@@ -186,6 +128,7 @@ class CometLogger(_Logger):
         )
         self._tags = list(tags) if tags else None
         self._key: str | None = experiment_key
+        self._version: str | None = None  # the folder name while no key exists (see version)
         self._key_from_checkpoint = False
         self._experiment: Experiment | None = None
         self._settings: Settings | None = None
@@ -197,9 +140,8 @@ class CometLogger(_Logger):
         self._module_ref: Callable[[], Any] | None = None
         self._deferred = False  # True while a resume may still give us the key (no creation)
         self._end_status: str | None = None  # set by CometCallback.on_exception
-        self._uploaded: set[tuple[str, int, int]] = set()
+        self._uploaded = FileVersions()
         self._ckpt_meta: dict[str, dict[str, Any]] = {}
-        self._staging: str | None = None
         self._config_logged_for: int | None = None
         self.registered_model: dict[str, Any] | None = None
         self._reported: set[str] = set()
@@ -282,12 +224,19 @@ class CometLogger(_Logger):
         return self.settings.project_name or "general"
 
     @property
-    def version(self) -> str | None:
-        """The experiment key. Creates the experiment on rank 0 when Lightning asks (e.g.
-        ``ModelCheckpoint`` naming its folder), except while a resume may still restore it."""
+    def version(self) -> str:
+        """The experiment key; never None, so ``ModelCheckpoint`` never writes to
+        ``version_None``. Rank 0 creates the experiment when Lightning first asks (except while
+        a resume may still restore the key). Where no key exists (an untracked or disabled
+        run, a non-zero rank, a pending resume) it is a 32-hex id this logger chose once, in
+        the format of a key; Lightning replaces a non-zero rank's answer with rank 0's."""
         if self._key is None and not self._deferred and _rank() == 0:
             self.experiment  # noqa: B018 - creates it
-        return self._key
+        if self._key:
+            return self._key
+        if self._version is None:
+            self._version = uuid.uuid4().hex
+        return self._version
 
     @property
     def save_dir(self) -> None:
@@ -300,7 +249,7 @@ class CometLogger(_Logger):
         """The module's and datamodule's saved hyperparameters, nested ones flattened ``a|b``."""
         if not self.settings.auto_log_parameters:
             return
-        self.experiment.log_parameters(_hparams(params))
+        self.experiment.log_parameters(hparams(params))
 
     @_rank_zero_only
     @guarded
@@ -332,8 +281,7 @@ class CometLogger(_Logger):
         if trainer is not None and self._trainer_ref is None:
             self._bind(trainer)
         exp = self.experiment
-        total = sum(p.numel() for p in model.parameters())
-        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total, trainable = parameter_counts(model)
         exp.log_parameters(
             {"class": type(model).__name__, "total_params": total, "trainable_params": trainable},
             prefix="model",
@@ -387,12 +335,12 @@ class CometLogger(_Logger):
                 exp.end(end)
         finally:
             self._end_status = None
-            self._cleanup_staging(exp)
+            self._uploaded.clear()
 
     def __getstate__(self) -> dict[str, Any]:
-        """Picklable for ``ddp_spawn``: no experiment, weak references or staging files."""
+        """Picklable for ``ddp_spawn``: no experiment or weak references."""
         state = self.__dict__.copy()
-        state.update(_experiment=None, _trainer_ref=None, _module_ref=None, _staging=None)
+        state.update(_experiment=None, _trainer_ref=None, _module_ref=None)
         return state
 
     # ------------------------------------------------------------------ configuration
@@ -413,24 +361,6 @@ class CometLogger(_Logger):
 
     def _policy(self) -> ModelPolicy:
         return ModelPolicy.of(self._log_model_arg, self.settings)
-
-    def _stage(self, path: str) -> str:
-        """A stable copy of a checkpoint for the background upload: a hard link (free, and
-        immune to Lightning's atomic rewrite of ``last.ckpt`` or its top-k deletions), else
-        a copy."""
-        if self._staging is None:
-            self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
-        stem, ext = os.path.splitext(os.path.basename(path))
-        dest = os.path.join(self._staging, f"{stem}{ext}")
-        n = 1
-        while os.path.exists(dest):
-            dest = os.path.join(self._staging, f"{stem}-{n}{ext}")
-            n += 1
-        try:
-            os.link(path, dest)
-        except OSError:
-            shutil.copyfile(path, dest)
-        return dest
 
     def _checkpoint_metadata(self, cb: Any, path: str) -> dict[str, Any]:
         """Monitor, score, epoch and step of a checkpoint (as noted when it was saved)."""
@@ -458,16 +388,11 @@ class CometLogger(_Logger):
 
     def _upload_checkpoint(self, cb: Any, path: str) -> None:
         real = os.path.realpath(path)
-        if not os.path.isfile(real):
+        if not os.path.isfile(real) or not self._uploaded.is_new(real):
             return
-        st = os.stat(real)
-        ident = (real, st.st_mtime_ns, st.st_size)
-        if ident in self._uploaded:
-            return
-        self._uploaded.add(ident)
         meta = self._checkpoint_metadata(cb, path)
-        self.experiment.log_asset(
-            self._stage(real),
+        self.experiment.log_asset(  # the core snapshots it (Lightning may rewrite last.ckpt)
+            real,
             file_name=os.path.basename(path),
             step=meta["step"],
             metadata=meta,
@@ -504,16 +429,11 @@ class CometLogger(_Logger):
         if model_path:
             meta = self._checkpoint_metadata(model_cb, model_path)
             meta["source"] = "checkpoint"
-            path, file_name = (
-                self._stage(os.path.realpath(model_path)),
-                os.path.basename(model_path),
-            )
+            path, file_name = os.path.realpath(model_path), os.path.basename(model_path)
         elif module is not None:
             import torch
 
-            if self._staging is None:
-                self._staging = tempfile.mkdtemp(prefix="comet-lightning-")
-            path = os.path.join(self._staging, "model.pt")
+            path = os.path.join(exp.scratch_folder(), "model.pt")
             torch.save(module.state_dict(), path)
             meta = {
                 "source": "final_weights",
@@ -530,81 +450,6 @@ class CometLogger(_Logger):
             metadata=meta,
             file_name=file_name,
         )
-
-    def _cleanup_staging(self, exp: Experiment) -> None:
-        """Remove staged files once delivered (kept when the run's event log still needs them)."""
-        if self._staging is None:
-            return
-        path = exp.offline_path
-        if exp.mode == "online" and path is not None and os.path.isdir(path):
-            return
-        shutil.rmtree(self._staging, ignore_errors=True)
-        self._staging = None
-        self._uploaded.clear()
-
-
-def trainer_config(trainer: Any) -> dict[str, Any]:
-    """What the trainer was asked to do: limits, precision, accumulation, strategy, devices,
-    seed (``PL_GLOBAL_SEED`` when ``seed_everything`` ran)."""
-    cfg: dict[str, Any] = {
-        "max_epochs": trainer.max_epochs,
-        "max_steps": trainer.max_steps,
-        "min_epochs": getattr(trainer.fit_loop, "min_epochs", None),
-        "precision": str(trainer.precision),
-        "accumulate_grad_batches": trainer.accumulate_grad_batches,
-        "gradient_clip_val": trainer.gradient_clip_val,
-        "gradient_clip_algorithm": trainer.gradient_clip_algorithm,
-        "strategy": type(trainer.strategy).__name__,
-        "accelerator": type(trainer.accelerator).__name__,
-        "devices": trainer.num_devices,
-        "num_nodes": trainer.num_nodes,
-        "world_size": trainer.world_size,
-        "check_val_every_n_epoch": trainer.check_val_every_n_epoch,
-        "val_check_interval": trainer.val_check_interval,
-        "log_every_n_steps": trainer.log_every_n_steps,
-    }
-    seed = os.environ.get("PL_GLOBAL_SEED")
-    if seed is not None:
-        cfg["seed"] = int(seed) if seed.lstrip("-").isdigit() else seed
-    return {k: v for k, v in cfg.items() if v is not None}
-
-
-def _hyper(mapping: Mapping[str, Any], skip: tuple[str, ...] = ("params",)) -> dict[str, Any]:
-    out = {}
-    for k, v in mapping.items():
-        if k in skip or str(k).startswith("_"):
-            continue
-        p = _plain(v)
-        if p is not _SKIP and p is not None:
-            out[str(k)] = p
-    return out
-
-
-def optimizer_config(trainer: Any) -> dict[str, Any]:
-    """Each optimizer's class and param groups' hyperparameters (no tensors), and each LR
-    scheduler's class, interval, frequency and settings."""
-    out: dict[str, Any] = {}
-    opts = list(getattr(trainer, "optimizers", []) or [])
-    for i, opt in enumerate(opts):
-        groups = [_hyper(g) for g in opt.param_groups]
-        entry: dict[str, Any] = {"class": type(opt).__name__}
-        if len(groups) == 1:
-            entry.update(groups[0])
-        else:
-            entry["param_groups"] = {str(j): g for j, g in enumerate(groups)}
-        out["optimizer" if len(opts) == 1 else f"optimizer_{i}"] = entry
-    scheds = list(getattr(trainer, "lr_scheduler_configs", []) or [])
-    for i, sc in enumerate(scheds):
-        sched = sc.scheduler
-        entry = {"class": type(sched).__name__, "interval": sc.interval, "frequency": sc.frequency}
-        if sc.monitor:
-            entry["monitor"] = sc.monitor
-        try:
-            entry.update(_hyper(sched.state_dict(), skip=("optimizer", "last_epoch", "_last_lr")))
-        except Exception:
-            pass
-        out["lr_scheduler" if len(scheds) == 1 else f"lr_scheduler_{i}"] = entry
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

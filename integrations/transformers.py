@@ -1,46 +1,22 @@
 """Hugging Face ``Trainer`` integration: ``Trainer(..., callbacks=[CometCallback()])``.
 
-A small translation of Trainer hooks into calls on one :class:`~comet_callbacks.Experiment`:
+A translation of Trainer hooks into calls on one :class:`~comet_callbacks.Experiment`. What is
+logged: README, "What each integration logs". Lifecycle decisions (and why):
 
-* ``on_train_begin``: create the experiment (or continue the one stored in the checkpoint being
-  resumed), log parameters (``args|...`` from ``TrainingArguments.to_dict()``, ``config|...``
-  from ``model.config``, ``peft|...`` from ``model.peft_config``, ``model|num_parameters`` and
-  ``model|num_trainable_parameters``) and the model graph.
-* ``on_log`` / ``on_predict``: every entry, at ``step = state.global_step``, renamed like
-  transformers' own trackers do (``loss`` → ``train/loss``, ``eval_loss`` → ``eval/loss``,
-  ``test_accuracy`` → ``test/accuracy``); the fractional epoch is the metric ``train/epoch``
-  and the completed epochs (an integer) go in each point's ``epoch`` field.
-* ``on_save``: writes ``comet_experiment.json`` (the experiment key) into the checkpoint
-  folder, and uploads the folder as the model ``checkpoint-<step>`` in ``"all"`` mode.
-* ``on_train_end``: saves the final model (the best one with ``load_best_model_at_end``) with
-  its tokenizer/processor, logs it as a model, registers it when a registry name is set, and
-  ends the experiment.
-
-Lifecycle decisions (and why):
-
-* **Evaluate/predict after ``train()``.** The experiment is ended at ``on_train_end`` so that a
-  finished training shows a stopped, successful experiment right away (notebooks never exit).
-  A later ``trainer.evaluate()``/``predict()`` continues the same experiment by its key, logs,
-  and ends it again: each such call is a short, self-contained session, so nothing is left
-  running in between. Offline, an experiment cannot be continued into the same run folder, so
-  it is kept open after training instead, and ended by the next ``train()`` of this callback or
-  at process exit (the core's exit hook).
-* **Failure.** Transformers does not call ``on_train_end`` when training raises. In a script,
-  the core's exit hook sees the uncaught exception and ends the experiment as ``failed``
-  (``interrupted`` for Ctrl-C); the traceback and exit code are untouched. In a long-lived
-  process (notebook, pytest) the experiment stays open until the next ``train()`` of this
-  callback, which ends it as ``failed`` before starting, or until the process exits.
-* **Resume.** The key is stored twice with each checkpoint: in ``trainer_state.json``
-  (``stateful_callbacks["CometCallback"]``, this callback being an ``ExportableState``) and in
-  ``comet_experiment.json``. ``train(resume_from_checkpoint=...)`` continues that experiment,
-  so its metric steps go on where the checkpoint left them.
-* **Distributed.** Only the world-zero process creates, logs, uploads and ends. Other ranks log
-  nothing; with ``COMET_DISTRIBUTED_SYSTEM_METRICS`` on they receive the key by a broadcast at
-  ``on_train_begin`` and join as secondaries that send only their system metrics
-  (context ``rank<N>``).
-
-Every hook is guarded: a bug here is logged once and never breaks training, unless strict mode
-(``strict=True`` or ``COMET_STRICT``) asks for errors to be raised.
+* **Evaluate/predict after ``train()``.** The experiment ends at ``on_train_end`` (a finished
+  training shows a stopped, successful experiment at once; notebooks never exit). A later
+  ``evaluate()``/``predict()`` continues it by key for that one call. Offline, an experiment
+  cannot be continued into the same run folder, so it stays open until the next ``train()``
+  of this callback or process exit.
+* **Failure.** Transformers does not call ``on_train_end`` when training raises: the core's
+  exit hook ends the experiment as ``failed`` (``interrupted`` for Ctrl-C) in a script; in a
+  long-lived process the next ``train()`` of this callback does.
+* **Resume.** The key is stored with each checkpoint, in ``trainer_state.json`` (this callback
+  is an ``ExportableState``) and in ``comet_experiment.json``;
+  ``train(resume_from_checkpoint=...)`` continues that experiment.
+* **Distributed.** Only the world-zero process creates, logs, uploads and ends; with
+  ``COMET_DISTRIBUTED_SYSTEM_METRICS`` the other ranks join as secondaries sending only their
+  system metrics.
 """
 
 from __future__ import annotations
@@ -48,8 +24,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from collections.abc import Mapping
 from typing import Any
 
@@ -67,6 +41,7 @@ from comet_callbacks.config import Settings
 from comet_callbacks.distributed import broadcast_key, global_rank
 from comet_callbacks.experiment import Experiment
 
+from ._params import trainer_parameters
 from ._toolkit import (
     ModelPolicy,
     guarded,
@@ -155,7 +130,6 @@ class CometCallback(TrainerCallback, ExportableState):
         self._kept_open = False
         self._params_logged = False
         self._secondary: Experiment | None = None
-        self._staging: list[str] = []
         self._reported: set[str] = set()
         self._saved_experiment_key: str | None = None  # restored by the Trainer on resume
 
@@ -285,23 +259,7 @@ class CometCallback(TrainerCallback, ExportableState):
         s = exp.settings
         exp.log_other("Created from", "transformers")
         if s.auto_log_parameters:
-            params: dict[str, Any] = {}
-            if args is not None:
-                params["args"] = args.to_dict()
-            config = getattr(model, "config", None)
-            if config is not None and hasattr(config, "to_dict"):
-                params["config"] = config.to_dict()
-            peft = getattr(model, "peft_config", None)
-            if peft:
-                params["peft"] = {
-                    name: (cfg.to_dict() if hasattr(cfg, "to_dict") else cfg)
-                    for name, cfg in (peft.items() if isinstance(peft, Mapping) else [("", peft)])
-                }
-                if "" in params["peft"]:
-                    params["peft"] = params["peft"][""]
-            counts = _parameter_counts(model)
-            if counts:
-                params["model"] = counts
+            params = trainer_parameters(args, model)
             exp.log_parameters(params)
             if getattr(state, "is_hyper_param_search", False) and getattr(
                 state, "trial_params", None
@@ -316,50 +274,10 @@ class CometCallback(TrainerCallback, ExportableState):
         if exp is not self._user_experiment:
             self._exp = None
         if exp is not None and exp is not self._user_experiment and not exp.ended:
-            delivered = exp.flush()
             exp.end(status)
-            if delivered:
-                self._clean_staging()
-            elif self._staging:
-                log.warning(
-                    "comet_callbacks: model files not yet uploaded are kept in %s",
-                    ", ".join(self._staging),
-                )
         if self._secondary is not None:
             sec, self._secondary = self._secondary, None
             sec.end(status)
-
-    def _clean_staging(self) -> None:
-        for path in self._staging:
-            shutil.rmtree(path, ignore_errors=True)
-        self._staging = []
-
-    def _stage_dir(self, args: Any) -> str:
-        """A private folder for files that must outlive the Trainer's own (checkpoint rotation,
-        temporary saves) until uploaded; next to the output when possible, so hard links work."""
-        try:
-            os.makedirs(args.output_dir, exist_ok=True)
-            path = tempfile.mkdtemp(prefix=".comet-upload-", dir=args.output_dir)
-        except (OSError, TypeError):
-            path = tempfile.mkdtemp(prefix="comet-upload-")
-        self._staging.append(path)
-        return path
-
-    def _link_tree(self, src: str, dest: str, model_only: bool = False) -> None:
-        """Hard-link (or copy) ``src`` into ``dest``: instant, and immune to later deletion.
-        ``model_only`` leaves out the Trainer's resume state (optimizer, scheduler, RNG...)."""
-        for dirpath, _dirs, files in os.walk(src):
-            rel = os.path.relpath(dirpath, src)
-            target = os.path.normpath(os.path.join(dest, rel))
-            os.makedirs(target, exist_ok=True)
-            for fn in files:
-                if model_only and (fn in _TRAINING_STATE_FILES or fn.startswith("rng_state")):
-                    continue
-                s, d = os.path.join(dirpath, fn), os.path.join(target, fn)
-                try:
-                    os.link(s, d)
-                except OSError:
-                    shutil.copy2(s, d)
 
     # ------------------------------------------------------------------ hooks
 
@@ -452,11 +370,8 @@ class CometCallback(TrainerCallback, ExportableState):
                 json.dump({"experiment_key": self._key}, fh)
         exp = self.experiment
         if exp is not None and self.log_model == "all":
-            if self._staging and exp.flush(timeout=0.0):
-                self._clean_staging()  # earlier checkpoints are uploaded: free their links
-            staged = os.path.join(self._stage_dir(args), os.path.basename(folder))
-            self._link_tree(folder, staged)
-            exp.log_model(os.path.basename(folder), staged, step=state.global_step)
+            # the core snapshots the files (the Trainer deletes rotated checkpoints)
+            exp.log_model(os.path.basename(folder), folder, step=state.global_step)
 
     @guarded
     def on_train_end(
@@ -490,7 +405,6 @@ class CometCallback(TrainerCallback, ExportableState):
         exp = self._exp
         assert exp is not None
         name = self._model_name or (type(model).__name__ if model is not None else "model")
-        folder = os.path.join(self._stage_dir(args), name)
         best = state.best_model_checkpoint
         sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
         source = None
@@ -504,8 +418,9 @@ class CometCallback(TrainerCallback, ExportableState):
                 log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
                 return
         if source is not None and os.path.isdir(source):
-            self._link_tree(source, folder, model_only=True)
+            folder = source  # its model files, as the Trainer saved them (the core snapshots)
         else:
+            folder = os.path.join(exp.scratch_folder(), name)
             model.save_pretrained(folder)
             if processor is not None and hasattr(processor, "save_pretrained"):
                 processor.save_pretrained(folder)
@@ -514,6 +429,7 @@ class CometCallback(TrainerCallback, ExportableState):
             name,
             folder,
             registry_name=self._registry_arg,
+            skip=_training_state,
             metadata={"global_step": state.global_step, "best_checkpoint": best},
             step=state.global_step,
         )
@@ -532,18 +448,9 @@ def _unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
     return logs
 
 
-def _parameter_counts(model: Any) -> dict[str, int]:
-    """Total and trainable parameter counts of a torch model (empty for anything else)."""
-    params = getattr(model, "parameters", None)
-    if not callable(params):
-        return {}
-    total = trainable = 0
-    for p in params():
-        n = p.numel()
-        total += n
-        if p.requires_grad:
-            trainable += n
-    return {"num_parameters": total, "num_trainable_parameters": trainable}
+def _training_state(file_name: str) -> bool:
+    """A checkpoint file that holds the Trainer's resume state, not the model."""
+    return file_name in _TRAINING_STATE_FILES or file_name.startswith("rng_state")
 
 
 def _last_checkpoint(output_dir: str) -> str | None:

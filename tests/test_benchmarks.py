@@ -5,6 +5,8 @@ lengths, and the report shows a failure instead of a figure."""
 from __future__ import annotations
 
 import os
+import threading
+import time
 import zlib
 from pathlib import Path
 
@@ -117,3 +119,40 @@ def test_readme_section_replaced_up_to_the_next_heading(tmp_path: Path) -> None:
     readme.write_text("# T\n\n## Performance\n\nold claim\n\n### sub\n\nold\n\n## Design\n\nkept\n")
     replace_section(readme, "## Performance", "## Performance\n\nnew row")
     assert readme.read_text() == "# T\n\n## Performance\n\nnew row\n\n## Design\n\nkept\n"
+
+
+def _burn(seconds: float) -> None:
+    end = time.thread_time() + seconds
+    while time.thread_time() < end:
+        pass
+
+
+def test_own_cpu_counts_the_trackers_hooks_and_threads_not_the_framework() -> None:
+    """The own-CPU meter times the tracker's hooks on the training thread and all CPU off it;
+    the framework's base hooks stay unwrapped, so Lightning still sees which hooks the
+    tracker overrides."""
+    pl = pytest.importorskip("lightning.pytorch")
+    from lightning.pytorch.utilities.model_helpers import is_overridden
+
+    from benchmarks.workloads import CpuMeter, OwnMeter
+
+    class Tracker(pl.Callback):
+        def on_train_batch_end(self, *args: object) -> None:
+            _burn(0.05)
+            self.helper()  # nested: counted once, as part of the hook
+
+        def helper(self) -> None:
+            _burn(0.01)
+
+    meter = OwnMeter(CpuMeter())
+    meter.start()
+    _burn(0.1)  # the training's own work: not the tracker's
+    cb = meter.wrap(Tracker())
+    assert is_overridden("on_train_batch_end", cb, pl.Callback)
+    assert not is_overridden("on_validation_end", cb, pl.Callback)
+    cb.on_train_batch_end(None, None, None, None, 0)
+    assert 0.06 <= meter.hook_ns / 1e9 < 0.09 and meter.calls == 1
+    worker = threading.Thread(target=_burn, args=(0.05,))
+    worker.start()
+    worker.join()
+    assert 0.1 <= meter.own() < 0.2  # hook 0.06 + off-thread 0.05, the 0.1 s of training not

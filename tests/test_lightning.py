@@ -405,3 +405,66 @@ def test_finalize_with_another_status_only_flushes(comet_env: Any, reader: Any) 
     assert not logger.experiment.ended and reader.metadata(key)["running"] is True
     logger.finalize("success")
     assert reader.others(key)["status"] == "success"
+
+
+@pytest.mark.parametrize("case", ["online", "disabled", "untracked", "rank1"])
+def test_checkpoint_folder_is_named_by_the_logger_version(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:
+    """``Trainer(logger=CometLogger())`` first: ``ModelCheckpoint`` asks the logger's version at
+    setup to name its folder, which must never be ``version_None`` (a run with no experiment:
+    disabled, untracked after a refused key and an unwritable folder, a non-zero rank)."""
+    if case == "untracked":
+        monkeypatch.setenv("COMET_API_KEY", "refused-key")
+        (tmp_path / "a-file").write_text("")
+        monkeypatch.setenv("COMET_OFFLINE_DIRECTORY", str(tmp_path / "a-file" / "offline"))
+    elif case == "rank1":
+        monkeypatch.setenv("PMI_RANK", "1")
+    logger = CometLogger(log_model=False, mode="disabled" if case == "disabled" else None)
+    ckpt = pl.callbacks.ModelCheckpoint(monitor="val_loss")
+    trainer = make_trainer(tmp_path, [ckpt, CometCallback()], logger=logger, max_epochs=1)
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))  # trains, whatever the case
+    folder = Path(ckpt.dirpath).parent  # <root>/<project>/<version>/checkpoints
+    assert folder.parent == tmp_path / "run" / "general"
+    assert folder.name == logger.version and len(folder.name) == 32
+    int(folder.name, 16)  # a 32-hex id, the format of an experiment key
+    assert [p.suffix for p in Path(ckpt.dirpath).iterdir()] == [".ckpt"]
+    if case == "online":
+        assert folder.name == only_experiment(reader)
+    else:
+        assert reader.projects("local") == []
+
+
+def test_rewritten_checkpoint_uploads_the_logged_content(
+    comet_env: Any, reader: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``last.ckpt`` is logged after epoch 0, then rewritten after epoch 1 (before anything is
+    uploaded: offline). Each upload holds the content it had when logged, from the core's one
+    snapshot; nothing is left in the temp folder."""
+    import tempfile
+
+    temp = tmp_path / "tmpdir"
+    temp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(temp))
+    ckpt = pl.callbacks.ModelCheckpoint(
+        dirpath=str(tmp_path / "ckpt"), save_top_k=-1, save_last=True
+    )
+    cb = CometCallback(log_model="all", mode="offline")
+    trainer = make_trainer(tmp_path, [cb, ckpt])
+    trainer.fit(TinyModel(), loader(), loader(16, seed=1))
+    run = cb.experiment.offline_path
+    assert torch.load(ckpt.last_model_path, weights_only=False)["global_step"] == 8
+    assert list(temp.iterdir()) == []
+    from comet_callbacks.upload import upload_run
+
+    res = upload_run(run)
+    assert res.complete, res.errors
+    uploaded = reader.assets(res.experiment_key, type="checkpoint")
+    saved = [
+        torch.load(
+            io.BytesIO(reader.get_asset(res.experiment_key, a["assetId"])), weights_only=False
+        )
+        for a in uploaded
+        if a["fileName"] == "last.ckpt"
+    ]
+    assert sorted(c["global_step"] for c in saved) == [4, 8]  # after epoch 0, after epoch 1

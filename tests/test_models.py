@@ -182,3 +182,63 @@ def test_large_model_file_is_streamed_not_read_whole(tmp_path: Path) -> None:
         srv.server_close()
     assert _DrainHandler.received >= size
     assert peak < 8 * 1024 * 1024, f"peak Python allocations {peak / 2**20:.1f} MiB"
+
+
+def test_model_files_are_snapshotted_off_the_caller_thread_and_removed_once_delivered(
+    comet_env, reader, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One snapshot per logged model file, made by the core: a hard link when logged, and a
+    copy on the sender's thread while the original is the same file (it may be rewritten in
+    place later). A file replaced by rename or deleted after logging still uploads what was
+    logged. Each snapshot is removed once its upload is acknowledged."""
+    import shutil
+
+    copies: list[tuple[threading.Thread, str]] = []
+    real_copy = shutil.copyfile
+
+    def recording_copy(src: str, dst: str, *args: Any, **kwargs: Any) -> Any:
+        copies.append((threading.current_thread(), dst))
+        return real_copy(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(shutil, "copyfile", recording_copy)
+    kept, renamed, deleted = (tmp_path / n for n in ("kept.pt", "renamed.pt", "deleted.pt"))
+    for f, data in ((kept, b"kept"), (renamed, b"logged"), (deleted, b"deleted")):
+        f.write_bytes(data * 100_000)
+    exp = Experiment(project_name="models", **QUIET)
+    key, run = exp.key, exp.offline_path
+    assert run is not None
+    exp.log_model("m", kept)
+    exp.log_model("m", renamed)
+    exp.log_model("m", deleted)
+    (tmp_path / "new").write_bytes(b"rewritten")
+    os.replace(tmp_path / "new", renamed)  # how Lightning's checkpoint IO rewrites a file
+    deleted.unlink()  # how the Trainer rotates checkpoints
+    assert exp.flush()
+    files = {a["fileName"]: a for a in reader.assets(key, type="model-element")}
+    assert reader.get_asset(key, files["kept.pt"]["assetId"]) == b"kept" * 100_000
+    assert reader.get_asset(key, files["renamed.pt"]["assetId"]) == b"logged" * 100_000
+    assert reader.get_asset(key, files["deleted.pt"]["assetId"]) == b"deleted" * 100_000
+    # only kept.pt needed a copy (still the same file), made on the sender's thread
+    assert [os.path.dirname(dst) for _, dst in copies] == [os.path.join(run, "files")]
+    assert copies[0][0] is not threading.current_thread()
+    assert copies[0][0].name.startswith("comet")
+    assert os.listdir(os.path.join(run, "files")) == []  # delivered: snapshots removed
+    exp.end()
+    assert not os.path.exists(run)
+
+
+def test_offline_run_keeps_the_logged_content_for_upload(comet_env, reader, tmp_path: Path) -> None:
+    """Offline, the snapshot is the run's own copy: rewriting the original in place after the
+    sender copied it changes nothing in what ``upload`` sends."""
+    f = tmp_path / "model.pt"
+    f.write_bytes(b"epoch-0" * 1000)
+    exp = Experiment(project_name="models", mode="offline", **QUIET)
+    exp.log_model("m", f)
+    assert exp.flush()
+    with open(f, "r+b") as fh:  # in place, as Keras' ModelCheckpoint and torch.save do
+        fh.write(b"epoch-1" * 1000)
+    exp.end()
+    res = upload_run(exp.offline_path or "")
+    assert res.complete, res.errors
+    (asset,) = reader.assets(res.experiment_key, type="model-element")
+    assert reader.get_asset(res.experiment_key, asset["assetId"]) == b"epoch-0" * 1000

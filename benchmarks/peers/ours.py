@@ -151,19 +151,31 @@ class _Ours(Peer):
         from comet_callbacks.integrations.lightning import CometCallback
 
         self._server(workdir)
-        return {"logger": False, "callbacks": [CometCallback(project_name="bench")]}
+        self._cb = CometCallback(project_name="bench")
+        return {"logger": False, "callbacks": [self._cb]}
 
     def hf(self, workdir: str) -> dict[str, Any]:
         from comet_callbacks.integrations.transformers import CometCallback
 
         self._server(workdir)
-        return {"report_to": "none", "callbacks": [CometCallback(project_name="bench")]}
+        self._cb = CometCallback(project_name="bench")
+        return {"report_to": "none", "callbacks": [self._cb]}
 
     def keras(self, workdir: str) -> list[Any]:
         from comet_callbacks.integrations.keras import CometCallback
 
         self._server(workdir)
-        return [CometCallback(log_batch_every=1, project_name="bench")]
+        self._cb = CometCallback(log_batch_every=1, project_name="bench")
+        return [self._cb]
+
+    def after_train(self) -> None:
+        """End the run now. Offline, the Keras and Hugging Face callbacks keep the experiment
+        open after training (for a later ``evaluate()``) until process exit; ending it here
+        keeps that cost inside the timed region, like ``wandb.finish()`` for W&B."""
+        cb = getattr(self, "_cb", None)
+        exp = getattr(cb, "experiment", None)
+        if exp is not None and not exp.ended:
+            exp.end()
 
 
 class OursOffline(_Ours):

@@ -28,7 +28,7 @@ from .uploads import clear_incoming
 
 log = logging.getLogger("comet_callbacks.server")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -176,11 +176,16 @@ def _schema_v4(conn: sqlite3.Connection) -> None:
     conn.execute("DELETE FROM exp_values WHERE exp_key='' AND kind='admin_key'")
 
 
+# v5: the web UI's charts bucket a metric's points by step in SQL: each bucket is a range
+# scan of this index, which holds the value too (a million points never leave SQLite).
+_SCHEMA_V5 = "CREATE INDEX metrics_step ON metrics(exp_key, name, step, value)"
+
 MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
     3: _SCHEMA_V3,
     4: _schema_v4,
+    5: _SCHEMA_V5,
 }
 
 #: Modes of everything the server writes: only the owner may read keys' hashes and data.

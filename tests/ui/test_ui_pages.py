@@ -102,6 +102,8 @@ def test_experiment_page_charts_params_status(ui_server, runs, new_page, visits)
         page.wait_for_function("el => el.dataset.points !== undefined", arg=fig.element_handle())
         assert fig.get_attribute("data-points") == str(count), name
         assert fig.get_attribute("data-exact") == "1"
+        note = fig.locator(".fig-meta").inner_text()
+        assert note.startswith(f"{count} point") and " · last " in note, note
     groups = page.locator('[data-panel="charts"] .chart-group').evaluate_all(
         "els => els.map(e => e.dataset.group)"
     )
@@ -178,6 +180,8 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     page.wait_for_function("el => el.dataset.points", arg=fig.element_handle())
     assert fig.get_attribute("data-total") == str(n)
     assert int(fig.get_attribute("data-points")) <= 2000
+    drawn = int(fig.get_attribute("data-points"))
+    assert fig.locator(".fig-meta").inner_text() == f"{n:,} points · {drawn:,} drawn"
     over = fig.locator(".u-over").bounding_box()
     y = over["y"] + over["height"] / 2
     page.mouse.move(over["x"] + over["width"] * 0.40, y)
@@ -187,6 +191,195 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
     total = int(fig.get_attribute("data-total"))
     assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
+    assert fig.locator(".fig-meta").inner_text() == f"zoomed: {total:,} points in range"
+
+
+def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:
+    """A schema-4 store (no ``metrics_step`` index) opens: the index is built on start and
+    its metrics chart as before."""
+    from comet_callbacks.server.embedded import start_server
+
+    db, key = tmp_path / "comet.sqlite", "k" * 32
+    with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
+        exp = requests.post(
+            server.url + "/api/rest/v2/write/experiment/create",
+            json={"workspaceName": "local", "projectName": "old", "experimentName": "old"},
+            headers={"Authorization": key},
+            timeout=10,
+        ).json()["experimentKey"]
+        seed_metric(server, exp, "loss", [float(s % 97) for s in range(5000)])
+    with sqlite3.connect(db) as conn:
+        conn.execute("DROP INDEX metrics_step")
+        conn.execute("PRAGMA user_version=4")
+    with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
+        with sqlite3.connect(db) as conn:
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+            indexes = {
+                r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
+            }
+            assert "metrics_step" in indexes
+        got = requests.get(
+            server.url + "/ui-api/series",
+            params={"experimentKey": exp, "metricName": "loss"},
+            headers={"Authorization": key},
+            timeout=10,
+        ).json()
+        assert got["total"] == 5000 and not got["exact"]
+        assert (min(got["ys"]), max(got["ys"])) == (0.0, 96.0)
+
+
+def test_compare_zoom_fetches_finer_data(ui_server, new_page) -> None:
+    """The compare chart refetches each experiment's points for a zoomed range: two runs of
+    30,000 points arrive as about 2,000 each, and after a drag-zoom to a twentieth of the x
+    range the chart holds every point of that range (1,500 per run instead of about 100)."""
+    from comet_callbacks import Experiment
+
+    n, keys = 30_000, []
+    for i in range(2):
+        exp = Experiment(project_name="big-compare", auto_log_output_logger=False)
+        exp.end()
+        seed_metric(ui_server, exp.key, "loss", [1.0 + i - s / n for s in range(n)])
+        keys.append(exp.key)
+    page = new_page()
+    login(page, ui_server)
+    page.goto(f"{ui_server.url}/local/big-compare/compare?experiments={','.join(keys)}")
+    fig = page.locator("#compare-chart")
+    page.wait_for_function("el => el.dataset.points", arg=fig.element_handle())
+    assert fig.get_attribute("data-totals") == f"{n},{n}" and not fig.get_attribute("data-exact")
+    assert all(1000 <= int(p) <= 2000 for p in fig.get_attribute("data-points").split(","))
+    seen: list[str] = []
+    page.on("request", lambda r: seen.append(r.url) if "/ui-api/series" in r.url else None)
+    over = fig.locator(".u-over").bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
+    page.mouse.up()
+    page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
+    totals = [int(t) for t in fig.get_attribute("data-totals").split(",")]
+    assert fig.get_attribute("data-points") == ",".join(map(str, totals))
+    assert all(1000 < t < 2000 for t in totals), totals  # ~5 % of 30,000 points, every one
+    ranged = [urlsplit(u).query for u in seen]
+    assert len(ranged) == 2 and all("min=" in q and "max=" in q for q in ranged)
+    assert {k for q in ranged for k in keys if k in q} == set(keys)
+
+
+def test_sql_buckets_are_the_reference_buckets(ui_server) -> None:
+    """The step axis is downsampled by SQLite (index range scans), the epoch axis (no index)
+    in Python: on the same points (epoch = step), logged out of order, with repeated steps,
+    ties and spikes, both send exactly the same points, for the whole range and zoomed."""
+    import random
+    import time
+
+    from comet_callbacks import Experiment
+
+    exp = Experiment(project_name="buckets", auto_log_output_logger=False)
+    exp.end()
+    rnd = random.Random(18)
+    steps = [s for s in range(0, 9000, 2) for _ in range(rnd.choice((1, 1, 2)))]
+    rnd.shuffle(steps)
+    values = [float(rnd.randint(0, 50)) if i % 7 else rnd.uniform(-1e3, 1e3) for i in steps]
+    ts = int(time.time() * 1000)
+    with ui_server.store.tx() as tx:
+        tx.conn.executemany(
+            "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, "
+            "system) VALUES (?,?,?,?,?,?,?,NULL,0)",
+            (
+                (exp.key, "m", v, repr(v), ts + i, s, s)
+                for i, (s, v) in enumerate(zip(steps, values, strict=True))
+            ),
+        )
+    h = {"Authorization": ui_server.api_key}
+
+    def get(x: str, **params: Any) -> dict:
+        params.update(experimentKey=exp.key, metricName="m", x=x)
+        r = requests.get(ui_server.url + "/ui-api/series", params=params, headers=h, timeout=30)
+        assert r.status_code == 200, r.text
+        return r.json()
+
+    for params in ({}, {"min": 1001, "max": 7777}, {"min": 5, "max": 600}, {"points": 50}):
+        by_step, by_epoch = get("step", **params), get("epoch", **params)
+        assert (by_step["x"], by_epoch["x"]) == ("step", "epoch")
+        assert by_step["xs"] == by_epoch["xs"] and by_step["ys"] == by_epoch["ys"], params
+        assert by_step["total"] == by_epoch["total"]
+        inside = [
+            v
+            for s, v in zip(steps, values, strict=True)
+            if params.get("min", 0) <= s <= params.get("max", 1e9)
+        ]
+        assert by_step["total"] == len(inside)
+        assert min(by_step["ys"]) == min(inside) and max(by_step["ys"]) == max(inside)
+    assert not get("step")["exact"] and get("step", min=5, max=600)["exact"]
+
+
+def test_graph_tab_draws_the_model_tree(ui_server, new_page) -> None:
+    """A PyTorch printout and a Keras ``to_json()`` become folding trees; other text stays
+    text; the raw text is always there."""
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "torch")  # as tests/test_keras.py
+    import keras
+    import torch.nn as nn
+
+    from comet_callbacks import Experiment
+
+    torch_model = nn.Sequential(
+        nn.Sequential(nn.Conv2d(1, 8, 3), nn.ReLU()),
+        nn.ModuleList([nn.Linear(8, 8) for _ in range(3)]),
+        nn.Linear(8, 10),
+    )
+    keras_model = keras.Sequential(
+        [keras.Input((4,)), keras.layers.Dense(8, name="hidden"), keras.layers.Dense(2, name="out")]
+    )
+    graphs = {
+        "torch": str(torch_model),
+        "keras": keras_model.to_json(),
+        "text": "Net(\n  (fc): Linear(\n",  # cut short: not a printout, shown as logged
+    }
+    keys = {}
+    for kind, text in graphs.items():
+        exp = Experiment(project_name="graphs", experiment_name=kind, auto_log_output_logger=False)
+        exp.set_model_graph(text)
+        exp.end()
+        keys[kind] = exp.key
+    page = new_page()
+    login(page, ui_server)
+
+    page.goto(exp_url(ui_server, keys["torch"], "graphs") + "#graph")
+    box = page.locator('[data-panel="graph"] .graph')
+    assert box.get_attribute("data-shape") == "torch"
+    summaries = page.locator(".graph-tree summary").all_inner_texts()
+    assert summaries[0].startswith("Sequential") and "3 items" in summaries[0]
+    assert any(t.startswith("1 ModuleList") for t in summaries)
+    leaves = page.locator(".graph-tree .g-leaf").all_inner_texts()
+    assert "0-2 3 x Linear(in_features=8, out_features=8, bias=True)" in leaves
+    assert "2 Linear(in_features=8, out_features=10, bias=True)" in leaves
+    assert page.locator(".graph-tree details:not([open])").count() == 0  # two levels: all open
+    page.click('[data-graph="close"]')
+    assert page.locator(".graph-tree details[open]").count() == 0
+    assert not page.locator(".graph-tree .g-leaf").first.is_visible()
+    page.click('[data-graph="open"]')
+    assert page.locator(".graph-tree .g-leaf").first.is_visible()
+    assert page.locator("pre.graph-raw").text_content() == graphs["torch"]
+    shot(page, "graph")
+
+    page.goto(exp_url(ui_server, keys["keras"], "graphs") + "#graph")
+    assert box.get_attribute("data-shape") == "json"
+    names = page.locator(".graph-tree .g-name").all_inner_texts()
+    assert names[:1] == [keras_model.name] and {"hidden", "out"} <= set(names)
+    types = page.locator(".graph-tree .g-type").all_inner_texts()
+    assert types.count("Dense") == 2
+    lines = page.locator(".graph-tree summary").all_inner_texts()
+    out = next(t for t in lines if t.startswith("out Dense"))
+    assert "units=2" in out  # a folded layer still reads on one line
+    assert (
+        page.locator(".graph-tree details:not([open]) summary", has_text="out Dense").count() == 1
+    )
+
+    page.goto(exp_url(ui_server, keys["text"], "graphs") + "#graph")
+    assert box.get_attribute("data-shape") == "text"
+    assert page.locator("pre.graph-raw").text_content() == graphs["text"]
+    assert page.locator(".graph-tree").count() == 0
 
 
 def test_project_table_filter_and_compare(ui_server, runs, new_page) -> None:

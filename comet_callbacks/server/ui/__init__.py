@@ -83,7 +83,7 @@ class UI:
         self._sessions: dict[str, str] = {}  # session id -> API key (memory only)
         self._tokens: dict[str, str] = {}  # one-time login token -> API key
         self._static: dict[str, bytes] = {}
-        self.series_cache = data.SeriesCache(state["store"].db_path)
+        self.series_reader = data.SeriesReader(state["store"].db_path)
 
     # -- login links and sessions --------------------------------------------------------
 
@@ -241,7 +241,7 @@ class UI:
 
             api.metadata(ctx)  # access check (404/403), inside the transaction
             args = (
-                self.series_cache,
+                self.series_reader,
                 key,
                 q.get("metricName") or "",
                 q.get("x") or "step",

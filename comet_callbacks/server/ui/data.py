@@ -8,14 +8,12 @@ exactly what the same key may read through the REST API. Nothing here writes.
 from __future__ import annotations
 
 import json
-import operator
 import os
 import sqlite3
 import threading
-from array import array
 from bisect import bisect_left, bisect_right
 from collections import OrderedDict
-from itertools import islice
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -212,113 +210,32 @@ def live(ctx: Ctx, key: str) -> dict[str, Any]:
     }
 
 
-class Series:
-    """One metric's points on one x axis, sorted by x: two ``array('d')`` held as one pair
-    (replaced whole, so a reader in another thread always sees matching arrays), plus the
-    largest ``seq`` of the table when they were read (later points have a larger one)."""
-
-    __slots__ = ("pair", "max_seq", "full")
-
-    def __init__(self) -> None:
-        self.pair: tuple[array[float], array[float]] = (array("d"), array("d"))
-        self.max_seq = 0
-        #: the downsampled whole range ``(points, size, result)``: what every page open asks
-        self.full: tuple[int, int, tuple[list[float], list[float], int]] | None = None
-
-    def add(self, rows: list[tuple[float, float]], max_seq: int) -> None:
-        """Append ``(x, y)`` rows, keeping x order (a merge when they arrive out of order)."""
-        self.max_seq = max_seq
-        if not rows:
-            return
-        xs = [r[0] for r in rows]  # (two comprehensions cost a tenth of zip(*rows))
-        ys = [r[1] for r in rows]
-        old_x, old_y = self.pair
-        in_order = not old_x or xs[0] >= old_x[-1]
-        if in_order and all(map(operator.le, xs, islice(xs, 1, None))):
-            new_x, new_y = array("d", old_x), array("d", old_y)
-            new_x.extend(xs)
-            new_y.extend(ys)
-        else:
-            merged = sorted([*zip(old_x, old_y, strict=True), *rows], key=lambda p: p[0])
-            new_x = array("d", [p[0] for p in merged])
-            new_y = array("d", [p[1] for p in merged])
-        self.pair = (new_x, new_y)
-
-    @property
-    def size(self) -> int:
-        return len(self.pair[0])
-
-
-class SeriesCache:
-    """Chart data, read once per metric and kept (sorted by x) in memory.
-
-    The points are read on a read-only connection of this thread (WAL: it sees the last
-    commit and never blocks the API's writers). A cached series is brought up to date with
-    the points stored since it was read: ``seq`` only grows, so those are a short range of
-    row ids at the end of the table. At most ``max_points`` points are kept, least recently
-    used series dropped first.
-    """
-
-    def __init__(self, db_path: str | os.PathLike[str], max_points: int = 8_000_000) -> None:
-        self.db_path = str(db_path)
-        self.max_points = max_points
-        self._local = threading.local()
-        self._lock = threading.Lock()
-        self._series: OrderedDict[tuple[str, str, str], Series] = OrderedDict()
-
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            path = Path(self.db_path).resolve().as_posix()
-            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, check_same_thread=False)
-            conn.execute("PRAGMA mmap_size=268435456")  # big reads without copying pages
-            self._local.conn = conn
-        return conn
-
-    def get(self, key: str, name: str, col: str) -> Series:
-        conn = self._conn()
-        ident = (key, name, col)
-        with self._lock:
-            series = self._series.pop(ident, None)
-        conn.execute("BEGIN")  # one snapshot for the whole read
-        try:
-            top = conn.execute("SELECT MAX(seq) FROM metrics").fetchone()[0] or 0
-            keep = f"exp_key=? AND name=? AND value IS NOT NULL AND {col} IS NOT NULL"
-            if series is None:
-                series = Series()
-                rows = conn.execute(
-                    f"SELECT {col}, value FROM metrics WHERE {keep} AND seq<=?", (key, name, top)
-                ).fetchall()
-                series.add(rows, top)
-            elif top > series.max_seq:
-                rows = conn.execute(  # a row-id range: the new rows only, never the index
-                    f"SELECT {col}, value FROM metrics NOT INDEXED WHERE seq>? AND seq<=? AND "
-                    f"{keep} ORDER BY seq",
-                    (series.max_seq, top, key, name),
-                ).fetchall()
-                series.add(rows, top)
-        finally:
-            conn.execute("COMMIT")
-        with self._lock:
-            self._series[ident] = series
-            total = sum(s.size for s in self._series.values())
-            while total > self.max_points and len(self._series) > 1:
-                _, dropped = self._series.popitem(last=False)
-                total -= dropped.size
-        return series
+#: One chart answer: x values, y values, and the number of points in the range.
+Points = tuple[list[float], list[float], int]
+#: Answers kept for repeated requests (a page opened again, a live page's poll).
+RESULT_CACHE = 64
+#: A kept answer is checked for new points of its metric by scanning the rows stored since
+#: it was made when there are at most this many; beyond that it is computed again.
+RECHECK_ROWS = 200_000
+#: x columns with an index led by ``(exp_key, name, column)``: each bucket is a range scan.
+INDEXED_X = ("step", "ts")
+_KEEP = "exp_key=? AND name=? AND value IS NOT NULL AND {col} IS NOT NULL"
 
 
 def downsample(
-    xs: array[float], ys: array[float], lo: float | None, hi: float | None, points: int
-) -> tuple[list[float], list[float], int]:
-    """The points with ``lo <= x <= hi``: all of them when there are at most ``points``, else
-    the minimum and the maximum of each of ``points // 2`` equal-width x buckets (in x order).
-    Returns ``(xs, ys, number of points in the range)``."""
+    xs: Sequence[float], ys: Sequence[float], lo: float | None, hi: float | None, points: int
+) -> Points:
+    """Of points sorted by x, those with ``lo <= x <= hi``: all of them when there are at
+    most ``points``, else the minimum and the maximum of each of ``points // 2`` equal-width
+    x buckets (in x order). Returns ``(xs, ys, number of points in the range)``.
+
+    Used for the epoch axis (it has no index); the other axes get the same buckets from
+    SQLite (:func:`sql_downsample`)."""
     i0 = 0 if lo is None else bisect_left(xs, lo)
     i1 = len(xs) if hi is None else bisect_right(xs, hi)
     n = max(0, i1 - i0)
     if n <= points:
-        return xs[i0:i1].tolist(), ys[i0:i1].tolist(), n
+        return list(xs[i0:i1]), list(ys[i0:i1]), n
     buckets = points // 2
     x0, x1 = xs[i0], xs[i1 - 1]
     width = (x1 - x0) / buckets
@@ -339,8 +256,158 @@ def downsample(
     return out_x, out_y, n
 
 
+def sql_downsample(
+    conn: sqlite3.Connection,
+    key: str,
+    name: str,
+    col: str,
+    lo: float | None,
+    hi: float | None,
+    points: int,
+) -> Points:
+    """:func:`downsample` computed by SQLite, on an x column with an index (``INDEXED_X``).
+
+    Each bucket costs two range scans of the index: its minimum with that point's x, then
+    its maximum (``MIN()``/``MAX()`` with bare columns: they come from the extreme's row, the
+    first such row in index order, which is x then logging order as in :func:`downsample`).
+    On the step axis ``metrics_step`` holds the value, so the table itself is not read;
+    nothing of the range is loaded into Python.
+    """
+    keep = _KEEP.format(col=col)
+    where = keep
+    args: list[Any] = [key, name]
+    if lo is not None:
+        where += f" AND {col}>=?"
+        args.append(lo)
+    if hi is not None:
+        where += f" AND {col}<=?"
+        args.append(hi)
+    fits = conn.execute(  # reads at most points + 1 index entries
+        f"SELECT COUNT(*) FROM (SELECT 1 FROM metrics WHERE {where} LIMIT ?)", (*args, points + 1)
+    ).fetchone()[0]
+    if fits <= points:
+        rows = conn.execute(
+            f"SELECT {col}, value FROM metrics WHERE {where} ORDER BY {col}, seq", args
+        ).fetchall()
+        return [r[0] for r in rows], [r[1] for r in rows], len(rows)
+    ends = f"SELECT {col} FROM metrics WHERE {where} ORDER BY {col}"
+    x0 = conn.execute(ends + " LIMIT 1", args).fetchone()[0]
+    x1 = conn.execute(ends + " DESC LIMIT 1", args).fetchone()[0]
+    buckets = points // 2
+    width = (x1 - x0) / buckets
+    # bucket b holds x0 + b*width < x <= x0 + (b+1)*width (the first one x0 too, the last one
+    # everything up to x1), its bounds computed as downsample() computes them
+    bounds = [x0] + [x0 + (b + 1) * width for b in range(buckets - 1)] + [x1]
+    sql = {
+        (agg, op): f"SELECT {col}, {agg}(value), seq, COUNT(*) FROM metrics WHERE {keep} "
+        f"AND {col}{op}? AND {col}<=?"
+        for agg in ("MIN", "MAX")
+        for op in (">=", ">")
+    }
+    total = 0
+    out_x: list[float] = []
+    out_y: list[float] = []
+    for b in range(buckets):
+        span = (key, name, bounds[b], bounds[b + 1])
+        op = ">=" if b == 0 else ">"
+        x_lo, y_lo, seq_lo, count = conn.execute(sql["MIN", op], span).fetchone()
+        if not count:
+            continue
+        total += count
+        if count > 1:
+            x_hi, y_hi, seq_hi, _ = conn.execute(sql["MAX", op], span).fetchone()
+        if count == 1 or y_lo == y_hi:  # one value in the bucket: one point
+            out_x.append(x_lo)
+            out_y.append(y_lo)
+        elif (x_hi, seq_hi) < (x_lo, seq_lo):  # in x order, then logging order
+            out_x += (x_hi, x_lo)
+            out_y += (y_hi, y_lo)
+        else:
+            out_x += (x_lo, x_hi)
+            out_y += (y_lo, y_hi)
+    return out_x, out_y, total
+
+
+class SeriesReader:
+    """Chart data read straight from SQLite, downsampled there (see :func:`sql_downsample`):
+    a metric of a million points is never loaded into the server's memory.
+
+    Reads run on a read-only connection per thread (WAL: each answer comes from one snapshot,
+    and readers never block the API's writers). The last answers are kept: one is reused
+    while no point of its metric was stored since (``seq`` only grows, so the rows stored
+    since are a short row-id range at the end of the table).
+    """
+
+    def __init__(self, db_path: str | os.PathLike[str], cache_size: int = RESULT_CACHE) -> None:
+        self.db_path = str(db_path)
+        self.cache_size = cache_size
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._answers: OrderedDict[tuple[Any, ...], tuple[int, Points]] = OrderedDict()
+
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            path = Path(self.db_path).resolve().as_posix()
+            conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, check_same_thread=False)
+            conn.execute("PRAGMA mmap_size=268435456")  # big reads without copying pages
+            self._local.conn = conn
+        return conn
+
+    def read(
+        self, key: str, name: str, col: str, lo: float | None, hi: float | None, points: int
+    ) -> tuple[str, Points]:
+        """``(x column used, (xs, ys, total))``: metric ``name`` of ``key`` on x column
+        ``col`` (``ts`` when the metric has no value there) for ``lo <= x <= hi``."""
+        conn = self._conn()
+        conn.execute("BEGIN")  # one snapshot for the whole answer
+        try:
+            if col != "ts" and not _has_x(conn, key, name, col):
+                col = "ts"
+            ident = (key, name, col, lo, hi, points)
+            top = conn.execute("SELECT MAX(seq) FROM metrics").fetchone()[0] or 0
+            with self._lock:
+                kept = self._answers.pop(ident, None)
+            if kept is not None and not _changed(conn, key, name, kept[0], top):
+                answer = kept[1]
+            elif col in INDEXED_X:
+                answer = sql_downsample(conn, key, name, col, lo, hi, points)
+            else:
+                rows = conn.execute(
+                    f"SELECT {col}, value FROM metrics WHERE {_KEEP.format(col=col)} "
+                    f"ORDER BY {col}, seq",
+                    (key, name),
+                ).fetchall()
+                answer = downsample([r[0] for r in rows], [r[1] for r in rows], lo, hi, points)
+        finally:
+            conn.execute("COMMIT")
+        with self._lock:
+            self._answers[ident] = (top, answer)
+            while len(self._answers) > self.cache_size:
+                self._answers.popitem(last=False)
+        return col, answer
+
+
+def _has_x(conn: sqlite3.Connection, key: str, name: str, col: str) -> bool:
+    sql = f"SELECT 1 FROM metrics WHERE {_KEEP.format(col=col)} LIMIT 1"
+    return conn.execute(sql, (key, name)).fetchone() is not None
+
+
+def _changed(conn: sqlite3.Connection, key: str, name: str, since: int, top: int) -> bool:
+    """Whether a point of ``name`` may have been stored after row ``since`` (up to ``top``)."""
+    if top == since:
+        return False
+    if top - since > RECHECK_ROWS:
+        return True
+    row = conn.execute(  # a row-id range: the new rows only, never an index
+        "SELECT 1 FROM metrics NOT INDEXED WHERE seq>? AND seq<=? AND exp_key=? AND name=? LIMIT 1",
+        (since, top, key, name),
+    ).fetchone()
+    return row is not None
+
+
 def series(
-    cache: SeriesCache,
+    reader: SeriesReader,
     key: str,
     name: str,
     x: str = "step",
@@ -358,19 +425,10 @@ def series(
     access first (this runs outside the store's transaction).
     """
     col = X_COLUMNS.get(x, "step")
-    data = cache.get(key, name, col)
-    if not data.size and col != "ts":
-        x, data = "time", cache.get(key, name, "ts")
     points = max(10, min(int(points), 20_000))
-    all_x, all_y = data.pair
-    full = data.full
-    if lo is None and hi is None:
-        if full is None or full[:2] != (points, len(all_x)):
-            full = data.full = (points, len(all_x), downsample(all_x, all_y, None, None, points))
-        xs, ys, total = full[2]
-    else:
-        xs, ys, total = downsample(all_x, all_y, lo, hi, points)
-    xs = [int(v) if v.is_integer() else v for v in xs]
+    used, (xs, ys, total) = reader.read(key, name, col, lo, hi, points)
+    x = "time" if used == "ts" else x
+    xs = [int(v) if isinstance(v, float) and v.is_integer() else v for v in xs]
     return {"name": name, "x": x, "xs": xs, "ys": ys, "total": total, "exact": total <= points}
 
 

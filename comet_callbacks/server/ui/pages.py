@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
 from ..routes import Ctx
+from . import graph
 
 SYSTEM_PREFIX = "sys."
 
@@ -308,7 +309,8 @@ def _charts(names: list[str], key: str, system: bool = False) -> str:
         members = sorted(groups[g])
         charts = "".join(
             f'<figure class="chart" data-metric="{e(n)}" data-key="{e(key)}">'
-            f'<figcaption>{e(n)}</figcaption><div class="plot"></div></figure>'
+            f'<figcaption><span class="fig-name">{e(n)}</span><span class="fig-meta"></span>'
+            '</figcaption><div class="plot"></div></figure>'
             for n in members
         )
         out.append(
@@ -350,7 +352,6 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
     params = [(p["name"], p["valueCurrent"]) for p in info["params"]]
     facts = [
         ("Key", f'<span class="mono">{e(key)}</span>'),
-        ("Status", badge(info["status"])),
         ("Started", e(when(x["startTimeMillis"]))),
         ("Ended", e(when(x["endTimeMillis"]))),
         ("Duration", f'<span id="duration">{e(duration(x["durationMillis"]))}</span>'),
@@ -371,7 +372,10 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         ),
         ("Python", e(sysd.get("pythonVersion") or "—")),
     ]
-    header = "".join(f"<div><dt>{k}</dt><dd>{v}</dd></div>" for k, v in facts)
+    header = "".join(
+        f"<div{' class=wide' if k == 'Key' else ''}><dt>{k}</dt><dd>{v}</dd></div>"
+        for k, v in facts
+    )
     tags = "".join(f'<span class="tag">{e(t)}</span>' for t in info["tags"])
     output = "".join(
         f'<div class="line{" stderr" if err else ""}">{e(text)}</div>'
@@ -416,7 +420,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         ("code", "Code"),
         ("git", "Git"),
         ("assets", f"Assets & models ({len(info['assets'])})"),
-        ("html", "HTML & graph"),
+        ("html", "HTML"),
+        ("graph", "Graph"),
     ]
     nav = "".join(
         f'<button class="tab{" active" if i == 0 else ""}" data-tab="{t}">{e(label)}</button>'
@@ -425,7 +430,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
     chart_controls = """<div class="toolbar chart-controls">
 <label>x axis <select class="x-axis"><option value="step">step</option><option value="epoch">epoch</option>
 <option value="time">wall time</option></select></label>
-<label>smoothing <input type="range" class="smoothing" min="0" max="0.99" step="0.01" value="0"></label>
+<label>smoothing <input type="range" class="smoothing" min="0" max="0.99" step="0.01" value="0">
+<span class="smoothing-value">off</span></label>
 <label><input type="checkbox" class="log-scale"> log scale</label>
 <span class="muted small">drag to zoom (finer data is fetched), double-click to reset</span></div>"""
     html_part = (
@@ -434,9 +440,10 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
         else '<p class="muted">No HTML logged.</p>'
     )
     graph_part = (
-        f'<pre class="code">{e(info["graph"])}</pre>'
+        graph.render(info["graph"])
         if info["graph"]
-        else '<p class="muted">No graph logged.</p>'
+        else '<p class="muted">No model graph logged (<code>experiment.set_model_graph(model)</code>'
+        " logs one).</p>"
     )
     body = f"""<div class="title-row"><h1 class="page-title" id="exp-name">{e(name)}</h1>{badge(info["status"])}
 <span class="tags">{tags}</span></div>
@@ -459,7 +466,8 @@ def experiment(ctx: Ctx, info: dict[str, Any]) -> HTMLResponse:
 <section class="panel" data-panel="assets" hidden><h3>Assets</h3>
 {f'<table class="grid sortable" id="assets-table"><thead><tr><th>File</th><th>Type</th><th>Step</th><th class="num">Size</th><th></th></tr></thead><tbody>{assets}</tbody></table>' if assets else '<p class="muted">No assets.</p>'}
 <h3>Models</h3>{f'<table class="grid" id="models-table"><thead><tr><th>Model</th><th>Registry versions</th></tr></thead><tbody>{models}</tbody></table>' if models else '<p class="muted">No models.</p>'}</section>
-<section class="panel" data-panel="html" hidden><h3>HTML</h3>{html_part}<h3>Graph</h3>{graph_part}</section>"""
+<section class="panel" data-panel="html" hidden>{html_part}</section>
+<section class="panel" data-panel="graph" hidden>{graph_part}</section>"""
     attrs = (
         f'data-key="{e(key)}" data-running="{"1" if info["status"] == "running" else ""}" '
         f'data-metric-count="{len(info["metrics"])}" data-output-lines="{len(info["output"])}"'
@@ -488,9 +496,11 @@ def compare(ctx: Ctx, ws: str, proj: str, info: dict[str, Any]) -> HTMLResponse:
         for x in exps
     )
     rows = []
+    n_differ = 0
     for p in all_params:
         values = [x["params"].get(p) for x in exps]
         differs = len(set(values)) > 1
+        n_differ += differs
         rows.append(
             f'<tr data-name="{e(p)}" class="{"differs" if differs else ""}"><td class="mono">{e(p)}</td>'
             + "".join(f'<td class="mono">{e(v if v is not None else "—")}</td>' for v in values)
@@ -500,13 +510,15 @@ def compare(ctx: Ctx, ws: str, proj: str, info: dict[str, Any]) -> HTMLResponse:
 <div class="toolbar"><label>metric <select id="compare-metric">{options}</select></label>
 <label>x axis <select class="x-axis"><option value="step">step</option><option value="epoch">epoch</option>
 <option value="time">wall time</option></select></label>
-<label><input type="checkbox" class="log-scale"> log scale</label></div>
+<label><input type="checkbox" class="log-scale"> log scale</label>
+<span class="muted small">drag to zoom (finer data is fetched), double-click to reset</span></div>
 <figure class="chart wide" id="compare-chart" data-keys="{e(keys)}" data-labels="{e(labels)}">
+<figcaption><span class="fig-name" id="compare-name"></span><span class="fig-meta"></span></figcaption>
 <div class="plot"></div></figure>
-<h2>Parameters</h2>
-<label class="small"><input type="checkbox" id="only-diff"> only rows that differ</label>
-<table class="grid kv" id="compare-params"><thead><tr><th>Parameter</th>{head}</tr></thead>
-<tbody>{"".join(rows)}</tbody></table>"""
+<section class="card"><div class="card-head"><h2>Parameters</h2>
+<label class="small muted"><input type="checkbox" id="only-diff"> only rows that differ
+({n_differ} of {len(rows)})</label></div>
+{f'<table class="grid kv" id="compare-params"><thead><tr><th>Parameter</th>{head}</tr></thead><tbody>{"".join(rows)}</tbody></table>' if rows else '<p class="muted">No parameters logged.</p>'}</section>"""
     return layout(
         "Compare", body, [(ws, u(ws)), (proj, u(ws, proj)), ("compare", None)], page="compare"
     )

@@ -90,6 +90,14 @@
     });
   }
 
+  /* ---- model graph: unfold or fold every level at once -------------------------------------- */
+  $all("[data-graph]").forEach(function (b) {
+    b.addEventListener("click", function () {
+      var open = b.dataset.graph === "open";
+      $all(".graph-tree details").forEach(function (d) { d.open = open; });
+    });
+  });
+
   /* ---- experiments table: filter, select, compare --------------------------------------- */
   if (page === "project") {
     var nameFilter = $("#exp-filter"), statusFilter = $("#status-filter");
@@ -178,9 +186,18 @@
       $(".plot", self.fig).textContent = "could not load: " + err.message;
     });
   };
+  function meta(res, zoomed) {  // the caption's note: how many points, and the last value
+    var n = res.total, text = n.toLocaleString("en-US") + (n === 1 ? " point" : " points");
+    if (zoomed) { text = "zoomed: " + text + " in range"; }
+    if (!res.exact) { text += " · " + res.xs.length.toLocaleString("en-US") + " drawn"; }
+    else if (n && !zoomed) { text += " · last " + fmt(res.ys[res.ys.length - 1]); }
+    return text;
+  }
   MetricChart.prototype.render = function (res, c, partial, refresh) {
     var self = this, xs = toX(res), ys = res.ys;
     if (c.log) { ys = ys.map(function (v) { return v > 0 ? v : null; }); }
+    var note = $(".fig-meta", this.fig);
+    if (note) { note.textContent = meta(res, partial); }
     this.fig.dataset.points = String(res.xs.length);
     this.fig.dataset.total = String(res.total);
     this.fig.dataset.exact = res.exact ? "1" : "";
@@ -232,6 +249,10 @@
       charts.push(chart);
       chart.load();
     });
+    $all(".smoothing", panel).forEach(function (input) {
+      var out = $(".smoothing-value", input.parentNode);
+      input.addEventListener("input", function () { out.textContent = +input.value ? input.value : "off"; });
+    });
     $all(".x-axis, .smoothing, .log-scale", panel).forEach(function (input) {
       input.addEventListener(input.type === "range" ? "input" : "change", function () {
         charts.forEach(function (ch) {
@@ -273,33 +294,73 @@
   if (page === "compare") {
     var fig = $("#compare-chart"), select = $("#compare-metric");
     var keys = fig.dataset.keys.split(","), labels = JSON.parse(fig.dataset.labels);
-    var plot = null;
+    var cmp = { plot: null, fullExact: false, zoomed: false, busy: false, timer: null };
+    var fetchAll = function (c, lo, hi) {
+      return Promise.all(keys.map(function (k) {
+        return getJSON(seriesUrl(k, select.value, c.x, lo, hi));
+      }));
+    };
+    var joined = function (all, c) {
+      return uPlot.join(all.map(function (res) {
+        var ys = c.log ? res.ys.map(function (v) { return v > 0 ? v : null; }) : res.ys;
+        return [toX(res), ys];
+      }));
+    };
+    var mark = function (all, zoomed) {  // what the chart holds, for people and tests alike
+      var n = all.reduce(function (a, r) { return a + r.total; }, 0);
+      $("#compare-name").textContent = select.value;
+      $(".fig-meta", fig).textContent = (zoomed ? "zoomed: " : "") + all.length + " experiments · " +
+        n.toLocaleString("en-US") + " points" + (all.every(function (r) { return r.exact; }) ? "" :
+        " · " + all.reduce(function (a, r) { return a + r.xs.length; }, 0).toLocaleString("en-US") + " drawn");
+      fig.dataset.series = String(all.length);
+      fig.dataset.points = all.map(function (r) { return r.xs.length; }).join(",");
+      fig.dataset.totals = all.map(function (r) { return r.total; }).join(",");
+      fig.dataset.exact = all.every(function (r) { return r.exact; }) ? "1" : "";
+    };
+    var onZoom = function (u, scale) {  // drag-zoom: fetch the visible range in full detail
+      if (scale !== "x" || cmp.busy || !u.data || !u.data[0].length) { return; }
+      var full = u.data[0], min = u.scales.x.min, max = u.scales.x.max;
+      cmp.zoomed = min > full[0] || max < full[full.length - 1];
+      if (!cmp.zoomed || cmp.fullExact) { return; }
+      clearTimeout(cmp.timer);
+      cmp.timer = setTimeout(function () {
+        var c = controls(fig), k = c.x === "time" ? 1000 : 1;
+        fetchAll(c, Math.floor(min * k), Math.ceil(max * k)).then(function (all) {
+          if (u !== cmp.plot) { return; }  // redrawn meanwhile (another metric or axis)
+          mark(all, true);
+          cmp.busy = true; u.setData(joined(all, c), false); cmp.busy = false;
+        });
+      }, 150);
+    };
     var draw = function () {
       if (!select.value) { return; }
       var c = controls(fig);
-      Promise.all(keys.map(function (k) { return getJSON(seriesUrl(k, select.value, c.x)); }))
-        .then(function (all) {
-          var tables = all.map(function (res) {
-            var ys = c.log ? res.ys.map(function (v) { return v > 0 ? v : null; }) : res.ys;
-            return [toX(res), ys];
-          });
-          var data = uPlot.join(tables);
-          var series = [{ label: c.x }].concat(labels.map(function (l, i) {
-            return { label: l, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
-                     value: function (u, v) { return fmt(v); } };
-          }));
-          fig.dataset.series = String(all.length);
-          fig.dataset.points = all.map(function (r) { return r.xs.length; }).join(",");
-          if (plot) { plot.destroy(); }
-          var el = $(".plot", fig);
-          el.textContent = "";
-          plot = new uPlot({ width: width(fig), height: 360, series: series, axes: axisOpts(),
-            scales: { x: { time: all[0] && all[0].x === "time" }, y: { distr: c.log ? 3 : 1 } } },
-            data, el);
-        });
+      fetchAll(c).then(function (all) {
+        var series = [{ label: c.x }].concat(labels.map(function (l, i) {
+          return { label: l, stroke: PALETTE[i % PALETTE.length], width: 2, spanGaps: true,
+                   value: function (u, v) { return fmt(v); } };
+        }));
+        cmp.fullExact = all.every(function (r) { return r.exact; });
+        cmp.zoomed = false;
+        mark(all);
+        if (cmp.plot) { cmp.plot.destroy(); }
+        var el = $(".plot", fig);
+        el.textContent = "";
+        cmp.plot = new uPlot({ width: width(fig), height: 360, series: series, axes: axisOpts(),
+          scales: { x: { time: all[0] && all[0].x === "time" }, y: { distr: c.log ? 3 : 1 } },
+          cursor: { drag: { x: true, y: false } },
+          hooks: { setScale: [onZoom] } }, joined(all, c), el);
+      }).catch(function (err) {
+        fig.classList.add("failed");
+        $(".plot", fig).textContent = "could not load: " + err.message;
+      });
     };
+    $(".plot", fig).addEventListener("dblclick", function () { if (cmp.zoomed) { draw(); } });
     select.addEventListener("change", draw);
     $all(".x-axis, .log-scale").forEach(function (i) { i.addEventListener("change", draw); });
+    window.addEventListener("resize", function () {
+      if (cmp.plot && fig.clientWidth) { cmp.plot.setSize({ width: width(fig), height: 360 }); }
+    });
     draw();
   }
 })();
