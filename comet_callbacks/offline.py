@@ -318,6 +318,7 @@ class RunStore:
         """:meth:`ack` of several events in one write (every event of a stored batch)."""
         if not self.on_disk:
             return
+        seqs = seqs if isinstance(seqs, (list, tuple)) else list(seqs)
         line = ack_lines(seqs, ok)
         with self._lock:
             if not self.on_disk:
@@ -330,7 +331,8 @@ class RunStore:
                     self._disk_failed(exc)
                     return
                 if self._snapshots:
-                    self._drop_snapshot(seq)
+                    for seq in seqs:
+                        self._drop_snapshot(seq)
                 return
         try:
             if os.path.isdir(self.path):
