@@ -233,12 +233,20 @@ def _private_file(path: Path) -> None:
         pass
 
 
+#: A WAL larger than this is truncated by the checkpointer (briefly holding writers back): under
+#: non-stop writes a passive checkpoint never finds the log idle, so it would never restart.
+WAL_LIMIT = 64 * 1024 * 1024
+
+
 class Checkpointer:
     """Checkpoints the database's WAL about once a second (``PASSIVE``: never waits for, nor
     blocks, a writer) from its own thread and connection, so requests never pay for it.
-    SQLite runs the checkpoint without the GIL, on another core when there is one."""
+    SQLite runs the checkpoint without the GIL, on another core when there is one. Past
+    :data:`WAL_LIMIT` it checkpoints with ``TRUNCATE`` instead, so the WAL stays bounded.
+    ``last`` is the answer of the latest checkpoint (busy, frames in the log, frames copied)."""
 
     def __init__(self, db_path: str | os.PathLike[str], interval: float = 1.0) -> None:
+        self.last: tuple[int, int, int] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(str(db_path), interval), name="sqlite-checkpoint", daemon=True
@@ -250,7 +258,12 @@ class Checkpointer:
         try:
             while not self._stop.wait(interval):
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                    big = os.path.getsize(db_path + "-wal") > WAL_LIMIT
+                except OSError:
+                    big = False
+                try:
+                    mode = "TRUNCATE" if big else "PASSIVE"
+                    self.last = tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())  # type: ignore[assignment]
                 except sqlite3.Error as exc:  # e.g. busy: the next round catches up
                     log.debug("WAL checkpoint failed: %r", exc)
         finally:
