@@ -1,7 +1,7 @@
 """What the Keras integration (``keras.py``) needs besides its callback's hooks: ``autolog()``
 (re-exported there), which patches ``keras.Model.fit`` so every ``fit()`` gets a
 :class:`~.keras.CometCallback`; the files of the checkpoints it watches; the model's
-description."""
+description; backend values as numbers and the optimizer's step counters."""
 
 from __future__ import annotations
 
@@ -11,15 +11,57 @@ import inspect
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 
 from ._params import fit_arguments
+from ._toolkit import numbers
 
-__all__ = ["autolog", "checkpoint_files", "model_description"]
+__all__ = [
+    "autolog",
+    "checkpoint_files",
+    "keras_numbers",
+    "model_description",
+    "optimizer_steps",
+    "raw_iterations",
+]
 
 log = logging.getLogger("comet_callbacks")
+
+
+def keras_numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
+    """Numeric log entries; backend tensors without ``.item()`` (TensorFlow) go through NumPy."""
+    plain = {
+        k: v if hasattr(v, "item") or isinstance(v, (int, float)) else _to_numpy(v)
+        for k, v in (logs or {}).items()
+    }
+    return numbers(plain, prefix)
+
+
+def _to_numpy(value: Any) -> Any:
+    try:
+        return keras.ops.convert_to_numpy(value)
+    except Exception:
+        return value
+
+
+def optimizer_steps(model: Any) -> int | None:
+    """``optimizer.iterations`` (the optimizer steps taken), None without an optimizer."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    return int(keras.ops.convert_to_numpy(opt.iterations))
+
+
+def raw_iterations(model: Any) -> int:
+    """The optimizer's raw iteration counter (batches, gradient accumulation included)."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return 0
+    raw = getattr(opt, "_iterations", None)
+    return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
 
 
 def checkpoint_files(checkpoints: list[Any]) -> list[str]:

@@ -37,7 +37,7 @@ except ImportError:  # pragma: no cover - older transformers: resume uses comet_
 
 
 from comet_callbacks.config import Settings
-from comet_callbacks.distributed import broadcast_key, global_rank
+from comet_callbacks.distributed import global_rank
 from comet_callbacks.experiment import Experiment
 
 from ._hf_checkpoints import (
@@ -53,7 +53,6 @@ from ._params import trainer_parameters
 from ._toolkit import (
     ModelPolicy,
     guarded,
-    join_as_secondary,
     log_final_model,
     non_settings,
     numbers,
@@ -61,6 +60,7 @@ from ._toolkit import (
     parse_log_model,
     reopen,
     settings_from,
+    share_key,
 )
 
 __all__ = ["CometCallback", "rewrite_logs", "KEY_FILE"]
@@ -263,8 +263,11 @@ class CometCallback(TrainerCallback, ExportableState):
                 self._log_setup(args, state, model)
         finally:
             # a collective: every rank reaches it, whatever happened above on rank 0
-            if self.settings.distributed_system_metrics:
-                self._join_as_secondary(state)
+            if self.settings.distributed_system_metrics:  # rank 0 shares its key
+                rank = 0 if state.is_world_process_zero else global_rank()
+                self._secondary = share_key(
+                    self.settings, self._key, rank, self._reported, joined=self._secondary
+                )
 
     def _remember_in_state(self, state: Any) -> None:
         """Make sure ``trainer_state.json`` can hold our entry: a checkpoint saved without this
@@ -272,12 +275,6 @@ class CometCallback(TrainerCallback, ExportableState):
         stored = getattr(state, "stateful_callbacks", None)
         if isinstance(stored, dict) and type(self).__name__ not in stored:
             stored[type(self).__name__] = self.state()
-
-    def _join_as_secondary(self, state: Any) -> None:
-        """Every rank: share rank 0's key (a collective); non-zero ranks send system metrics."""
-        key = broadcast_key(self._key if state.is_world_process_zero else None)
-        if not state.is_world_process_zero and self._secondary is None:
-            self._secondary = join_as_secondary(self.settings, key, global_rank(), self._reported)
 
     @guarded
     def on_log(
