@@ -16,13 +16,17 @@ from typing import Any
 
 import keras
 
+from comet_callbacks.experiment import Experiment
+
 from ._params import fit_arguments
-from ._toolkit import numbers
+from ._toolkit import FileVersions, numbers, warn_once
 
 __all__ = [
     "autolog",
     "checkpoint_files",
     "keras_numbers",
+    "log_description",
+    "log_new_checkpoints",
     "model_description",
     "optimizer_steps",
     "raw_iterations",
@@ -161,3 +165,37 @@ def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
 
     fit.comet_autolog = True  # type: ignore[attr-defined]
     model_cls.fit = fit
+
+
+def log_description(exp: Experiment, model: Any) -> None:
+    """The model's graph (its architecture, else its summary) and ``model_summary.txt``."""
+    graph, summary = model_description(model)
+    if graph or summary:
+        exp.set_model_graph(graph or summary)
+    if summary:
+        exp.log_asset(summary.encode("utf-8"), file_name="model_summary.txt")
+
+
+def log_new_checkpoints(
+    exp: Experiment,
+    name: str,
+    checkpoints: list[Any],
+    versions: FileVersions,
+    reported: set[str],
+    step: int | None,
+) -> None:
+    """Hand the core each new version of the watched checkpoint files, as the model ``name``;
+    without any checkpoint to watch, one warning."""
+    if not checkpoints:
+        warn_once(
+            reported,
+            "no-checkpoint",
+            "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
+            "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
+        )
+        return
+    for path in checkpoint_files(checkpoints):
+        if not versions.is_new(path):
+            continue
+        # the core snapshots it: ModelCheckpoint rewrites the file in place later
+        exp.log_model(name, path, overwrite=True, step=step)

@@ -28,7 +28,8 @@ from ._keras_helpers import _patched as _patched  # re-exported (module state, f
 from ._keras_helpers import (
     autolog,
     checkpoint_files,
-    model_description,
+    log_description,
+    log_new_checkpoints,
     optimizer_steps,
     raw_iterations,
 )
@@ -45,7 +46,6 @@ from ._toolkit import (
     reopen,
     settings_from,
     share_key,
-    warn_once,
 )
 
 __all__ = ["CometCallback", "autolog"]
@@ -223,13 +223,6 @@ class CometCallback(keras.callbacks.Callback):
     def _parameters(self) -> dict[str, Any]:
         return keras_parameters(self.model, self.params or {}, self._fit_args)
 
-    def _log_model_description(self, exp: Experiment) -> None:
-        graph, summary = model_description(self.model)
-        if graph or summary:
-            exp.set_model_graph(graph or summary)
-        if summary:
-            exp.log_asset(summary.encode("utf-8"), file_name="model_summary.txt")
-
     # ------------------------------------------------------------------ training hooks
 
     @guarded
@@ -244,7 +237,7 @@ class CometCallback(keras.callbacks.Callback):
         if exp.settings.auto_log_parameters:
             exp.log_parameters(self._parameters())
         if exp.settings.auto_log_graph:
-            self._log_model_description(exp)
+            log_description(exp, self.model)
         opt = getattr(self.model, "optimizer", None)
         self._accumulation = int(getattr(opt, "gradient_accumulation_steps", None) or 1)
         self._per_execution = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
@@ -353,16 +346,5 @@ class CometCallback(keras.callbacks.Callback):
         return self._policy().each_checkpoint
 
     def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
-        if not self._checkpoints:
-            warn_once(
-                self._reported,
-                "no-checkpoint",
-                "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
-                "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
-            )
-            return
-        for path in checkpoint_files(self._checkpoints):
-            if not self._versions.is_new(path):
-                continue
-            # the core snapshots it: ModelCheckpoint rewrites the file in place later
-            exp.log_model(f"{self.model_name}-checkpoints", path, overwrite=True, step=step)
+        name, files = f"{self.model_name}-checkpoints", self._checkpoints
+        log_new_checkpoints(exp, name, files, self._versions, self._reported, step)
