@@ -16,7 +16,11 @@ value, the path before batches) where that makes sense, so the gain is a ratio f
   ``COMET_TIMEOUT_CLEANING=30``: the share stored by the end of ``end()``, and duplicates;
 * ``upload`` of a spooled run through the same faults: runs needed, duplicates;
 * 20 s of 429 with ``Retry-After: 5`` (6 s / 2 s with ``--quick``), online and ``upload``:
-  whether both finish by themselves, and how long they took.
+  whether both finish by themselves, and how long they took;
+* the Lightning benchmark (tiny model, defaults) online to the local server and offline, each
+  against the same fit without a tracker: online slowdown minus offline slowdown, in
+  percentage points, of the wall clock and of the client's CPU time (the harness's ``train``
+  scenario, one fresh process per mode; ``--only lightning`` runs just this).
 
 The server is the one :mod:`benchmarks.server` launches (a subprocess, CPU measured with
 psutil); faults come from ``tests/faultproxy.py``.
@@ -26,7 +30,9 @@ from __future__ import annotations
 
 import argparse
 import collections
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import threading
@@ -206,11 +212,50 @@ def throttle_window(
     return out
 
 
+def lightning_overhead(steps: str, reps: int) -> dict[str, dict[str, Any]]:
+    """``python -m benchmarks.harness train`` for our offline and online defaults: per mode,
+    the median slowdown (%) against the same fit without a tracker at the longest length, the
+    load average and how many points were read back (the harness checks every one)."""
+    from benchmarks.__main__ import RESULT_PREFIX, worker_env
+
+    out: dict[str, dict[str, Any]] = {}
+    for peer in ("us-offline", "us-online"):
+        with tempfile.TemporaryDirectory(prefix=f"bench-batch-{peer}-") as work:
+            cmd = [sys.executable, "-m", "benchmarks.harness", "train", peer]
+            cmd += ["--steps", steps, "--reps", str(reps), "--workdir", work]
+            proc = subprocess.run(
+                cmd,
+                cwd=Path(__file__).resolve().parent.parent,
+                env=worker_env(),
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=1800,
+            )
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith(RESULT_PREFIX)]
+        if proc.returncode != 0 or not lines:
+            raise RuntimeError(f"harness train {peer} failed: {proc.stderr[-2000:]}")
+        res = json.loads(lines[-1][len(RESULT_PREFIX) :])
+        longest = res["per_length"][str(res["lengths"][-1])]
+        out[peer] = {
+            "slowdown_pct": longest["slowdown_pct"],
+            # client CPU against the same fit without a tracker: far less sensitive to a
+            # loaded box than the wall-clock slowdown
+            "cpu_pct": 100 * (longest["cpu_s"] / longest["base_cpu_s"] - 1),
+            "steps": res["lengths"][-1],
+            "load": res["load_1min"]["median"],
+        }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.bench_batch")
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about a minute)")
     parser.add_argument("--points", type=int, default=None, help="points per CPU measurement")
     parser.add_argument("--upload-points", type=int, default=None)
+    parser.add_argument(
+        "--only", choices=["lightning"], default=None, help="run only this measurement"
+    )
     args = parser.parse_args(argv)
     n = args.points or (10_000 if args.quick else 50_000)
     n_up = args.upload_points or (100_000 if args.quick else 1_000_000)
@@ -218,7 +263,6 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.getLogger("comet_callbacks").setLevel(logging.ERROR)
-    server = Server()
     print("| figure | measured | ratio / check | target |", flush=True)
     print("|---|---|---|---|", flush=True)
 
@@ -228,6 +272,26 @@ def main(argv: list[str] | None = None) -> int:
             print("| " + " | ".join(row) + " |", flush=True)
 
     rows: list[tuple[str, str, str, str]] = Rows()
+
+    def lightning_row() -> None:
+        fits = lightning_overhead("20,200" if args.quick else "300,1200", 1 if args.quick else 3)
+        off, on = fits["us-offline"], fits["us-online"]
+        rows.append(
+            (
+                f"Lightning (tiny, {on['steps']} steps): online overhead − offline overhead",
+                f"wall: online {on['slowdown_pct']:+.1f} %, offline {off['slowdown_pct']:+.1f} %; "
+                f"client CPU: online {on['cpu_pct']:+.1f} %, offline {off['cpu_pct']:+.1f} % "
+                f"(load {off['load']:.1f} / {on['load']:.1f})",
+                f"wall {on['slowdown_pct'] - off['slowdown_pct']:+.1f} points, "
+                f"CPU {on['cpu_pct'] - off['cpu_pct']:+.1f} points",
+                "≤ 3 points",
+            )
+        )
+
+    if args.only == "lightning":
+        lightning_row()
+        return 0
+    server = Server()
     try:
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
             cpu = cpu_per_point(server, work, n, SINGLE_POINTS)
@@ -310,6 +374,7 @@ def main(argv: list[str] | None = None) -> int:
                     "finishes without user action",
                 )
             )
+        lightning_row()
     finally:
         server.close()
     return 0

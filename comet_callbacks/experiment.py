@@ -29,7 +29,8 @@ from .heartbeat import heartbeat
 from .log import short_reason
 from .offline import PendingSnapshot, RunStore
 from .rest.call import Call, FilePart
-from .rest.endpoints import calls
+from .rest.delivery import send_waiting
+from .rest.endpoints import calls, closing_calls, experiment_link
 from .rest.errors import (
     CometAPIError,
     CometConnectionError,
@@ -240,16 +241,22 @@ class Experiment:
         from .rest.client import RestClient  # requests: imported only when a client is built
 
         self._client = RestClient.from_settings(s, pool_size=max(8, s.workers * 2 + 2))
+        # a busy server (429, 5xx) is waited for as the sender would, until the cleaning timeout
+        deadline = time.monotonic() + max(0.0, float(s.timeout_cleaning))
+
+        def send(call: Call) -> Any:
+            return send_waiting(self._client, call, deadline)  # type: ignore[arg-type]
+
         try:
             if self._key:
-                meta = self._client.get_experiment_metadata(self._key)
+                meta = send(calls.get_experiment_metadata(self._key))
                 self._workspace = meta.get("workspaceName") or self._workspace
                 self._project = meta.get("projectName") or self._project
                 self._name = meta.get("experimentName") or self._name
             else:
                 if not self._workspace:
-                    self._workspace = self._client.get_account_details()["defaultWorkspaceName"]
-                res = self._client.create_experiment(self._workspace, self._project, self._name)
+                    self._workspace = send(calls.get_account_details())["defaultWorkspaceName"]
+                res = send(calls.create_experiment(self._workspace, self._project, self._name))
                 self._key = res["experimentKey"]
                 self._link = res.get("link")
         except UnauthorizedError:
@@ -462,7 +469,7 @@ class Experiment:
             return None
         if self._link:
             return self._link
-        return f"{self.settings.root}/{self._workspace}/{self._project}/{self._key}"
+        return experiment_link(self.settings.root, self._workspace, self._project, self._key)
 
     @property
     def workspace(self) -> str | None:
@@ -1035,15 +1042,8 @@ class Experiment:
         if not self._secondary:
             # everything logged so far first, so that `stop` really is the last request
             sender.flush(timeout)
-            ts = end_ms
-            sender.put(calls.log_other(key, "status", status, timestamp=ts))
-            if status != "success":
-                sender.put(calls.log_other(key, "hasCrashed", True, timestamp=ts))
-            if self._mode == "offline":
-                sender.put(calls.set_start_end_time(key, self._start_ms, end_ms))
-            else:
-                sender.put(calls.set_start_end_time(key, None, end_ms))
-            sender.put(calls.stop_experiment(key))
+            start = self._start_ms if self._mode == "offline" else None
+            sender.put_many(closing_calls(key, status, end_ms, start))  # as upload closes a run
         done = sender.close(max(0.0, deadline - time.monotonic()))
         self._sender = None
         self._store.update_meta(endTimeMillis=end_ms, status=status, ended=True)

@@ -37,15 +37,22 @@ from typing import TYPE_CHECKING, Any
 
 from .offline import PendingSnapshot, RunStore
 from .rest import retry as policy
-from .rest.call import Call, RawJSON
+from .rest.call import Call
 from .rest.delivery import (
     BATCH_MAX_BYTES,
     BATCH_MAX_ITEMS,
     Abandoned,
     Deliverer,
     batch_supported,
+    request_id,
 )
-from .rest.endpoints import BATCH_METRIC_PATH, calls, encode_metric_value, parameter_item
+from .rest.endpoints import (
+    FastMetricEncoder,
+    calls,
+    metric_item,
+    metric_item_of_body,
+    parameter_item_of_body,
+)
 from .rest.errors import CometAPIError
 
 if TYPE_CHECKING:  # requests is imported only when a client is built
@@ -83,36 +90,6 @@ class _Batch:
         self.kind = kind
         self.entries = entries
         self.finished: set[int] = set()  # seqs whose fate is recorded
-
-
-def _metric_item(item: Any) -> dict[str, Any]:
-    """The batch item of a metric event (a tuple, or a per-point Call read back from disk)."""
-    if type(item) is tuple:
-        name, value, step, epoch, context, t = item
-        return {
-            "metricName": name,
-            "metricValue": encode_metric_value(value),
-            "step": step,
-            "epoch": epoch,
-            "context": context,
-            "timestamp": int(t * 1000),
-        }
-    b = item.json
-    return {
-        "metricName": b["metricName"],
-        "metricValue": b["metricValue"],
-        "step": b.get("step"),
-        "epoch": b.get("epoch"),
-        "context": b.get("context"),
-        "timestamp": b.get("timestamp"),
-    }
-
-
-def _parameter_item(call: Call) -> dict[str, Any]:
-    b = call.json
-    return parameter_item(
-        b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
-    )
 
 
 class _Barrier:
@@ -224,7 +201,7 @@ class Sender:
         self._acc: dict[str, list[tuple[int, Any]]] = {"metric": [], "parameter": []}
         self._acc_bytes = {"metric": 0, "parameter": 0}
         self._acc_since = {"metric": 0.0, "parameter": 0.0}
-        self._rid_base = f"{store.run_id}.{experiment_key}"
+        self._run_id = store.run_id
         self._deliver = (
             Deliverer(
                 client,
@@ -236,8 +213,7 @@ class Sender:
             else None
         )
         self._rr = 0
-        self._json_key = json.dumps(experiment_key)
-        self._json_names: dict[str, str] = {}
+        self._fast = FastMetricEncoder(experiment_key)  # the metric fast path (named, pinned)
         # events beyond max_pending stay on disk; _spill_from is the first seq not routed
         self._spill_from: int | None = None
         self._spill_last = 0  # the last seq kept on disk only
@@ -301,34 +277,6 @@ class Sender:
             return item.finish()
         return item
 
-    def _metric_line(self, seq: int, item: tuple[Any, ...]) -> str:
-        """The event-log line of a metric tuple, formatted directly: the same JSON as
-        ``Call.to_json()`` of :meth:`_build`'s call (a test pins that), about 5x cheaper than
-        building the Call and ``json.dumps``-ing it. Metrics are nearly all of the traffic."""
-        name, value, step, epoch, context, t = item
-        names = self._json_names
-        jn = names.get(name)
-        if jn is None:
-            jn = json.dumps(name, ensure_ascii=False)
-            if len(names) < 100_000:
-                names[name] = jn
-        if type(value) is float and value - value != 0.0:  # NaN or +-Inf
-            jv = '"NaN"' if value != value else ('"Infinity"' if value > 0 else '"-Infinity"')
-        else:
-            jv = repr(value) if type(value) is float else str(int(value))
-        tail = ""
-        if context is not None:
-            tail += ',"context":' + json.dumps(context, ensure_ascii=False)
-        if step is not None:
-            tail += ',"step":' + str(step)
-        if epoch is not None:
-            tail += ',"epoch":' + str(epoch)
-        return (
-            f'{{"seq":{seq},"call":{{"method":"POST","path":"write/experiment/metric",'
-            f'"json":{{"experimentKey":{self._json_key},"metricName":{jn},"metricValue":{jv}'
-            f'{tail},"timestamp":{int(t * 1000)}}}}}}}'
-        )
-
     def _dispatch_loop(self) -> None:
         q = self.queue
         store = self.store
@@ -349,7 +297,7 @@ class Sender:
                         self._seq += 1
                         seq = self._seq
                         if store.on_disk:
-                            store.append_line(self._metric_line(seq, item))
+                            store.append_line(self._fast.event_line(seq, item))
                         elif not online:
                             self.stats.dropped += 1  # offline on a full disk: not kept
                             continue
@@ -593,7 +541,7 @@ class Sender:
                     self._pop(lane, seq)
                     continue
                 call: Call = item if type(item) is not tuple else self._build(item)  # type: ignore[assignment]
-                deliver.send(call, f"{self._rid_base}.{seq}")
+                deliver.send(call, request_id(self._run_id, self.key, seq))
             except Abandoned:
                 return  # closing: what is left stays in the event log
             except CometAPIError as exc:  # permanent: reported once, not retried
@@ -615,61 +563,33 @@ class Sender:
     def _send_batch(self, batch: _Batch) -> None:
         deliver = self._deliver
         assert deliver is not None
-        if batch.kind == "metric":
-            to_item: Callable[[Any], dict[str, Any]] = _metric_item
-        else:
-            to_item = _parameter_item
 
         def done(seq: int, exc: BaseException | None, call: Call | None) -> None:
             batch.finished.add(seq)
             self._done(seq, exc, call)
 
+        def stored(seqs: list[int]) -> None:
+            batch.finished.update(seqs)
+            self._stored(seqs)
+
         deliver.send_batch(
             batch.kind,
             self.key,
             batch.entries,
-            to_item,
+            _batch_item,
             self._build,  # type: ignore[arg-type]
-            lambda tag: f"{self._rid_base}.{tag}",
+            lambda tag: request_id(self._run_id, self.key, tag),
             done,
             self._encode_metrics if batch.kind == "metric" else None,
+            stored=stored,
         )
 
     def _encode_metrics(self, part: Any) -> Call:
-        """The metric batch call of ``part``, its JSON text formatted directly from the
-        tuples (the same text ``json.dumps`` makes of ``log_metric_batch``'s body)."""
-        names = self._json_names
-        texts = []
-        for _, item in part:
-            if type(item) is not tuple:  # read back from disk: the generic encoding
-                texts.append(_dumps(_metric_item(item)))
-                continue
-            name, value, step, epoch, context, t = item
-            jn = names.get(name)
-            if jn is None:
-                jn = json.dumps(name, ensure_ascii=False)
-                if len(names) < 100_000:
-                    names[name] = jn
-            if type(value) is float:
-                if value - value != 0.0:  # NaN or +-Inf
-                    jv = (
-                        '"NaN"'
-                        if value != value
-                        else ('"Infinity"' if value > 0 else '"-Infinity"')
-                    )
-                else:
-                    jv = repr(value)
-            else:
-                jv = str(int(value))
-            texts.append(
-                f'{{"metricName":{jn},"metricValue":{jv},'
-                f'"step":{"null" if step is None else int(step)},'
-                f'"epoch":{"null" if epoch is None else int(epoch)},'
-                f'"context":{"null" if context is None else json.dumps(context, ensure_ascii=False)},'
-                f'"timestamp":{int(t * 1000)}}}'
-            )
-        body = f'{{"experimentKey":{self._json_key},"values":[{",".join(texts)}]}}'
-        return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
+        """The metric batch call of ``part`` through the named fast path (tuples formatted
+        directly; events read back from disk as their batch items)."""
+        return self._fast.batch_call(
+            [item if type(item) is tuple else metric_item_of_body(item.json) for _, item in part]
+        )
 
     @staticmethod
     def _pop(lane: _Lane, seq: int) -> None:
@@ -719,6 +639,19 @@ class Sender:
                     self._on_first_failure(msg)
         with self._idle:
             self._pending -= 1
+            if self._pending <= 0:
+                self._idle.notify_all()
+        if self._spill_from is not None:
+            self._wake.set()
+
+    def _stored(self, seqs: list[int]) -> None:
+        """:meth:`_done` of every event of a stored batch at once (one write to ``acks.log``)."""
+        self.store.ack_many(seqs, True)
+        n = len(seqs)
+        with self.stats.lock:
+            self.stats.sent += n
+        with self._idle:
+            self._pending -= n
             if self._pending <= 0:
                 self._idle.notify_all()
         if self._spill_from is not None:
@@ -810,8 +743,15 @@ class Sender:
         return done and self.pending() == 0
 
 
-def _dumps(obj: Any) -> str:
-    return json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+def _batch_item(item: Any) -> dict[str, Any]:
+    """The batch item of a metric tuple or of a per-point metric / parameter Call."""
+    if type(item) is tuple:
+        name, value, step, epoch, context, t = item
+        return metric_item(name, value, step, epoch, context, int(t * 1000))
+    body = item.json
+    if "metricName" in body:
+        return metric_item_of_body(body)
+    return parameter_item_of_body(body)
 
 
 def _size_of(item: Any) -> int:

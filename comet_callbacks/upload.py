@@ -12,15 +12,19 @@ an ack. When continuing an existing experiment, metric points are therefore matc
 what the server already has (name, step, epoch, context and the recorded timestamp) and not
 sent again. Parameters, others and tags are idempotent (last value wins / set semantics).
 
-Metric and parameter events go in batches of up to 1000 (BATCH.md), several metric batches
-in flight at once; other events keep their recorded order (every batch before an event is
+The log is sent while it is read (an upload to a new experiment never holds the whole run in
+memory), and the metric lines the client wrote are turned into batch items without parsing
+them (the named fast path ``FastMetricEncoder.item_of_line``, pinned by a test; anything else
+is parsed). Metric and parameter events go in batches of up to 1000 (BATCH.md), several
+metric batches in flight at once; other events keep their recorded order (every batch before an event is
 delivered before it is sent). Transient failures (no answer, 408, 429, 5xx) are retried per
 WIRE.md §6 until ``timeout`` (default: no limit while the server answers at all), with the
 progress line saying what it waits for; a re-run is only needed after a permanent problem.
 
-Request ids are ``<run id>.<experiment key>.<first>-<last>`` (or ``.<seq>``), unique per
-target experiment, so a retried batch is stored once and an id is never reused for another
-experiment.
+The run store's meta writer and ack format, the request ids (``<run id>.<experiment key>.
+<first>-<last>`` or ``.<seq>``, unique per target experiment, so a retried batch is stored
+once and an id is never reused for another experiment), the calls that close a run and the
+experiment link are the live path's own functions, so replay cannot drift from it.
 
 A run still being written by a live process (its ``.lock`` is held) is skipped.
 """
@@ -34,18 +38,37 @@ import os
 import sys
 import threading
 import time
+from collections.abc import Iterable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
 from . import registry
 from .config import Settings
-from .offline import RunLock, list_runs, read_acks, read_events_checked, read_meta
+from .offline import (
+    MetricLine,
+    RunLock,
+    ack_lines,
+    count_lines,
+    iter_events_checked,
+    list_runs,
+    read_acks,
+    read_events_checked,
+    read_meta,
+    write_meta,
+)
 from .rest import retry as policy
 from .rest.call import Call
 from .rest.client import RestClient
-from .rest.delivery import BATCH_MAX_ITEMS, Abandoned, Deliverer
-from .rest.endpoints import calls, parameter_item
+from .rest.delivery import BATCH_MAX_ITEMS, Abandoned, Deliverer, request_id
+from .rest.endpoints import (
+    FastMetricEncoder,
+    calls,
+    closing_calls,
+    experiment_link,
+    metric_item_of_body,
+    parameter_item_of_body,
+)
 from .rest.errors import CometAPIError
 
 #: Metric batches in flight at once during an upload.
@@ -90,15 +113,6 @@ class UploadResult:
         more = len(self.damaged) - limit
         tail = f"; and {more} more" if more > 0 else ""
         return f"{len(self.damaged)} damaged lines skipped ({'; '.join(parts)}{tail})"
-
-
-def _write_meta(path: str, meta: dict[str, Any]) -> None:
-    tmp = os.path.join(path, ".meta.upload.tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        json.dump(meta, fh, indent=1, sort_keys=True)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, os.path.join(path, "meta.json"))
 
 
 class _Progress:
@@ -203,13 +217,14 @@ def _metric_key(body: dict[str, Any]) -> tuple[Any, ...]:
 
 
 def _already_stored(
-    deliver: Deliverer, key: str, events: list[dict[str, Any]], done: set[int]
+    deliver: Deliverer, key: str, events: list[Any], done: set[int]
 ) -> collections.Counter[tuple[Any, ...]]:
     """Metric points of unacknowledged events that the server already has (to skip).
 
     For each metric name with unacknowledged points: the server's count of each point key,
     minus the acknowledged events with that key.
     """
+    events = [e.event() if type(e) is MetricLine else e for e in events]  # parsed: rare path
     names = set()
     for ev in events:
         body = (ev.get("call") or {}).get("json")
@@ -274,6 +289,7 @@ def _upload_locked(
         # leftovers of an online run: the experiment exists on the server
         deliver.send(calls.get_experiment_metadata(recorded_key), None)
         key = recorded_key
+    created = key is None  # a new experiment: the server has none of this run's points yet
     if key is None:
         workspace = (
             settings.workspace
@@ -286,21 +302,26 @@ def _upload_locked(
         key = res["experimentKey"]
         result.link = res.get("link")
         meta.update(uploadedKey=key, uploadedWorkspace=workspace)
-        _write_meta(path, meta)
+        write_meta(path, meta)
     if workspace is None:
         workspace = deliver.send(calls.get_experiment_metadata(key), None).get("workspaceName")
     result.experiment_key = key
-    result.link = result.link or f"{client.root}/{workspace}/{project}/{key}"
-    events, result.damaged = read_events_checked(path)
-    if result.damaged:
-        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
-    continuing = bool(done) or meta.get("online") or meta.get("uploadedKey")
-    stored = _already_stored(deliver, key, events, done) if continuing else None
-    todo = [e for e in events if e.get("seq") not in done]
-    result.skipped = len(events) - len(todo)
-    has_stop = any(e.get("call", {}).get("path") == "write/experiment/stop" for e in events)
-    bar = _Progress(len(todo), f"uploading {os.path.basename(os.path.normpath(path))}", progress)
-    rid_base = f"{run_id}.{key}"
+    result.link = result.link or experiment_link(client.root, workspace, project, key)
+    continuing = not created and (bool(done) or meta.get("online") or meta.get("uploadedKey"))
+    events: Iterable[Any]
+    if continuing:  # the server may hold some unacknowledged points: read everything first
+        events, result.damaged = read_events_checked(path, metric_lines=True)
+        stored = _already_stored(deliver, key, events, done)  # type: ignore[arg-type]
+        total = len(events)  # type: ignore[arg-type]
+    else:  # a new experiment: send while reading (the server works while the log is read)
+        events = iter_events_checked(path, result.damaged, metric_lines=True)
+        stored = None
+        total = count_lines(path)
+    name = os.path.basename(os.path.normpath(path))
+    bar = _Progress(max(0, total - len(done)), f"uploading {name}", progress)
+    seen = 0  # events read
+    has_stop = False
+    last_ms = 0  # the latest timestamp, for closing a run that died
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
@@ -315,7 +336,7 @@ def _upload_locked(
                         result.errors.append(str(exc))
                     stop.set()
                     return
-                acks.write(("a " if exc is None else "f ") + str(seq) + "\n")
+                acks.write(ack_lines((seq,), exc is None))
                 if exc is None:
                     result.sent += 1
                 else:
@@ -324,25 +345,65 @@ def _upload_locked(
                         result.errors.append(str(exc))
                 bar.update()
 
-        def rid(tag: str) -> str:
-            return f"{rid_base}.{tag}"
+        def stored_batch(seqs: list[int]) -> None:
+            """Every event of a stored batch at once (one ack write, one progress update)."""
+            with lock:
+                acks.write(ack_lines(seqs))
+                result.sent += len(seqs)
+                bar.update(len(seqs))
 
-        def to_call(raw: dict[str, Any]) -> Call:
-            call = Call.from_json(raw)
+        def rid(tag: str) -> str:
+            return request_id(run_id, key, tag)
+
+        def to_call(raw: dict[str, Any] | MetricLine) -> Call:
+            if type(raw) is MetricLine:
+                raw = raw.event()["call"]
+            call = Call.from_json(raw)  # type: ignore[arg-type]  # a dict by now
             if call.experiment_key and call.experiment_key != key:
                 call = call.with_experiment_key(key)
             return call
 
-        def send_batch(kind: str, entries: list[tuple[int, dict[str, Any]]]) -> None:
+        fast = FastMetricEncoder(key)
+
+        def encode_metrics(part: Any) -> Call:
+            """The batch of ``part`` through the named fast path: a fast-read line's item text
+            as it is, any other metric event's item encoded."""
+            return fast.batch_call(
+                [e.item if type(e) is MetricLine else _metric_item(e) for _, e in part]
+            )
+
+        def send_batch(kind: str, entries: list[tuple[int, Any]]) -> None:
             to_item = _metric_item if kind == "metric" else _parameter_item
-            deliver.send_batch(kind, key, entries, to_item, to_call, rid, record)
+            deliver.send_batch(
+                kind,
+                key,
+                entries,
+                to_item,
+                to_call,
+                rid,
+                record,
+                encode_metrics if kind == "metric" else None,
+                stored=stored_batch,
+            )
             with lock:
                 acks.flush()
 
         pool = ThreadPoolExecutor(UPLOAD_IN_FLIGHT, thread_name_prefix="comet-upload")
         inflight: list[Future[None]] = []
-        runs: dict[str, list[tuple[int, dict[str, Any]]]] = {"metric": [], "parameter": []}
+        runs: dict[str, list[tuple[int, Any]]] = {"metric": [], "parameter": []}
         batching = settings.batch is not False
+
+        def collect(kind: str, seq: int, raw: Any) -> None:
+            """Add an event to the batch being collected; ship the batch once it is full."""
+            runs[kind].append((seq, raw))
+            if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                inflight.append(pool.submit(send_batch, kind, runs[kind]))
+                runs[kind] = []
+                while len(inflight) > UPLOAD_IN_FLIGHT:
+                    inflight.pop(0).result()
+            elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
+                send_batch(kind, runs[kind])
+                runs[kind] = []
 
         def drain() -> None:
             """Send what is collected and wait for every batch in flight (order barrier)."""
@@ -356,9 +417,29 @@ def _upload_locked(
                 inflight.pop(0).result()
 
         try:
-            for ev in todo:
+            for ev in events:
                 if stop.is_set():
                     break
+                seen += 1
+                if type(ev) is MetricLine:
+                    if ev.timestamp > last_ms:
+                        last_ms = ev.timestamp
+                    if ev.seq in done:
+                        result.skipped += 1
+                        continue
+                    if batching and not stored:  # the common case: not even parsed
+                        collect("metric", ev.seq, ev)
+                        continue
+                    ev = ev.event()
+                else:
+                    b = (ev.get("call") or {}).get("json")
+                    if isinstance(b, dict) and type(b.get("timestamp")) in (int, float):
+                        last_ms = max(last_ms, b["timestamp"])
+                    if (ev.get("call") or {}).get("path") == "write/experiment/stop":
+                        has_stop = True
+                    if ev.get("seq") in done:
+                        result.skipped += 1
+                        continue
                 seq: Any = ev.get("seq")  # an int, as RunStore.append writes it
                 body = (ev.get("call") or {}).get("json")
                 if stored and isinstance(body, dict) and "metricName" in body:
@@ -366,7 +447,7 @@ def _upload_locked(
                     if stored[k] > 0:  # stored before the ack was written: do not send twice
                         stored[k] -= 1
                         with lock:
-                            acks.write(f"a {seq}\n")
+                            acks.write(ack_lines((seq,)))
                             result.skipped += 1
                             bar.update()
                         continue
@@ -377,15 +458,7 @@ def _upload_locked(
                     if kind is not None and isinstance(raw.get("json"), dict):
                         # the raw event: its batch item is read straight from the JSON body,
                         # a Call is only made if it has to go per point
-                        runs[kind].append((seq, raw))
-                        if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
-                            inflight.append(pool.submit(send_batch, kind, runs[kind]))
-                            runs[kind] = []
-                            while len(inflight) > UPLOAD_IN_FLIGHT:
-                                inflight.pop(0).result()
-                        elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
-                            send_batch(kind, runs[kind])
-                            runs[kind] = []
+                        collect(kind, seq, raw)
                         continue
                     call = Call.from_json(raw)
                     if call.experiment_key and call.experiment_key != key:
@@ -425,37 +498,24 @@ def _upload_locked(
             with lock:
                 acks.flush()
     bar.close()
+    if result.damaged:
+        log.debug("%s: %s", path, result.damaged_summary())  # the CLI prints it in its summary
     if auth_error:
         log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
-    left = len(events) - len(read_acks(path))
+    left = seen - len(read_acks(path))
     if left:
         result.errors.append(f"{left} events were not stored; re-run to continue")
         return result
     if not has_stop and not meta.get("secondary"):
         # the run died before ending: close it on the server, marked as crashed
-        stamps = [(e.get("call") or {}).get("json") for e in events]
-        last = max(
-            (
-                b["timestamp"]
-                for b in stamps
-                if isinstance(b, dict) and type(b.get("timestamp")) in (int, float)
-            ),
-            default=0,
-        )
-        end_ms = int(last or meta.get("startTimeMillis") or time.time() * 1000)
-        deliver.send(calls.log_other(key, "status", "crashed", timestamp=end_ms), None)
-        deliver.send(calls.log_other(key, "hasCrashed", True, timestamp=end_ms), None)
-        deliver.send(
-            calls.set_start_end_time(
-                key, meta.get("startTimeMillis") if not meta.get("online") else None, end_ms
-            ),
-            None,
-        )
-        deliver.send(calls.stop_experiment(key), None)
+        end_ms = int(last_ms or meta.get("startTimeMillis") or time.time() * 1000)
+        start = meta.get("startTimeMillis") if not meta.get("online") else None
+        for call in closing_calls(key, "crashed", end_ms, start):  # as Experiment.end() does
+            deliver.send(call, None)
     meta = read_meta(path)
     meta["uploaded"] = True
-    _write_meta(path, meta)
+    write_meta(path, meta)
     result.complete = True
     return result
 
@@ -463,24 +523,15 @@ def _upload_locked(
 _KINDS = {"write/experiment/metric": "metric", "write/experiment/parameter": "parameter"}
 
 
-def _metric_item(raw: dict[str, Any]) -> dict[str, Any]:
+def _metric_item(raw: dict[str, Any] | MetricLine) -> dict[str, Any]:
     """The batch item of a recorded metric event (its JSON form, as in ``events.jsonl``)."""
-    b = raw["json"]
-    return {
-        "metricName": b["metricName"],
-        "metricValue": b["metricValue"],
-        "step": b.get("step"),
-        "epoch": b.get("epoch"),
-        "context": b.get("context"),
-        "timestamp": b.get("timestamp"),
-    }
+    if type(raw) is MetricLine:
+        return json.loads(raw.item)  # type: ignore[no-any-return]
+    return metric_item_of_body(raw["json"])  # type: ignore[index]
 
 
 def _parameter_item(raw: dict[str, Any]) -> dict[str, Any]:
-    b = raw["json"]
-    return parameter_item(
-        b["parameterName"], b.get("parameterValue"), b.get("step"), timestamp=b.get("timestamp")
-    )
+    return parameter_item_of_body(raw["json"])
 
 
 def upload_paths(

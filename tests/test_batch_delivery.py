@@ -301,3 +301,33 @@ def test_three_refused_batches_whose_points_pass_switch_batching_off(httpserver)
     paths = [req.path for req, _ in httpserver.log]
     assert paths.count(BATCH_PATH + "metric") == 3  # the fourth batch went per point at once
     assert paths.count("/api/rest/v2/write/experiment/metric") == 40
+
+
+def test_experiment_creation_waits_out_throttling(comet_env, reader, caplog) -> None:
+    """Creating the experiment during a 429 window waits as the sender would (Retry-After
+    honoured, one status line) instead of failing after three quick tries."""
+    comet_env.throttle(3.0, retry_after=1.0)
+    t0 = time.monotonic()
+    with caplog.at_level("WARNING", logger="comet_callbacks"):
+        exp = Experiment(project_name="batch", **QUIET)
+    waited = time.monotonic() - t0
+    assert exp.mode == "online" and exp.key
+    assert waited >= 2.0, waited  # it waited for the window, not 3 tries of 1 s
+    assert [r for r in caplog.records if "server busy (429)" in r.getMessage()]
+    exp.log_metric("loss", 0.5, step=1)
+    exp.end()
+    assert [p["step"] for p in reader.metrics(exp.key, "loss")] == [1]
+
+
+def test_experiment_creation_gives_up_at_the_deadline(comet_env) -> None:
+    """Past the cleaning timeout the 429 is reported, naming the server."""
+    from comet_callbacks.experiment import ExperimentError
+
+    comet_env.throttle(30.0, retry_after=2.0)
+    t0 = time.monotonic()
+    try:
+        with pytest.raises(ExperimentError, match="could not create the experiment.*429"):
+            Experiment(project_name="batch", **{**QUIET, "timeout_cleaning": 3})
+    finally:
+        comet_env.throttle(0)
+    assert time.monotonic() - t0 < 10

@@ -94,9 +94,17 @@ class WandbOffline(Peer):
 
     def stored(self, workdir: str) -> dict[str, int]:
         pattern = os.path.join(workdir, "wandb", "offline-run-*", "*.wandb")
-        deadline = time.monotonic() + 10
-        while not glob.glob(pattern) and time.monotonic() < deadline:
-            time.sleep(0.2)  # wandb-core may still be closing the run after finish()
+        # wandb-core may still be writing the run file after finish() returned (seen: the
+        # file missing for 10 s, or the last records missing): wait, untimed, until it exists
+        # and its size has been steady for a second
+        deadline = time.monotonic() + 30
+        sizes: list[int] = []
+        while time.monotonic() < deadline:
+            files = glob.glob(pattern)
+            sizes.append(sum(os.path.getsize(f) for f in files) if files else -1)
+            if len(sizes) >= 6 and sizes[-1] >= 0 and len(set(sizes[-6:])) == 1:
+                break
+            time.sleep(0.2)
         counts: dict[str, int] = {}
         for path in glob.glob(pattern):
             for k, v in run_file_counts(path).items():

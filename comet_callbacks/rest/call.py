@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import os
 import uuid
 from dataclasses import dataclass, field
@@ -90,6 +91,14 @@ class Call:
         if isinstance(body, dict) and "experimentKey" in body:
             body = {**body, "experimentKey": key}
         return Call(self.method, self.path, query, body, self.file, self.metadata, self.gzip)
+
+    def body_text(self) -> str | None:
+        """The JSON body as sent (compact, UTF-8 text, no NaN); a :class:`RawJSON` as it is."""
+        if self.json is None:
+            return None
+        if type(self.json) is RawJSON:
+            return self.json
+        return json.dumps(self.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"method": self.method, "path": self.path}

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ __all__ = [
     "Abandoned",
     "Deliverer",
     "batch_supported",
+    "request_id",
+    "send_waiting",
     "set_batch_supported",
     "BATCH_MAX_ITEMS",
     "BATCH_MAX_BYTES",
@@ -48,6 +51,8 @@ BATCH_MAX_BYTES = 1 << 20
 _UNSUPPORTED = frozenset({404, 405, 410, 501})
 #: This many 400s in a row on batches whose points then succeed one by one switch batching off.
 _BAD_BATCHES_OFF = 3
+
+log = logging.getLogger("comet_callbacks.rest")
 
 # Per server root and kind: True supported, False unsupported, absent unknown (try).
 _support: dict[tuple[str, str], bool] = {}
@@ -66,6 +71,46 @@ def set_batch_supported(root: str, kind: str, value: bool | None) -> None:
             _support.pop((root, kind), None)
         else:
             _support[(root, kind)] = value
+
+
+def send_waiting(client: RestClient, call: Call, deadline: float) -> Any:
+    """Send a synchronous call (creating the experiment, reading it back) and wait out the
+    server's transient answers per WIRE.md §6 — 408, 429, 5xx: ``Retry-After-Custom`` /
+    ``Retry-After`` honoured, full jitter otherwise — until ``deadline`` (``time.monotonic()``),
+    then raise the last error. No answer at all (refused, timed out) is retried only the
+    transport's few times, so the caller soon learns the server is unreachable (and can go on
+    offline). One status line says what it waits for."""
+    attempt = 0
+    while True:
+        try:
+            return client.send(call, retries=0)
+        except CometAPIError as exc:
+            if not policy.is_transient(exc):
+                raise
+            if exc.status is None and attempt >= client.transport.retries:
+                raise
+            given = policy.server_wait(exc)
+            wait = given if given is not None else policy.backoff(attempt)
+            if time.monotonic() + wait > deadline:
+                raise
+            log.log(
+                logging.WARNING if attempt == 0 else logging.DEBUG,
+                "comet_callbacks: %s on %s %s, retrying in %.1f s",
+                policy.describe(exc),
+                call.method,
+                call.path,
+                wait,
+            )
+            time.sleep(wait)
+            attempt += 1
+
+
+def request_id(run_id: str, experiment_key: str, tag: int | str) -> str:
+    """The ``X-Comet-Request-Id`` of an event (``tag`` its seq) or a batch (``tag``
+    ``"<first>-<last>"``): ``<run id>.<experiment key>.<tag>``. The live sender and
+    ``upload`` use it alike, so a retry carries the same id and an upload to a new experiment
+    never reuses an id of an earlier one."""
+    return f"{run_id}.{experiment_key}.{tag}"
 
 
 class Abandoned(Exception):
@@ -180,6 +225,8 @@ class Deliverer:
         rid: Callable[[str], str],
         done: Done,
         encode: Callable[[Sequence[tuple[int, Any]]], Call] | None = None,
+        *,
+        stored: Callable[[list[int]], None] | None = None,
     ) -> None:
         """Deliver ``entries`` (``(seq, event)`` in logging order) as ``kind`` batches.
 
@@ -187,6 +234,8 @@ class Deliverer:
         the request id for a tag (``"<first>-<last>"`` for a batch, ``"<seq>"`` per point).
         ``done(seq, error, call)`` is called once per event (``error`` None when stored).
         ``encode(part)``, if given, builds a part's batch call directly (the same request).
+        ``stored(seqs)``, if given, is called instead of ``done`` for the events of a stored
+        batch, all at once (one ack write per batch instead of one per event).
         """
         build = calls.log_metric_batch if kind == "metric" else calls.log_parameter_batch
         work: list[Sequence[tuple[int, Any]]] = [entries]
@@ -233,6 +282,9 @@ class Deliverer:
                 continue
             set_batch_supported(self.root, kind, True)
             self._bad_batches[kind] = 0
+            if stored is not None:
+                stored([seq for seq, _ in part])
+                continue
             for seq, _ in part:
                 done(seq, None, call)
 

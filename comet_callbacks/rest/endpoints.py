@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from .call import Call, FilePart
+from .call import Call, FilePart, RawJSON
 
 __all__ = [
     "Endpoints",
@@ -21,7 +22,12 @@ __all__ = [
     "encode_metric_value",
     "query_bool",
     "metric_item",
+    "metric_item_of_body",
     "parameter_item",
+    "parameter_item_of_body",
+    "FastMetricEncoder",
+    "closing_calls",
+    "experiment_link",
     "BATCH_METRIC_PATH",
     "BATCH_PARAMETER_PATH",
 ]
@@ -66,6 +72,29 @@ def metric_item(
     }
 
 
+def metric_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch item of a per-point metric body (as :meth:`Endpoints.log_metric` builds it
+    and the event log records it): the same point, all six keys."""
+    return {
+        "metricName": body["metricName"],
+        "metricValue": body["metricValue"],
+        "step": body.get("step"),
+        "epoch": body.get("epoch"),
+        "context": body.get("context"),
+        "timestamp": body.get("timestamp"),
+    }
+
+
+def parameter_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The batch item of a per-point parameter body (:meth:`Endpoints.log_parameter`)."""
+    return parameter_item(
+        body["parameterName"],
+        body.get("parameterValue"),
+        body.get("step"),
+        timestamp=body.get("timestamp"),
+    )
+
+
 def parameter_item(
     name: str,
     value: Any,
@@ -91,13 +120,153 @@ _PARAMETER_KEYS = ("parameterName", "parameterValue", "step", "source", "context
 
 def _items(values: Sequence[Mapping[str, Any]], keys: tuple[str, ...]) -> list[dict[str, Any]]:
     out = []
+    first = keys[0]
     for i, v in enumerate(values):
+        if type(v) is dict and type(v.get(first)) is str:  # the common case, checked cheaply
+            out.append({k: v.get(k) for k in keys})
+            continue
         if not isinstance(v, Mapping) or not isinstance(v.get(keys[0]), str):
             raise TypeError(
                 f"values[{i}] must be a mapping with a string {keys[0]!r}, got {v!r}"[:300]
             )
         out.append({k: v.get(k) for k in keys})
     return out
+
+
+class FastMetricEncoder:
+    """**Fast path** for metric points, the bulk of all traffic: formats the JSON text of
+    :meth:`Endpoints.log_metric`'s event-log line and of :meth:`Endpoints.log_metric_batch`'s
+    body directly from ``(name, value, step, epoch, context, time.time())`` tuples, about 5x
+    cheaper than building the dicts and ``json.dumps``-ing them.
+
+    It is the same encoding, not a second one: ``tests/test_sender_fastpath.py`` compares both
+    texts byte for byte with what the generic path (the endpoint method, then
+    :func:`~comet_callbacks.offline.event_line` or :meth:`Call.body_text`) makes of the same
+    points. Any change to those endpoints must keep that test passing.
+    """
+
+    __slots__ = ("key", "_key_json", "_names")
+
+    #: metric names whose JSON text is cached (a run has a handful; this bounds a runaway one)
+    NAME_CACHE = 100_000
+
+    def __init__(self, experiment_key: str) -> None:
+        self.key = experiment_key
+        self._key_json = json.dumps(experiment_key)
+        self._names: dict[str, str] = {}
+
+    def _name(self, name: str) -> str:
+        jn = self._names.get(name)
+        if jn is None:
+            jn = json.dumps(name, ensure_ascii=False)
+            if len(self._names) < self.NAME_CACHE:
+                self._names[name] = jn
+        return jn
+
+    @staticmethod
+    def _value(value: float | int) -> str:
+        if type(value) is float:
+            if value - value != 0.0:  # NaN or +-Inf: strings on the wire (WIRE.md §1)
+                return '"NaN"' if value != value else ('"Infinity"' if value > 0 else '"-Infinity"')
+            return repr(value)
+        return str(int(value))
+
+    def event_line(self, seq: int, item: tuple[Any, ...]) -> str:
+        """The event-log line (no newline) of ``calls.log_metric(key, *item)`` numbered ``seq``."""
+        name, value, step, epoch, context, t = item
+        tail = ""
+        if context is not None:
+            tail += ',"context":' + json.dumps(context, ensure_ascii=False)
+        if step is not None:
+            tail += ',"step":' + str(step)
+        if epoch is not None:
+            tail += ',"epoch":' + str(epoch)
+        return (
+            f'{{"seq":{seq},"call":{{"method":"POST","path":"write/experiment/metric",'
+            f'"json":{{"experimentKey":{self._key_json},"metricName":{self._name(name)},'
+            f'"metricValue":{self._value(value)}{tail},"timestamp":{int(t * 1000)}}}}}}}'
+        )
+
+    @staticmethod
+    def item_of_line(line: str) -> tuple[int, str, int] | None:
+        """``(seq, batch item JSON text, timestamp)`` of an event-log line exactly as
+        :meth:`event_line` writes it, without parsing the JSON (``upload`` reads millions);
+        None for any other line, which the caller then parses the generic way.
+
+        Only the canonical text is taken (names and contexts without ``\\u`` escapes but for
+        control characters, numbers as ``repr``/``str`` write them), so the item is byte for
+        byte :func:`metric_item_of_body` of the parsed line.
+        """
+        m = _METRIC_LINE.match(line)
+        if m is None:
+            return None
+        seq, name, value, context, step, epoch, ts = m.groups()
+        if value[0] != '"' and value != (
+            repr(float(value)) if "." in value or "e" in value else str(int(value))
+        ):
+            return None  # e.g. 1E5, 1e400: not what json.dumps writes of the parsed number
+        item = (
+            f'{{"metricName":{name},"metricValue":{value},"step":{step or "null"},'
+            f'"epoch":{epoch or "null"},"context":{context or "null"},"timestamp":{ts}}}'
+        )
+        return int(seq), item, int(ts)
+
+    def batch_call(self, items: Sequence[tuple[Any, ...] | Mapping[str, Any] | str]) -> Call:
+        """``calls.log_metric_batch(key, ...)`` of these points: each a metric tuple, a batch
+        item dict (:func:`metric_item_of_body` of an event read back from disk) or a batch
+        item's JSON text (:meth:`item_of_line`)."""
+        texts = []
+        for item in items:
+            if type(item) is str:
+                texts.append(item)
+                continue
+            if type(item) is not tuple:
+                texts.append(
+                    json.dumps(item, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+                )
+                continue
+            name, value, step, epoch, context, t = item
+            texts.append(
+                f'{{"metricName":{self._name(name)},"metricValue":{self._value(value)},'
+                f'"step":{"null" if step is None else int(step)},'
+                f'"epoch":{"null" if epoch is None else int(epoch)},'
+                f'"context":{"null" if context is None else json.dumps(context, ensure_ascii=False)},'
+                f'"timestamp":{int(t * 1000)}}}'
+            )
+        body = f'{{"experimentKey":{self._key_json},"values":[{",".join(texts)}]}}'
+        return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
+
+
+_JSTR = r'"(?:[^"\\\x00-\x1f]|\\["\\bfnrt]|\\u00[01][0-9a-f])*"'  # as json.dumps writes it
+_JINT = r"(?:0|-?[1-9][0-9]*)"
+#: A metric line of the event log as :meth:`FastMetricEncoder.event_line` writes it.
+_METRIC_LINE = re.compile(
+    r'\{"seq":(0|[1-9][0-9]*),"call":\{"method":"POST","path":"write/experiment/metric",'
+    r'"json":\{"experimentKey":"[^"\\]*","metricName":(' + _JSTR + r'),"metricValue":('
+    r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[-+][0-9]+)?|"NaN"|"Infinity"|"-Infinity")'
+    r'(?:,"context":(' + _JSTR + r'))?(?:,"step":(' + _JINT + r'))?(?:,"epoch":(' + _JINT + r"))?"
+    r',"timestamp":(' + _JINT + r")\}\}\}\n?$"
+)
+
+
+def closing_calls(
+    experiment_key: str, status: str, end_ms: int, start_ms: int | None = None
+) -> list[Call]:
+    """The calls that end an experiment, in order: its status (and ``hasCrashed`` unless it
+    succeeded), its start/end time (``start_ms`` None keeps the server's start) and ``stop``.
+    Sent by ``Experiment.end()`` and, for a run that died before ending, by ``upload``."""
+    out = [calls.log_other(experiment_key, "status", status, timestamp=end_ms)]
+    if status != "success":
+        out.append(calls.log_other(experiment_key, "hasCrashed", True, timestamp=end_ms))
+    out.append(calls.set_start_end_time(experiment_key, start_ms, end_ms))
+    out.append(calls.stop_experiment(experiment_key))
+    return out
+
+
+def experiment_link(root: str, workspace: str | None, project: str, experiment_key: str) -> str:
+    """The experiment's page when the server did not give a ``link``: ``<root>/<workspace>/
+    <project>/<key>``."""
+    return f"{root.rstrip('/')}/{workspace}/{project}/{experiment_key}"
 
 
 def _q(**kw: Any) -> dict[str, str]:

@@ -27,7 +27,7 @@ from urllib3.util.retry import Retry
 from .. import __version__
 from ..config import register_secret, scrub
 from . import retry as policy
-from .call import Call, MultipartStream, RawJSON
+from .call import Call, MultipartStream
 from .errors import CometAPIError, CometConnectionError, CometTimeoutError, error_for_status
 
 __all__ = [
@@ -188,10 +188,7 @@ class Transport:
             kwargs["timeout"] = (t, max(self.upload_timeout, t))
         else:
             if call.json is not None:
-                data = json.dumps(
-                    call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                )
-                kwargs["data"] = data.encode("utf-8")
+                kwargs["data"] = call.body_text().encode("utf-8")  # type: ignore[union-attr]
                 kwargs["headers"] = {"Content-Type": "application/json", **extra}
             elif extra:
                 kwargs["headers"] = extra
@@ -225,12 +222,7 @@ class Transport:
         headers.update(extra)
         body = None
         if call.json is not None:
-            if type(call.json) is RawJSON:
-                body = call.json.encode("utf-8")
-            else:
-                body = json.dumps(
-                    call.json, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-                ).encode("utf-8")
+            body = call.body_text().encode("utf-8")  # type: ignore[union-attr]
             if call.gzip:  # BATCH.md §2; mtime=0: the same batch is the same bytes
                 body = gzip.compress(body, compresslevel=1, mtime=0)
                 headers["Content-Type"] = "application/json;charset=utf-8"

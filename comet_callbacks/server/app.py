@@ -51,6 +51,27 @@ ALIAS = "/clientlib/rest/v2/"
 #: A ``\uD800``-``\uDFFF`` escape: JSON may carry a lone surrogate, which SQLite cannot store.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
+try:  # the server extra's fast JSON parser, for the batch bodies (thousands of items each)
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - the server extra installs it
+    _orjson = None  # type: ignore[assignment]
+
+
+#: 19 digits in a row: an integer orjson would turn into a float (json keeps it exact)
+_LONG_DIGITS = re.compile(rb"[0-9]{19}")
+
+
+def _loads_batch(data: bytes) -> Any:
+    """A batch body parsed with orjson, about 3x cheaper than ``json``; whatever orjson refuses
+    (NaN literals, lone surrogates...) or would read differently (integers beyond 64 bits) is
+    left to ``json.loads``, so the server reads exactly what it did without it."""
+    if _orjson is not None and _LONG_DIGITS.search(data) is None:
+        try:
+            return _orjson.loads(data)
+        except _orjson.JSONDecodeError:
+            pass
+    return json.loads(data)
+
 
 class CometJSON(JSONResponse):
     """``application/json`` (no charset), compact, finite-only JSON."""
@@ -211,7 +232,7 @@ def make_endpoint(app_state: dict[str, Any], rt: Route) -> Any:
                     parsed: Any = {}
                 else:
                     try:
-                        parsed = json.loads(data)
+                        parsed = _loads_batch(data) if is_batch else json.loads(data)
                     except (ValueError, UnicodeDecodeError):
                         raise ApiError(400, "body: malformed JSON") from None
                     except RecursionError:

@@ -56,7 +56,8 @@ def _epoch(field: str, v: Any) -> int | None:
 
 
 def _metric_values(values: Any) -> list[tuple[Any, ...]]:
-    """``(name, value, step, epoch, context, timestamp)`` per item, checked.
+    """``(name, number, text, step, epoch, context, timestamp)`` per item, checked; ``number``
+    and ``text`` are the two value columns (:func:`_columns`).
 
     The common item (a string name, a float or int value, integer or null step/epoch/
     timestamp, string or null context) is checked inline, several times faster than the
@@ -65,7 +66,7 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
     """
     if not isinstance(values, list):
         raise bad("values", "expected list")
-    out = []
+    out: list[tuple[Any, ...]] = []
     for i, v in enumerate(values):
         if type(v) is dict:
             name, value = v.get("metricName"), v.get("metricValue")
@@ -91,7 +92,12 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
                         raise bad(f"values[{i}].epoch", "expected number")
                 elif epoch is not None and not INT64_MIN <= epoch <= INT64_MAX:
                     raise bad(f"values[{i}].epoch", "integer out of int64 range")
-                out.append((name, float(value), step, epoch, ctx, ts))  # type: ignore[arg-type]  # a checked number
+                f = float(value)  # type: ignore[arg-type]  # a checked number
+                if f - f == 0.0:  # finite: the common case, text_of() inlined
+                    text = str(int(f)) if f.is_integer() and -1e16 < f < 1e16 else repr(f)
+                    out.append((name, f, text, step, epoch, ctx, ts))
+                else:
+                    out.append((name, None, text_of(f), step, epoch, ctx, ts))
                 continue
         prefix = f"values[{i}]"
         if v is None:
@@ -99,10 +105,12 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
         item = validate(METRIC_ITEM, v, prefix=prefix + ".")
         if not item["metricName"]:
             raise bad(f"values[{i}].metricName", "must not be empty")
+        value = metric_value(prefix + ".metricValue", item["metricValue"])
         out.append(
             (
                 item["metricName"],
-                metric_value(prefix + ".metricValue", item["metricValue"]),
+                _finite(value),
+                text_of(value),
                 item["step"],
                 _epoch(prefix + ".epoch", item["epoch"]),
                 item["context"],
@@ -135,17 +143,8 @@ def batch_metric(ctx: Ctx) -> dict[str, Any]:
     exp = ctx.exp(ctx.body["experimentKey"])
     key, now = exp["key"], ctx.now
     rows = [
-        (
-            key,
-            name,
-            _finite(value),
-            text_of(value),
-            ts if ts is not None else now,
-            step,
-            epoch,
-            context,
-        )
-        for name, value, step, epoch, context, ts in ctx.body["values"]
+        (key, name, number, text, now if ts is None else ts, step, epoch, context)
+        for name, number, text, step, epoch, context, ts in ctx.body["values"]
     ]
     ctx.tx.conn.executemany(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
