@@ -1,7 +1,7 @@
 """Checkpoint folders and logs of the Hugging Face ``Trainer``, as the transformers
 integration (``transformers.py``) reads and writes them: where the experiment key is stored
-for a resume, which checkpoint files are training state rather than model, and how Trainer
-log keys become metric names."""
+for a resume, which checkpoint files are training state rather than model, how Trainer
+log keys become metric names, and which folder is uploaded as the final model."""
 
 from __future__ import annotations
 
