@@ -1,14 +1,21 @@
 """Checkpoint folders and logs of the Hugging Face ``Trainer``, as the transformers
 integration (``transformers.py``) reads and writes them: where the experiment key is stored
-for a resume, which checkpoint files are training state rather than model, and how Trainer
-log keys become metric names."""
+for a resume, which checkpoint files are training state rather than model, how Trainer
+log keys become metric names, and which folder is uploaded as the final model."""
 
 from __future__ import annotations
 
 import json
+import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
+
+from comet_callbacks.experiment import Experiment
+
+from ._toolkit import log_final_model
+
+log = logging.getLogger("comet_callbacks")
 
 #: Written into each checkpoint folder by the main process: ``{"experiment_key": ...}``.
 KEY_FILE = "comet_experiment.json"
@@ -103,3 +110,64 @@ def last_checkpoint(output_dir: str) -> str | None:
     if not names:
         return None
     return os.path.join(output_dir, max(names, key=lambda n: int(n[11:])))
+
+
+def log_trainer_model(
+    exp: Experiment,
+    args: Any,
+    state: Any,
+    model: Any,
+    processor: Any,
+    name: str,
+    mode: bool | str,
+    registry_name: str | None,
+) -> None:
+    """Upload the final (or best) model with its processor as the experiment model ``name``
+    (``mode``: the ``log_model`` in force); register it when asked."""
+    best = state.best_model_checkpoint
+    sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
+    source = None
+    if mode == "best" and not args.load_best_model_at_end and best:
+        source = best  # the model in memory is the last one, not the best
+    elif sharded or model is None or (mode == "last" and args.load_best_model_at_end):
+        # a sharded model cannot be saved from one rank, and "last" asks for the last state
+        # where the best was loaded at the end: take what the Trainer saved
+        source = last_checkpoint(args.output_dir)
+        if source is None:
+            log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
+            return
+    if source is not None and os.path.isdir(source):
+        folder = source  # its model files, as the Trainer saved them (the core snapshots)
+    else:
+        folder = os.path.join(exp.scratch_folder(), name)
+        model.save_pretrained(folder)
+        if processor is not None and hasattr(processor, "save_pretrained"):
+            processor.save_pretrained(folder)
+    log_final_model(
+        exp,
+        name,
+        folder,
+        registry_name=registry_name,
+        skip=training_state,
+        metadata={"global_step": state.global_step, "best_checkpoint": best},
+        step=state.global_step,
+    )
+
+
+def remember_in_state(state: Any, callback_name: str, entry: Callable[[], Any]) -> None:
+    """Make sure ``trainer_state.json`` can hold the callback's entry: a checkpoint saved
+    without the callback would otherwise make the Trainer's next save fail on a missing key."""
+    stored = getattr(state, "stateful_callbacks", None)
+    if isinstance(stored, dict) and callback_name not in stored:
+        stored[callback_name] = entry()
+
+
+def json_args(arguments: Mapping[str, Any]) -> dict[str, Any]:
+    """The callback's JSON-safe constructor arguments, to rebuild it from ``trainer_state.json``
+    (None values and secrets left out: the API key is never written to disk)."""
+    out: dict[str, Any] = {}
+    for k, v in arguments.items():
+        if v is not None and isinstance(v, (str, int, float, bool, list, tuple)):
+            if k not in ("api_key", "experiment_key"):  # never write secrets to disk
+                out[k] = list(v) if isinstance(v, tuple) else v
+    return out

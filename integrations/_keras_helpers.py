@@ -1,7 +1,7 @@
 """What the Keras integration (``keras.py``) needs besides its callback's hooks: ``autolog()``
 (re-exported there), which patches ``keras.Model.fit`` so every ``fit()`` gets a
 :class:`~.keras.CometCallback`; the files of the checkpoints it watches; the model's
-description."""
+description; backend values as numbers and the optimizer's step counters."""
 
 from __future__ import annotations
 
@@ -11,15 +11,61 @@ import inspect
 import logging
 import os
 import re
+from collections.abc import Mapping
 from typing import Any
 
 import keras
 
-from ._params import fit_arguments
+from comet_callbacks.experiment import Experiment
 
-__all__ = ["autolog", "checkpoint_files", "model_description"]
+from ._params import fit_arguments
+from ._toolkit import FileVersions, numbers, warn_once
+
+__all__ = [
+    "autolog",
+    "checkpoint_files",
+    "keras_numbers",
+    "log_description",
+    "log_new_checkpoints",
+    "model_description",
+    "optimizer_steps",
+    "raw_iterations",
+]
 
 log = logging.getLogger("comet_callbacks")
+
+
+def keras_numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
+    """Numeric log entries; backend tensors without ``.item()`` (TensorFlow) go through NumPy."""
+    plain = {
+        k: v if hasattr(v, "item") or isinstance(v, (int, float)) else _to_numpy(v)
+        for k, v in (logs or {}).items()
+    }
+    return numbers(plain, prefix)
+
+
+def _to_numpy(value: Any) -> Any:
+    try:
+        return keras.ops.convert_to_numpy(value)
+    except Exception:
+        return value
+
+
+def optimizer_steps(model: Any) -> int | None:
+    """``optimizer.iterations`` (the optimizer steps taken), None without an optimizer."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return None
+    return int(keras.ops.convert_to_numpy(opt.iterations))
+
+
+def raw_iterations(model: Any) -> int:
+    """The optimizer's raw iteration counter (batches, gradient accumulation included)."""
+    opt = getattr(model, "optimizer", None)
+    if opt is None:
+        return 0
+    raw = getattr(opt, "_iterations", None)
+    return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
 
 
 def checkpoint_files(checkpoints: list[Any]) -> list[str]:
@@ -119,3 +165,37 @@ def autolog(disable: bool = False, **callback_kwargs: Any) -> None:
 
     fit.comet_autolog = True  # type: ignore[attr-defined]
     model_cls.fit = fit
+
+
+def log_description(exp: Experiment, model: Any) -> None:
+    """The model's graph (its architecture, else its summary) and ``model_summary.txt``."""
+    graph, summary = model_description(model)
+    if graph or summary:
+        exp.set_model_graph(graph or summary)
+    if summary:
+        exp.log_asset(summary.encode("utf-8"), file_name="model_summary.txt")
+
+
+def log_new_checkpoints(
+    exp: Experiment,
+    name: str,
+    checkpoints: list[Any],
+    versions: FileVersions,
+    reported: set[str],
+    step: int | None,
+) -> None:
+    """Hand the core each new version of the watched checkpoint files, as the model ``name``;
+    without any checkpoint to watch, one warning."""
+    if not checkpoints:
+        warn_once(
+            reported,
+            "no-checkpoint",
+            "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
+            "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
+        )
+        return
+    for path in checkpoint_files(checkpoints):
+        if not versions.is_new(path):
+            continue
+        # the core snapshots it: ModelCheckpoint rewrites the file in place later
+        exp.log_model(name, path, overwrite=True, step=step)

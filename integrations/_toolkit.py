@@ -14,8 +14,8 @@ these pieces, so the three frameworks behave the same way and a fix lands once:
 * :func:`log_final_model`: log the final model and register it; :class:`FileVersions`: each
   version of a checkpoint file handed to the core once.
 * :func:`reopen`: continue an ended experiment for a later ``evaluate()``.
-* :func:`global_rank` and :func:`join_as_secondary`: rank handling; non-zero ranks send only
-  their system metrics when ``COMET_DISTRIBUTED_SYSTEM_METRICS`` is on.
+* :func:`global_rank`, :func:`share_key` and :func:`join_as_secondary`: rank handling;
+  non-zero ranks send only their system metrics when ``COMET_DISTRIBUTED_SYSTEM_METRICS`` is on.
 """
 
 from __future__ import annotations
@@ -47,6 +47,7 @@ __all__ = [
     "non_settings",
     "reopen",
     "settings_from",
+    "share_key",
     "warn_once",
 ]
 
@@ -338,6 +339,22 @@ def join_as_secondary(
             exc,
         )
         return None
+
+
+def share_key(
+    settings: Settings,
+    key: str | None,
+    rank: int,
+    reported: set[str],
+    *,
+    fallback: str | None = None,
+    joined: Experiment | None = None,
+) -> Experiment | None:
+    """A collective, called on every rank: rank 0's experiment ``key`` is broadcast (else
+    ``fallback``) and a non-zero rank joins it as a secondary (:func:`join_as_secondary`),
+    unless it already has one (``joined``, returned as is). Returns this rank's secondary."""
+    shared = distributed.broadcast_key(key if rank == 0 else None) or fallback
+    return joined if joined is not None else join_as_secondary(settings, shared, rank, reported)
 
 
 # ------------------------------------------------------------------------------ settings

@@ -22,46 +22,35 @@ from typing import Any
 import keras
 
 from comet_callbacks.config import Settings
-from comet_callbacks.distributed import broadcast_key
 from comet_callbacks.experiment import Experiment
 
 from ._keras_helpers import _patched as _patched  # re-exported (module state, for tests)
-from ._keras_helpers import autolog, checkpoint_files, model_description
+from ._keras_helpers import (
+    autolog,
+    checkpoint_files,
+    log_description,
+    log_new_checkpoints,
+    optimizer_steps,
+    raw_iterations,
+)
+from ._keras_helpers import keras_numbers as _numbers
 from ._params import keras_parameters
 from ._toolkit import (
     FileVersions,
     ModelPolicy,
     global_rank,
     guarded,
-    join_as_secondary,
     log_final_model,
     non_settings,
-    numbers,
     open_experiment,
     reopen,
     settings_from,
-    warn_once,
+    share_key,
 )
 
 __all__ = ["CometCallback", "autolog"]
 
 log = logging.getLogger("comet_callbacks")
-
-
-def _numbers(logs: Mapping[str, Any] | None, prefix: str = "") -> dict[str, float | int]:
-    """Numeric log entries; backend tensors without ``.item()`` (TensorFlow) go through NumPy."""
-    plain = {
-        k: v if hasattr(v, "item") or isinstance(v, (int, float)) else _to_numpy(v)
-        for k, v in (logs or {}).items()
-    }
-    return numbers(plain, prefix)
-
-
-def _to_numpy(value: Any) -> Any:
-    try:
-        return keras.ops.convert_to_numpy(value)
-    except Exception:
-        return value
 
 
 class CometCallback(keras.callbacks.Callback):
@@ -173,9 +162,8 @@ class CometCallback(keras.callbacks.Callback):
             exp = self._reopen(exp) if self._owns else None
         if self.settings.distributed_system_metrics and not self._key_shared:
             self._key_shared = True  # a collective: once per callback on every rank
-            key = broadcast_key(exp.key if exp is not None else None)
-            key = key or self.settings.experiment_key
-            self._secondary = join_as_secondary(self.settings, key, rank, self._reported)
+            key, fallback = exp.key if exp is not None else None, self.settings.experiment_key
+            self._secondary = share_key(self.settings, key, rank, self._reported, fallback=fallback)
         if exp is not None:
             self._exp, self._key = exp, exp.key
         return exp
@@ -230,31 +218,10 @@ class CometCallback(keras.callbacks.Callback):
     def _policy(self) -> ModelPolicy:
         return ModelPolicy.of(self._log_model, self.settings)
 
-    def _iterations(self) -> int | None:
-        """``optimizer.iterations`` (the optimizer steps taken), None without an optimizer."""
-        opt = getattr(self.model, "optimizer", None)
-        if opt is None:
-            return None
-        return int(keras.ops.convert_to_numpy(opt.iterations))
-
-    def _raw_iterations(self) -> int:
-        opt = getattr(self.model, "optimizer", None)
-        if opt is None:
-            return 0
-        raw = getattr(opt, "_iterations", None)
-        return int(keras.ops.convert_to_numpy(raw if raw is not None else opt.iterations))
-
     # ------------------------------------------------------------------ parameters and graph
 
     def _parameters(self) -> dict[str, Any]:
         return keras_parameters(self.model, self.params or {}, self._fit_args)
-
-    def _log_model_description(self, exp: Experiment) -> None:
-        graph, summary = model_description(self.model)
-        if graph or summary:
-            exp.set_model_graph(graph or summary)
-        if summary:
-            exp.log_asset(summary.encode("utf-8"), file_name="model_summary.txt")
 
     # ------------------------------------------------------------------ training hooks
 
@@ -270,11 +237,11 @@ class CometCallback(keras.callbacks.Callback):
         if exp.settings.auto_log_parameters:
             exp.log_parameters(self._parameters())
         if exp.settings.auto_log_graph:
-            self._log_model_description(exp)
+            log_description(exp, self.model)
         opt = getattr(self.model, "optimizer", None)
         self._accumulation = int(getattr(opt, "gradient_accumulation_steps", None) or 1)
         self._per_execution = max(1, int(getattr(self.model, "steps_per_execution", 1) or 1))
-        self._raw_start = self._raw_iterations()
+        self._raw_start = raw_iterations(self.model)
         if self._upload_checkpoints():
             # only files written from now on are uploaded
             self._versions.clear()
@@ -285,7 +252,7 @@ class CometCallback(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch: int, logs: Mapping[str, Any] | None = None) -> None:
         if self._exp is None or self._exp.ended:
             return
-        self._raw_start = self._raw_iterations()
+        self._raw_start = raw_iterations(self.model)
         self._exp.set_epoch(epoch)
 
     @guarded
@@ -293,7 +260,7 @@ class CometCallback(keras.callbacks.Callback):
         exp = self._exp
         if exp is None or exp.ended:
             return
-        step = self._iterations()
+        step = optimizer_steps(self.model)
         if exp.settings.auto_log_metrics:
             exp.log_metrics(_numbers(logs), step=step, epoch=epoch)
         if self._upload_checkpoints():
@@ -331,7 +298,7 @@ class CometCallback(keras.callbacks.Callback):
             return
         exp.set_epoch(None)  # what follows (model, evaluation) belongs to no epoch
         if self._upload_checkpoints():
-            self._log_new_checkpoints(exp, self._iterations())
+            self._log_new_checkpoints(exp, optimizer_steps(self.model))
         try:
             if self._policy().enabled:
                 self._log_final_model(exp)  # may raise (a model Keras cannot save)...
@@ -355,7 +322,7 @@ class CometCallback(keras.callbacks.Callback):
         if exp is None or exp.ended:
             return
         if exp.settings.auto_log_metrics:
-            exp.log_metrics(_numbers(logs, prefix="eval_"), step=self._iterations())
+            exp.log_metrics(_numbers(logs, prefix="eval_"), step=optimizer_steps(self.model))
         self._close("success")
 
     # ------------------------------------------------------------------ models
@@ -370,7 +337,7 @@ class CometCallback(keras.callbacks.Callback):
             registry_name=self._registry_name,
             metadata={"format": "keras", "keras_backend": keras.backend.backend()},
             overwrite=True,
-            step=self._iterations(),
+            step=optimizer_steps(self.model),
         )
 
     def _upload_checkpoints(self) -> bool:
@@ -379,16 +346,5 @@ class CometCallback(keras.callbacks.Callback):
         return self._policy().each_checkpoint
 
     def _log_new_checkpoints(self, exp: Experiment, step: int | None) -> None:
-        if not self._checkpoints:
-            warn_once(
-                self._reported,
-                "no-checkpoint",
-                "comet_callbacks: checkpoint upload is on but no checkpoint was given: pass "
-                "CometCallback(checkpoint=<your ModelCheckpoint>) (autolog finds them itself)",
-            )
-            return
-        for path in checkpoint_files(self._checkpoints):
-            if not self._versions.is_new(path):
-                continue
-            # the core snapshots it: ModelCheckpoint rewrites the file in place later
-            exp.log_model(f"{self.model_name}-checkpoints", path, overwrite=True, step=step)
+        name, files = f"{self.model_name}-checkpoints", self._checkpoints
+        log_new_checkpoints(exp, name, files, self._versions, self._reported, step)

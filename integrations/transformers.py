@@ -21,7 +21,6 @@ logged: README, "What each integration logs". Lifecycle decisions (and why):
 
 from __future__ import annotations
 
-import logging
 import os
 from collections.abc import Mapping
 from typing import Any
@@ -37,15 +36,16 @@ except ImportError:  # pragma: no cover - older transformers: resume uses comet_
 
 
 from comet_callbacks.config import Settings
-from comet_callbacks.distributed import broadcast_key, global_rank
+from comet_callbacks.distributed import global_rank
 from comet_callbacks.experiment import Experiment
 
 from ._hf_checkpoints import (
     KEY_FILE,
-    last_checkpoint,
+    json_args,
+    log_trainer_model,
+    remember_in_state,
     rewrite_logs,
     stored_key,
-    training_state,
     unmutated,
     write_key,
 )
@@ -53,19 +53,16 @@ from ._params import trainer_parameters
 from ._toolkit import (
     ModelPolicy,
     guarded,
-    join_as_secondary,
-    log_final_model,
     non_settings,
     numbers,
     open_experiment,
     parse_log_model,
     reopen,
     settings_from,
+    share_key,
 )
 
 __all__ = ["CometCallback", "rewrite_logs", "KEY_FILE"]
-
-log = logging.getLogger("comet_callbacks")
 
 
 class CometCallback(TrainerCallback, ExportableState):
@@ -153,16 +150,14 @@ class CometCallback(TrainerCallback, ExportableState):
         """Saved into ``trainer_state.json`` with each checkpoint: the experiment key, so that a
         resumed training continues the same experiment; ``args`` rebuild this callback when the
         Trainer restores callback states (JSON-safe constructor arguments only)."""
-        args: dict[str, Any] = {}
-        for k, v in (
-            ("log_model", self._log_model_arg),
-            ("model_name", self._model_name),
-            ("registry_name", self._registry_arg),
-            *self._experiment_kwargs.items(),
-        ):
-            if v is not None and isinstance(v, (str, int, float, bool, list, tuple)):
-                if k not in ("api_key", "experiment_key"):  # never write secrets to disk
-                    args[k] = list(v) if isinstance(v, tuple) else v
+        args = json_args(
+            {
+                "log_model": self._log_model_arg,
+                "model_name": self._model_name,
+                "registry_name": self._registry_arg,
+                **self._experiment_kwargs,
+            }
+        )
         return {"args": args, "attributes": {"_saved_experiment_key": self._key}}
 
     # ------------------------------------------------------------------ experiment lifecycle
@@ -247,7 +242,7 @@ class CometCallback(TrainerCallback, ExportableState):
             if state.is_world_process_zero
             else None
         )
-        self._remember_in_state(state)
+        remember_in_state(state, type(self).__name__, self.state)
         try:
             if self._training and self._exp is not None and not self._exp.ended:
                 # the previous train() of this callback never reached on_train_end: it raised
@@ -263,21 +258,11 @@ class CometCallback(TrainerCallback, ExportableState):
                 self._log_setup(args, state, model)
         finally:
             # a collective: every rank reaches it, whatever happened above on rank 0
-            if self.settings.distributed_system_metrics:
-                self._join_as_secondary(state)
-
-    def _remember_in_state(self, state: Any) -> None:
-        """Make sure ``trainer_state.json`` can hold our entry: a checkpoint saved without this
-        callback would otherwise make the Trainer's next save fail on a missing key."""
-        stored = getattr(state, "stateful_callbacks", None)
-        if isinstance(stored, dict) and type(self).__name__ not in stored:
-            stored[type(self).__name__] = self.state()
-
-    def _join_as_secondary(self, state: Any) -> None:
-        """Every rank: share rank 0's key (a collective); non-zero ranks send system metrics."""
-        key = broadcast_key(self._key if state.is_world_process_zero else None)
-        if not state.is_world_process_zero and self._secondary is None:
-            self._secondary = join_as_secondary(self.settings, key, global_rank(), self._reported)
+            if self.settings.distributed_system_metrics:  # rank 0 shares its key
+                rank = 0 if state.is_world_process_zero else global_rank()
+                self._secondary = share_key(
+                    self.settings, self._key, rank, self._reported, joined=self._secondary
+                )
 
     @guarded
     def on_log(
@@ -351,7 +336,10 @@ class CometCallback(TrainerCallback, ExportableState):
         exp = self.experiment
         try:
             if exp is not None and self.log_model:
-                self._log_final_model(args, state, model, processing_class or tokenizer)
+                processor = processing_class or tokenizer
+                name = self._model_name or (type(model).__name__ if model is not None else "model")
+                mode, registry = self.log_model, self._registry_arg
+                log_trainer_model(exp, args, state, model, processor, name, mode, registry)
         finally:
             if exp is not None and exp.mode == "offline" and exp is not self._user_experiment:
                 # An offline experiment cannot be continued by key into the same run: keep it
@@ -359,37 +347,3 @@ class CometCallback(TrainerCallback, ExportableState):
                 self._kept_open = True
             else:
                 self._end("success")
-
-    def _log_final_model(self, args: Any, state: Any, model: Any, processor: Any) -> None:
-        """Upload the final (or best) model with its processor; register it when asked."""
-        exp = self._exp
-        assert exp is not None
-        name = self._model_name or (type(model).__name__ if model is not None else "model")
-        best = state.best_model_checkpoint
-        sharded = bool(getattr(args, "deepspeed", None) or getattr(args, "fsdp", None))
-        source = None
-        if self.log_model == "best" and not args.load_best_model_at_end and best:
-            source = best  # the model in memory is the last one, not the best
-        elif sharded or model is None or (self.log_model == "last" and args.load_best_model_at_end):
-            # a sharded model cannot be saved from one rank, and "last" asks for the last state
-            # where the best was loaded at the end: take what the Trainer saved
-            source = last_checkpoint(args.output_dir)
-            if source is None:
-                log.warning("comet_callbacks: no checkpoint to upload as model %r", name)
-                return
-        if source is not None and os.path.isdir(source):
-            folder = source  # its model files, as the Trainer saved them (the core snapshots)
-        else:
-            folder = os.path.join(exp.scratch_folder(), name)
-            model.save_pretrained(folder)
-            if processor is not None and hasattr(processor, "save_pretrained"):
-                processor.save_pretrained(folder)
-        log_final_model(
-            exp,
-            name,
-            folder,
-            registry_name=self._registry_arg,
-            skip=training_state,
-            metadata={"global_step": state.global_step, "best_checkpoint": best},
-            step=state.global_step,
-        )
