@@ -12,6 +12,7 @@ import os
 import signal
 import socket
 import sys
+from typing import Any
 from pathlib import Path
 
 from .routes import Limits
@@ -79,11 +80,27 @@ def build_parser(prog: str = "comet-callbacks server") -> argparse.ArgumentParse
 
 
 class _Terminated(Exception):
-    """SIGTERM arrived: leave like Ctrl-C does, through the ``finally`` that closes the store."""
+    """SIGTERM arrived before the server started: leave through the ``finally`` that closes the
+    store."""
 
 
-def _on_sigterm(signum: int, frame: object) -> None:
-    raise _Terminated
+class _SigTerm:
+    """SIGTERM, from the first line printed until the server has shut down: before the server
+    runs it raises :class:`_Terminated`; once :meth:`serving` it asks uvicorn to shut down
+    (``should_exit``), as uvicorn's own handler does. Raising there instead could land inside
+    an asyncio callback, where the event loop logs and swallows the exception and the server
+    keeps running (seen: a SIGTERM during start-up left the server up)."""
+
+    def __init__(self) -> None:
+        self.server: Any = None
+
+    def serving(self, server: Any) -> None:
+        self.server = server
+
+    def __call__(self, signum: int, frame: object) -> None:
+        if self.server is None:
+            raise _Terminated
+        self.server.should_exit = True
 
 
 def _url(host: str, port: int | str) -> str:
@@ -188,7 +205,8 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
     # SIGTERM arriving inside it into a ValueError
     config = uvicorn.Config(app, log_level=args.log_level, access_log=False, lifespan="off")
     session_key: str | None = None
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    on_sigterm = _SigTerm()
+    previous = signal.signal(signal.SIGTERM, on_sigterm)
     try:
         print(f"Local Comet server at {url}  (database {db}, assets {assets})")
         print("Point a client at it with:")
@@ -214,7 +232,9 @@ def main(argv: list[str] | None = None, prog: str = "python -m comet_callbacks.s
         print("Web UI (one-time login link; later sign in with the API key):")
         print(f"  {url}{app.login_path(link_key)}")
         sys.stdout.flush()
-        uvicorn.Server(config).run(sockets=[sock])
+        server = uvicorn.Server(config)
+        on_sigterm.serving(server)
+        server.run(sockets=[sock])
     except (KeyboardInterrupt, _Terminated):
         pass
     finally:
