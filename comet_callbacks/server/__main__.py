@@ -12,8 +12,8 @@ import os
 import signal
 import socket
 import sys
-from typing import Any
 from pathlib import Path
+from typing import Any
 
 from .routes import Limits
 
