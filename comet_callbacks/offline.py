@@ -259,19 +259,26 @@ class RunStore:
         if path is not None:
             _remove_quietly(path)
 
+    def _write(self, line: str) -> bool:
+        """Write one event line (the caller holds the lock); False when it was not written
+        (closed, or the disk failed: then the run goes on from memory)."""
+        if self.closed or not self.on_disk:
+            return False
+        self._lines += 1
+        try:
+            self._events.write(line + "\n")
+        except OSError as exc:
+            self._disk_failed(exc)
+            return False
+        self._dirty = True
+        return True
+
     def append(self, seq: int, call: Call) -> None:
         """Append one event (buffered; flushed within FLUSH_INTERVAL by :meth:`maybe_flush`)."""
         line = event_line(seq, call)
         with self._lock:
-            if self.closed or not self.on_disk:
+            if not self._write(line):
                 return
-            self._lines += 1
-            try:
-                self._events.write(line + "\n")
-            except OSError as exc:
-                self._disk_failed(exc)
-                return
-            self._dirty = True
             part = call.file
             if part is not None and part.path is not None and self._online:
                 if self._owned(part.path):  # removed once the upload is acknowledged
@@ -280,29 +287,13 @@ class RunStore:
     def append_line(self, line: str) -> None:
         """Append one already-encoded event line (the sender's metric fast path)."""
         with self._lock:
-            if self.closed or not self.on_disk:
-                return
-            self._lines += 1
-            try:
-                self._events.write(line + "\n")
-            except OSError as exc:
-                self._disk_failed(exc)
-                return
-            self._dirty = True
+            self._write(line)
 
     def append_op(self, seq: int, op: str, **args: Any) -> None:
         """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""
         line = json.dumps({"seq": seq, "op": op, "args": args}, separators=(",", ":"), default=str)
         with self._lock:
-            if self.closed or not self.on_disk:
-                return
-            self._lines += 1
-            try:
-                self._events.write(line + "\n")
-            except OSError as exc:
-                self._disk_failed(exc)
-                return
-            self._dirty = True
+            self._write(line)
 
     def ack(self, seq: int, ok: bool = True) -> None:
         """Record that event ``seq`` was delivered (or refused for good: it is not replayed).
