@@ -519,6 +519,7 @@ class Experiment:
             and type(name) is str
             and (step is None or (type(step) is int and 0 <= step <= _INT64_MAX))
             and (epoch is None or (type(epoch) is int and 0 <= epoch <= _INT64_MAX))
+            and (context is None or type(context) is str)
             and 0 < len(name) <= 1000
         ):
             if step is not None:

@@ -259,12 +259,13 @@ class RunStore:
         if path is not None:
             _remove_quietly(path)
 
-    def _write(self, line: str) -> bool:
-        """Write one event line (the caller holds the lock); False when it was not written
-        (closed, or the disk failed: then the run goes on from memory)."""
+    def _write(self, line: str, lines: int = 1) -> bool:
+        """Write one event line, or ``lines`` of them joined by newlines (the caller holds the
+        lock); False when it was not written (closed, or the disk failed: then the run goes on
+        from memory)."""
         if self.closed or not self.on_disk:
             return False
-        self._lines += 1
+        self._lines += lines
         try:
             self._events.write(line + "\n")
         except OSError as exc:
@@ -284,10 +285,11 @@ class RunStore:
                 if self._owned(part.path):  # removed once the upload is acknowledged
                     self._snapshots[seq] = part.path
 
-    def append_line(self, line: str) -> None:
-        """Append one already-encoded event line (the sender's metric fast path)."""
+    def append_lines(self, lines: list[str]) -> None:
+        """Append already-encoded event lines (the sender's metric fast path: one write for
+        the points it took from its queue in a row)."""
         with self._lock:
-            self._write(line)
+            self._write("\n".join(lines), len(lines))
 
     def append_op(self, seq: int, op: str, **args: Any) -> None:
         """Append a non-REST operation (e.g. ``register_model``) performed at replay time."""

@@ -39,6 +39,7 @@ __all__ = [
     "ModelPolicy",
     "global_rank",
     "guarded",
+    "report_hook_error",
     "join_as_secondary",
     "log_final_model",
     "numbers",
@@ -88,21 +89,27 @@ def guarded(fn: F) -> F:
         try:
             return fn(self, *args, **kwargs)
         except Exception as exc:
-            if self._strict():
-                raise
-            name = f"{type(self).__name__}.{fn.__name__}"
-            warn_once(
-                self._reported,
-                name,
-                "comet_callbacks: %s failed: %s (training goes on; further errors in this hook "
-                "are not reported)",
-                name,
-                exc,
-                exc_info=not isinstance(exc, ExperimentError),
-            )
+            report_hook_error(self, fn.__name__, exc)
             return None
 
     return hook  # type: ignore[return-value]
+
+
+def report_hook_error(owner: Any, hook: str, exc: Exception) -> None:
+    """What :func:`guarded` does with an error in ``owner``'s ``hook`` (for hot hooks that
+    inline their ``try``): strict mode re-raises it, else it is reported once per hook."""
+    if owner._strict():
+        raise exc
+    name = f"{type(owner).__name__}.{hook}"
+    warn_once(
+        owner._reported,
+        name,
+        "comet_callbacks: %s failed: %s (training goes on; further errors in this hook "
+        "are not reported)",
+        name,
+        exc,
+        exc_info=not isinstance(exc, ExperimentError),
+    )
 
 
 def open_experiment(settings: Settings, reported: set[str], **kwargs: Any) -> Experiment | None:

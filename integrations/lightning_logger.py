@@ -25,6 +25,7 @@ from ._toolkit import (
     number,
     open_experiment,
     reopen,
+    report_hook_error,
     settings_from,
 )
 
@@ -46,6 +47,7 @@ def _import_lightning() -> Any:
 pl: Any = _import_lightning()
 _Logger: Any = pl.loggers.Logger
 _rank_zero_only: Any = pl.utilities.rank_zero.rank_zero_only
+_SANITY_CHECKING: Any = pl.trainer.states.RunningStage.SANITY_CHECKING
 _DummyExperiment: Any = pl.loggers.logger.DummyExperiment
 
 __all__ = ["CometLogger", "pl"]
@@ -107,8 +109,10 @@ class CometLogger(_Logger, CheckpointsAndModel):
         self._version: str | None = None  # the folder name while no key exists (see version)
         self._key_from_checkpoint = False
         self._experiment: Experiment | None = None
+        self._metrics_exp: Experiment | None = None  # set once metrics may go the fast path
         self._settings: Settings | None = None
         self._prefix = prefix
+        self._metric_prefix = f"{prefix}-" if prefix else ""  # Lightning's convention
         self._log_model_arg = log_model
         self._registry_name_arg = registry_name
         self._model_name = model_name
@@ -227,23 +231,53 @@ class CometLogger(_Logger, CheckpointsAndModel):
             return
         self.experiment.log_parameters(hparams(params))
 
-    @_rank_zero_only
-    @guarded
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
-        """Metrics at the step Lightning passes; its ``epoch`` entry goes to the epoch field."""
+        """Metrics at the step Lightning passes; its ``epoch`` entry goes to the epoch field.
+
+        Called on every logging step, so this is the one hot path of the integration: no
+        decorators (the rank check of ``rank_zero_only`` is implied: only global rank 0 ever
+        creates an experiment; see :meth:`_log_metrics_slow`), no enum comparison for the
+        sanity check (an identity test on the trainer's stage), plain numbers passed through.
+        Errors are reported once and swallowed, like every hook (:func:`guarded`)."""
+        try:
+            exp = self._metrics_exp
+            if exp is None or exp.ended:
+                return self._log_metrics_slow(metrics, step)
+            ref = self._trainer_ref
+            if ref is not None:
+                trainer = ref()
+                if trainer is not None and trainer.state.stage is _SANITY_CHECKING:
+                    return
+            if self._metric_prefix:
+                return self._log_metrics_slow(metrics, step)
+            epoch = metrics.get("epoch")
+            if epoch is not None:  # Lightning's own entry: the epoch field, not a metric
+                metrics = dict(metrics)
+                del metrics["epoch"]
+                epoch = epoch if type(epoch) is int else int(number(epoch))
+                exp.set_epoch(epoch)
+            # Lightning hands over Python numbers; anything else is converted (or reported)
+            # by the experiment, as for a direct call
+            exp.log_metrics(metrics, step=step, epoch=epoch)
+        except Exception as exc:
+            report_hook_error(self, "log_metrics", exc)
+
+    @_rank_zero_only
+    def _log_metrics_slow(self, metrics: Mapping[str, Any], step: int | None) -> None:
+        """:meth:`log_metrics` before the experiment exists (creating it), after it ended
+        (reopening it), with metric logging off, or with a ``prefix``: rank 0 only."""
         trainer = self._trainer()
         if trainer is not None and getattr(trainer, "sanity_checking", False):
             return
         if not self.settings.auto_log_metrics:
             return
-        values = {k: number(v) for k, v in metrics.items()}
-        epoch = values.pop("epoch", None)
+        exp = self.experiment
+        if exp is self._experiment and exp is not None and not exp.ended:
+            self._metrics_exp = exp  # from now on, the fast path (no prefix)
+        values = {f"{self._metric_prefix}{k}": number(v) for k, v in metrics.items()}
+        epoch = values.pop(f"{self._metric_prefix}epoch", None)
         if epoch is not None:
             epoch = int(epoch)
-        if self._prefix:
-            values = {f"{self._prefix}-{k}": v for k, v in values.items()}
-        exp = self.experiment
-        if epoch is not None:
             exp.set_epoch(epoch)
         exp.log_metrics(values, step=step, epoch=epoch)
 

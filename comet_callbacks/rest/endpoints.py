@@ -145,7 +145,7 @@ class FastMetricEncoder:
     points. Any change to those endpoints must keep that test passing.
     """
 
-    __slots__ = ("key", "_key_json", "_names")
+    __slots__ = ("key", "_key_json", "_names", "_heads")
 
     #: metric names whose JSON text is cached (a run has a handful; this bounds a runaway one)
     NAME_CACHE = 100_000
@@ -154,6 +154,7 @@ class FastMetricEncoder:
         self.key = experiment_key
         self._key_json = json.dumps(experiment_key)
         self._names: dict[str, str] = {}
+        self._heads: dict[str, str] = {}
 
     def _name(self, name: str) -> str:
         jn = self._names.get(name)
@@ -174,18 +175,31 @@ class FastMetricEncoder:
     def event_line(self, seq: int, item: tuple[Any, ...]) -> str:
         """The event-log line (no newline) of ``calls.log_metric(key, *item)`` numbered ``seq``."""
         name, value, step, epoch, context, t = item
-        tail = ""
-        if context is not None:
-            tail += ',"context":' + json.dumps(context, ensure_ascii=False)
-        if step is not None:
-            tail += ',"step":' + str(step)
-        if epoch is not None:
-            tail += ',"epoch":' + str(epoch)
-        return (
-            f'{{"seq":{seq},"call":{{"method":"POST","path":"write/experiment/metric",'
-            f'"json":{{"experimentKey":{self._key_json},"metricName":{self._name(name)},'
-            f'"metricValue":{self._value(value)}{tail},"timestamp":{int(t * 1000)}}}}}}}'
-        )
+        head = self._heads.get(name)
+        if head is None:  # everything between the seq and the value, per metric name
+            head = (
+                ',"call":{"method":"POST","path":"write/experiment/metric","json":'
+                f'{{"experimentKey":{self._key_json},"metricName":{self._name(name)},'
+                '"metricValue":'
+            )
+            if len(self._heads) < self.NAME_CACHE:
+                self._heads[name] = head
+        if type(value) is float and value - value == 0.0:  # finite: the common case
+            text = repr(value)
+        else:
+            text = self._value(value)
+        if context is None:
+            if epoch is None:
+                tail = "" if step is None else f',"step":{step}'
+            else:
+                tail = f',"epoch":{epoch}' if step is None else f',"step":{step},"epoch":{epoch}'
+        else:
+            tail = ',"context":' + json.dumps(context, ensure_ascii=False)
+            if step is not None:
+                tail += ',"step":' + str(step)
+            if epoch is not None:
+                tail += ',"epoch":' + str(epoch)
+        return f'{{"seq":{seq}{head}{text}{tail},"timestamp":{int(t * 1000)}}}}}}}'
 
     @staticmethod
     def item_of_line(line: str) -> tuple[int, str, int] | None:
