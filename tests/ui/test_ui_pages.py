@@ -16,6 +16,7 @@ import requests
 from uihelpers import SHOTS, log_run, login, seed_metric, shot
 
 from comet_callbacks.server.reader import Reader
+from comet_callbacks.server.store import SCHEMA_VERSION
 
 STEPS = 40
 LOGGED = {
@@ -213,7 +214,7 @@ def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:
         conn.execute("PRAGMA user_version=4")
     with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
         with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             indexes = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
             }
