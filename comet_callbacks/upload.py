@@ -531,7 +531,8 @@ def _metric_item(raw: dict[str, Any] | MetricLine) -> dict[str, Any]:
 
 
 def _parameter_item(raw: dict[str, Any]) -> dict[str, Any]:
-    return parameter_item_of_body(raw["json"])
+    """The batch item of a recorded parameter event, with the source the event recorded."""
+    return parameter_item_of_body(raw["json"], raw.get("source"))
 
 
 def upload_paths(

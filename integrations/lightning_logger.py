@@ -225,7 +225,7 @@ class CometLogger(_Logger, CheckpointsAndModel):
         """The module's and datamodule's saved hyperparameters, nested ones flattened ``a|b``."""
         if not self.settings.auto_log_parameters:
             return
-        self.experiment.log_parameters(hparams(params))
+        self.experiment.log_parameters(hparams(params), source="auto-logged")
 
     @_rank_zero_only
     @guarded
@@ -261,6 +261,7 @@ class CometLogger(_Logger, CheckpointsAndModel):
         exp.log_parameters(
             {"class": type(model).__name__, "total_params": total, "trainable_params": trainable},
             prefix="model",
+            source="auto-logged",
         )
         if exp.settings.auto_log_graph:
             exp.set_model_graph(str(model))
@@ -330,5 +331,5 @@ class CometLogger(_Logger, CheckpointsAndModel):
             return
         self._config_logged_for = id(trainer.state)
         exp = self.experiment
-        exp.log_parameters(trainer_config(trainer), prefix="trainer")
-        exp.log_parameters(optimizer_config(trainer))
+        exp.log_parameters(trainer_config(trainer), prefix="trainer", source="auto-logged")
+        exp.log_parameters(optimizer_config(trainer), source="auto-logged")

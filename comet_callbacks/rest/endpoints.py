@@ -25,6 +25,8 @@ __all__ = [
     "metric_item_of_body",
     "parameter_item",
     "parameter_item_of_body",
+    "check_parameter_source",
+    "PARAMETER_SOURCES",
     "FastMetricEncoder",
     "closing_calls",
     "experiment_link",
@@ -85,14 +87,25 @@ def metric_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def parameter_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch item of a per-point parameter body (:meth:`Endpoints.log_parameter`)."""
+def parameter_item_of_body(body: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """The batch item of a per-point parameter body (:meth:`Endpoints.log_parameter`);
+    ``source`` is the event's :attr:`Call.source` (None: ``manual``)."""
     return parameter_item(
         body["parameterName"],
         body.get("parameterValue"),
         body.get("step"),
+        source=source or "manual",
         timestamp=body.get("timestamp"),
     )
+
+
+def check_parameter_source(source: Any) -> str:
+    """``source`` if it is one of :data:`PARAMETER_SOURCES`, else a ValueError naming it."""
+    if source not in PARAMETER_SOURCES:
+        raise ValueError(
+            f"parameter source must be one of {', '.join(PARAMETER_SOURCES)}, got {source!r}"[:200]
+        )
+    return source  # type: ignore[no-any-return]
 
 
 def parameter_item(
@@ -619,8 +632,12 @@ class Endpoints:
         value: Any,
         step: int | None = None,
         timestamp: int | None = None,
+        source: str = "manual",
     ) -> Any:
-        """#27 Log one (already flattened) parameter."""
+        """#27 Log one (already flattened) parameter. ``source`` (:data:`PARAMETER_SOURCES`)
+        is not part of this request: it travels with the call (:attr:`Call.source`) to the
+        value's item, should the value go in a parameter batch."""
+        check_parameter_source(source)
         body = _b(
             experimentKey=experiment_key,
             parameterName=name,
@@ -630,7 +647,14 @@ class Endpoints:
         )
         if value is None:
             body["parameterValue"] = None
-        return self._dispatch(Call("POST", "write/experiment/parameter", json=body))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/parameter",
+                json=body,
+                source=None if source == "manual" else source,
+            )
+        )
 
     def log_metric(
         self,

@@ -33,6 +33,8 @@ METRIC_ITEM = {
     "context?": "s",
     "timestamp?": "i",
 }
+#: A parameter item's ``source``: a user's call, an integration or capture, the command line.
+PARAMETER_SOURCES = ("manual", "auto-logged", "cli")
 PARAMETER_ITEM = {
     "parameterName": "s",
     "parameterValue?": "j",  # the official SDK sends null for a parameter whose value is None
@@ -189,7 +191,8 @@ def batch_metric(ctx: Ctx) -> dict[str, Any]:
 
 @route("POST", PARAMETER_PATH, body={**EK, "values": [PARAMETER_ITEM]})
 def batch_parameter(ctx: Ctx) -> dict[str, Any]:
-    """Store a batch of parameter values (all or nothing); the latest value of a name wins."""
+    """Store a batch of parameter values (all or nothing); the latest value of a name wins.
+    Each value keeps its item's ``source`` (NULL when the item has none)."""
     exp = ctx.exp(ctx.body["experimentKey"])
     key, now = exp["key"], ctx.now
     rows = []
@@ -198,10 +201,13 @@ def batch_parameter(ctx: Ctx) -> dict[str, Any]:
             value = json.dumps(v["parameterValue"], separators=(",", ":"), allow_nan=True)
         except (TypeError, ValueError):
             raise bad(f"values[{i}].parameterValue", "not serialisable") from None
+        source = v["source"]
+        if source is not None and source not in PARAMETER_SOURCES:
+            raise bad(f"values[{i}].source", f"expected one of {', '.join(PARAMETER_SOURCES)}")
         ts = v["timestamp"] if v["timestamp"] is not None else now
-        rows.append((key, v["parameterName"], value, ts, v["step"]))
+        rows.append((key, v["parameterName"], value, ts, v["step"], source))
     ctx.tx.conn.executemany(
-        "INSERT INTO params (exp_key, name, value, ts, step) VALUES (?,?,?,?,?)", rows
+        "INSERT INTO params (exp_key, name, value, ts, step, source) VALUES (?,?,?,?,?,?)", rows
     )
     if rows:
         ctx.touch(exp)
