@@ -214,10 +214,12 @@ class FastMetricEncoder:
         if m is None:
             return None
         seq, name, value, context, step, epoch, ts = m.groups()
-        if value[0] != '"' and value != (
-            repr(float(value)) if "." in value or "e" in value else str(int(value))
-        ):
-            return None  # e.g. 1E5, 1e400: not what json.dumps writes of the parsed number
+        if value[0] != '"':  # e.g. 1.50, 1e+400, -0: not what json.dumps writes of the number
+            if "." in value or "e" in value:
+                if value != repr(float(value)):
+                    return None
+            elif value == "-0":  # the only integer text the pattern takes that str() does not write
+                return None
         item = (
             f'{{"metricName":{name},"metricValue":{value},"step":{step or "null"},'
             f'"epoch":{epoch or "null"},"context":{context or "null"},"timestamp":{ts}}}'
@@ -250,7 +252,10 @@ class FastMetricEncoder:
         return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
 
 
-_JSTR = r'"(?:[^"\\\x00-\x1f]|\\["\\bfnrt]|\\u00[01][0-9a-f])*"'  # as json.dumps writes it
+# a JSON string as json.dumps writes it; "unrolled" (plain characters, then any number of an
+# escape followed by plain characters): the same strings, read about twice as fast as a
+# repeated one-character alternation
+_JSTR = r'"[^"\\\x00-\x1f]*(?:(?:\\["\\bfnrt]|\\u00[01][0-9a-f])[^"\\\x00-\x1f]*)*"'
 _JINT = r"(?:0|-?[1-9][0-9]*)"
 #: A metric line of the event log as :meth:`FastMetricEncoder.event_line` writes it.
 _METRIC_LINE = re.compile(
