@@ -89,18 +89,10 @@ def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
         for i in range(3):  # one by one too, and a system metric
             body = {"experimentKey": key, "metricName": "sys.ram.total", "metricValue": 8 + i}
             api.ok(api.post("write/experiment/metric", {**body, "timestamp": 2_000 + i}))
-        api.ok(
-            api.post(
-                "write/experiment/parameter",
-                {"experimentKey": key, "parameterName": "lr", "parameterValue": 0.1},
-            )
-        )
-        _batch(
-            api,
-            "parameter",
-            key,
-            [{"parameterName": "opt|name", "parameterValue": "adam", "source": "manual"}],
-        )
+        for name, value in (("lr", 0.1), ("opt|name", "adam"), ("lr", 0.2)):
+            # one by one: this code's parameter batches store a source, which schema 5 lacks
+            body = {"experimentKey": key, "parameterName": name, "parameterValue": value}
+            api.ok(api.post("write/experiment/parameter", body))
         reader = Reader(server.url, KEY)
         before = _everything(api, reader, key)
         reader.close()
@@ -131,6 +123,13 @@ def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
         loss = reader.metrics(key, "loss")
         assert [p["offset"] for p in loss[-3:]] == [old_top + 1, old_top + 2, old_top + 3]
         assert [p["timestamp"] for p in loss[-3:]] == [9_000, 9_000, 9_001]
+        # and a parameter batch's sources are kept next to the old values
+        item = {"parameterName": "seed", "parameterValue": 7, "source": "auto-logged"}
+        _batch(api, "parameter", key, [item])
+        assert reader.parameters(key) == {"lr": "0.2", "opt|name": "adam", "seed": "7"}
+        with sqlite3.connect(db) as conn:
+            rows = conn.execute("SELECT name, source FROM params ORDER BY seq").fetchall()
+        assert rows == [("lr", None), ("opt|name", None), ("lr", None), ("seed", "auto-logged")]
         reader.close()
 
 
