@@ -631,11 +631,16 @@ class Experiment:
 
         ``source`` says where the values come from, as the parameter batches carry it:
         ``"manual"`` (a user's call, the default), ``"auto-logged"`` (what an integration or
-        the run capture logs by itself) or ``"cli"`` (the command line)."""
+        the run capture logs by itself) or ``"cli"`` (the command line). Any other source is
+        reported and the values are logged as ``"manual"``."""
         if self._sender is None:
             return self._dropped()
         try:
-            source = check_parameter_source(source)
+            check_parameter_source(source)
+        except ValueError as exc:  # reported; the values are still logged, as the user's
+            self._report("parameter source", exc)
+            source = "manual"
+        try:
             step = check_step(step, "step")
             flat, nested = flatten_params(parameters, prefix=f"{prefix}|" if prefix else "")
         except (ValueError, RecursionError) as exc:
