@@ -124,8 +124,11 @@ def end_wait(server: Server, work: str, n: int = 10_000, batch: bool = True) -> 
     return waited
 
 
-def upload_rate(server: Server, work: str, n: int, batch: bool = True) -> tuple[float, bool]:
-    """Points per second uploaded from a spooled offline run of ``n`` points."""
+def upload_rate(
+    server: Server, work: str, n: int, batch: bool = True, cpu: dict[str, float] | None = None
+) -> tuple[float, bool]:
+    """Points per second uploaded from a spooled offline run of ``n`` points; ``cpu`` (when
+    given) receives the server's and the uploading client's CPU per point (µs)."""
     from comet_callbacks.config import Settings
     from comet_callbacks.upload import upload_run
 
@@ -133,9 +136,14 @@ def upload_rate(server: Server, work: str, n: int, batch: bool = True) -> tuple[
     exp, _ = _log_points(n, "offline")
     if not batch:
         os.environ["COMET_BATCH"] = "false"
-    t0 = time.perf_counter()
+    sproc = psutil.Process(server.proc.pid)
+    t0, c0, s0 = time.perf_counter(), time.process_time(), _cpu(sproc)
     res = upload_run(exp.offline_path, Settings.resolve())
-    return n / (time.perf_counter() - t0), res.complete
+    took = time.perf_counter() - t0
+    if cpu is not None:
+        cpu["server_us"] = (_cpu(sproc) - s0) / n * 1e6
+        cpu["client_us"] = (time.process_time() - c0) / n * 1e6
+    return n / took, res.complete
 
 
 def fault_mix_online(server: Server, work: str, n: int = 3000) -> tuple[float, int, float]:
@@ -254,7 +262,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--points", type=int, default=None, help="points per CPU measurement")
     parser.add_argument("--upload-points", type=int, default=None)
     parser.add_argument(
-        "--only", choices=["lightning"], default=None, help="run only this measurement"
+        "--only", choices=["lightning", "upload"], default=None, help="run only this measurement"
     )
     args = parser.parse_args(argv)
     n = args.points or (10_000 if args.quick else 50_000)
@@ -292,6 +300,24 @@ def main(argv: list[str] | None = None) -> int:
         lightning_row()
         return 0
     server = Server()
+    if args.only == "upload":  # the batched upload alone, with both sides' CPU per point
+        try:
+            with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
+                used: dict[str, float] = {}
+                rate, complete = upload_rate(server, work, n_up, cpu=used)
+                rows.append(
+                    (
+                        f"`upload` of a {n_up:,}-point offline run",
+                        f"{rate:,.0f} points/s (CPU per point: server "
+                        f"{used['server_us']:.1f} µs, client {used['client_us']:.1f} µs; "
+                        f"load {os.getloadavg()[0]:.1f})",
+                        "complete" if complete else "INCOMPLETE",
+                        "≥ 50,000 points/s",
+                    )
+                )
+        finally:
+            server.close()
+        return 0
     try:
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as work:
             cpu = cpu_per_point(server, work, n, SINGLE_POINTS)

@@ -30,7 +30,7 @@ from .log import short_reason
 from .offline import PendingSnapshot, RunStore
 from .rest.call import Call, FilePart
 from .rest.delivery import send_waiting
-from .rest.endpoints import calls, closing_calls, experiment_link
+from .rest.endpoints import calls, check_parameter_source, closing_calls, experiment_link
 from .rest.errors import (
     CometAPIError,
     CometConnectionError,
@@ -621,11 +621,26 @@ class Experiment:
         self.log_parameters({name: value}, step=step)
 
     def log_parameters(
-        self, parameters: Any, step: int | None = None, prefix: str | None = None
+        self,
+        parameters: Any,
+        step: int | None = None,
+        prefix: str | None = None,
+        *,
+        source: str = "manual",
     ) -> None:
-        """Log parameters from a dict, dataclass, Namespace or mapping (e.g. OmegaConf), flattened."""
+        """Log parameters from a dict, dataclass, Namespace or mapping (e.g. OmegaConf), flattened.
+
+        ``source`` says where the values come from, as the parameter batches carry it:
+        ``"manual"`` (a user's call, the default), ``"auto-logged"`` (what an integration or
+        the run capture logs by itself) or ``"cli"`` (the command line). Any other source is
+        reported and the values are logged as ``"manual"``."""
         if self._sender is None:
             return self._dropped()
+        try:
+            check_parameter_source(source)
+        except ValueError as exc:  # reported; the values are still logged, as the user's
+            self._report("parameter source", exc)
+            source = "manual"
         try:
             step = check_step(step, "step")
             flat, nested = flatten_params(parameters, prefix=f"{prefix}|" if prefix else "")
@@ -638,7 +653,7 @@ class Experiment:
                 v is None
             ):  # null means "not given" on the wire: keep the value visible, like the SDK
                 v = "None"
-            self._put(calls.log_parameter(self._key, k, v, step=step, timestamp=ts))
+            self._put(calls.log_parameter(self._key, k, v, step=step, timestamp=ts, source=source))
         if nested and not getattr(self, "_nested_logged", False):
             self._nested_logged = True
             self._put(calls.log_other(self._key, "hasNestedParams", True, timestamp=ts))

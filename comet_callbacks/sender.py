@@ -813,7 +813,7 @@ def _batch_item(item: Any) -> dict[str, Any]:
     body = item.json
     if "metricName" in body:
         return metric_item_of_body(body)
-    return parameter_item_of_body(body)
+    return parameter_item_of_body(body, item.source)
 
 
 def _size_of(item: Any) -> int:

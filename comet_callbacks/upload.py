@@ -324,6 +324,9 @@ def _upload_locked(
     last_ms = 0  # the latest timestamp, for closing a run that died
     lock = threading.Lock()
     auth_error: list[CometAPIError] = []
+    # what acks.log holds: read at the start, since then written by this upload alone (it holds
+    # the run's lock); kept here so the final count need not read a million lines back
+    acked = set(done)
     with open(os.path.join(path, "acks.log"), "a", encoding="utf-8") as acks:
 
         def record(seq: int, exc: BaseException | None, call: Call | None = None) -> None:
@@ -337,6 +340,7 @@ def _upload_locked(
                     stop.set()
                     return
                 acks.write(ack_lines((seq,), exc is None))
+                acked.add(seq)
                 if exc is None:
                     result.sent += 1
                 else:
@@ -349,6 +353,7 @@ def _upload_locked(
             """Every event of a stored batch at once (one ack write, one progress update)."""
             with lock:
                 acks.write(ack_lines(seqs))
+                acked.update(seqs)
                 result.sent += len(seqs)
                 bar.update(len(seqs))
 
@@ -448,6 +453,7 @@ def _upload_locked(
                         stored[k] -= 1
                         with lock:
                             acks.write(ack_lines((seq,)))
+                            acked.add(seq)
                             result.skipped += 1
                             bar.update()
                         continue
@@ -503,7 +509,7 @@ def _upload_locked(
     if auth_error:
         log.debug("upload stopped: %s (re-run the command to continue)", auth_error[0])
         return result
-    left = seen - len(read_acks(path))
+    left = seen - len(acked)
     if left:
         result.errors.append(f"{left} events were not stored; re-run to continue")
         return result
@@ -531,7 +537,8 @@ def _metric_item(raw: dict[str, Any] | MetricLine) -> dict[str, Any]:
 
 
 def _parameter_item(raw: dict[str, Any]) -> dict[str, Any]:
-    return parameter_item_of_body(raw["json"])
+    """The batch item of a recorded parameter event, with the source the event recorded."""
+    return parameter_item_of_body(raw["json"], raw.get("source"))
 
 
 def upload_paths(

@@ -235,7 +235,7 @@ class CometCallback(keras.callbacks.Callback):
             {"keras_backend": keras.backend.backend(), "keras_version": keras.__version__}
         )
         if exp.settings.auto_log_parameters:
-            exp.log_parameters(self._parameters())
+            exp.log_parameters(self._parameters(), source="auto-logged")
         if exp.settings.auto_log_graph:
             log_description(exp, self.model)
         opt = getattr(self.model, "optimizer", None)

@@ -229,7 +229,7 @@ class CometLogger(_Logger, CheckpointsAndModel):
         """The module's and datamodule's saved hyperparameters, nested ones flattened ``a|b``."""
         if not self.settings.auto_log_parameters:
             return
-        self.experiment.log_parameters(hparams(params))
+        self.experiment.log_parameters(hparams(params), source="auto-logged")
 
     def log_metrics(self, metrics: Mapping[str, Any], step: int | None = None) -> None:
         """Metrics at the step Lightning passes; its ``epoch`` entry goes to the epoch field.
@@ -295,6 +295,7 @@ class CometLogger(_Logger, CheckpointsAndModel):
         exp.log_parameters(
             {"class": type(model).__name__, "total_params": total, "trainable_params": trainable},
             prefix="model",
+            source="auto-logged",
         )
         if exp.settings.auto_log_graph:
             exp.set_model_graph(str(model))
@@ -364,5 +365,5 @@ class CometLogger(_Logger, CheckpointsAndModel):
             return
         self._config_logged_for = id(trainer.state)
         exp = self.experiment
-        exp.log_parameters(trainer_config(trainer), prefix="trainer")
-        exp.log_parameters(optimizer_config(trainer))
+        exp.log_parameters(trainer_config(trainer), prefix="trainer", source="auto-logged")
+        exp.log_parameters(optimizer_config(trainer), source="auto-logged")

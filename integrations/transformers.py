@@ -212,11 +212,11 @@ class CometCallback(TrainerCallback, ExportableState):
         exp.log_other("Created from", "transformers")
         if s.auto_log_parameters:
             params = trainer_parameters(args, model)
-            exp.log_parameters(params)
+            exp.log_parameters(params, source="auto-logged")
             if getattr(state, "is_hyper_param_search", False) and getattr(
                 state, "trial_params", None
             ):
-                exp.log_parameters(state.trial_params, prefix="trial")
+                exp.log_parameters(state.trial_params, prefix="trial", source="auto-logged")
         if s.auto_log_graph and model is not None:
             exp.set_model_graph(str(model))
 

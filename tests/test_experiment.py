@@ -274,6 +274,7 @@ def test_long_strings_are_truncated_with_a_marker(comet_env, reader) -> None:
         (lambda e: e.log_metric(5, 1.0), "metric name"),
         (lambda e: e.log_metric("loss", 1.0, step=-1), "step"),
         (lambda e: e.log_parameters({"a": 1}, step=-3), "step"),
+        (lambda e: e.log_parameters({"a": 1}, source="auto"), "got 'auto'"),
         (lambda e: e.log_other(7, "v"), "other key"),
         (lambda e: e.log_asset("/no/such/file"), "file_data"),
     ],
@@ -302,6 +303,23 @@ def test_invalid_input_reported_once_per_name_and_skipped(comet_env, reader, cap
     assert len([w for w in warnings if "step must be" in w]) == 1
     assert len(reader.metrics(exp.key, "loss")) == 50
     assert reader.metrics(exp.key, "acc") == [] and reader.metrics(exp.key, "acc2") == []
+
+
+def test_an_unknown_parameter_source_is_reported_and_the_values_kept(
+    comet_env, reader, caplog
+) -> None:
+    """A source other than manual / auto-logged / cli is reported (naming it) and the values are
+    logged anyway, as the user's own."""
+    exp = _exp()
+    with caplog.at_level(logging.WARNING, logger="comet_callbacks"):
+        exp.log_parameters({"a": 1, "b": {"c": 2}}, source="Auto")
+    exp.end()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert warnings == [
+        "comet_callbacks: parameter source must be one of manual, auto-logged, cli, got 'Auto' "
+        "(further problems of this kind are not reported)"
+    ]
+    assert reader.parameters(exp.key) == {"a": "1", "b|c": "2"}
 
 
 def test_logging_after_end_is_reported_not_raised(comet_env, reader, caplog) -> None:

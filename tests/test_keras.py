@@ -233,6 +233,39 @@ def test_an_experiment_passed_in_is_logged_to_but_not_ended(comet_env: Any, read
     assert _keys(reader) == [exp.key]
 
 
+def _sources(server: Any, key: str) -> dict[str, str | None]:
+    """Each parameter's stored batch-item ``source`` (the read API does not return it)."""
+    import sqlite3
+
+    with sqlite3.connect(server.db_path) as conn:
+        rows = conn.execute("SELECT name, source FROM params WHERE exp_key=?", (key,))
+        return dict(rows.fetchall())
+
+
+@pytest.mark.parametrize("mode", ["online", "offline"])
+def test_fit_parameters_arrive_auto_logged_and_a_users_manual(
+    comet_env: Any, reader: Any, mode: str
+) -> None:
+    """The parameters the callback logs by itself are stored with source ``auto-logged``; the
+    user's own ``log_parameter`` with ``manual``: live, and replayed by ``upload``."""
+    from comet_callbacks import Experiment
+    from comet_callbacks.upload import upload_run
+
+    x, y = _data(32)
+    model = _model()
+    with Experiment(mode=mode) as exp:
+        exp.log_parameter("note", "mine")
+        cb = CometCallback(exp, log_model=False)
+        model.fit(x, y, epochs=1, batch_size=16, callbacks=[cb], verbose=0)
+        exp.log_parameters({"after": {"fit": 1}})
+    key = exp.key if mode == "online" else upload_run(exp.offline_path).experiment_key
+    sources = _sources(comet_env, key)
+    assert set(reader.parameters(key)) == set(sources)
+    assert sources.pop("note") == sources.pop("after|fit") == "manual"
+    assert {"epochs", "optimizer"} <= set(sources)
+    assert set(sources.values()) == {"auto-logged"}
+
+
 def test_batch_hooks_exist_only_when_batch_logging_is_on() -> None:
     from keras.src.utils.python_utils import is_default  # what CallbackList checks
 

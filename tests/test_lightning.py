@@ -9,6 +9,7 @@ import io
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -116,6 +117,10 @@ def test_callback_logs_metrics_params_graph(comet_env: Any, reader: Any, tmp_pat
     assert params["model|total_params"] == str(total)
     assert params["model|trainable_params"] == str(total - 6)
     assert "Sequential" in (reader.graph(key) or "")
+    # all of them logged by the integration itself: their batch items said so
+    with sqlite3.connect(comet_env.db_path) as conn:
+        sources = conn.execute("SELECT DISTINCT source FROM params WHERE exp_key=?", (key,))
+        assert sources.fetchall() == [("auto-logged",)]
 
     meta = reader.metadata(key)
     assert meta["running"] is False

@@ -625,3 +625,52 @@ def test_multipart_stream_reads_lazily(tmp_path):
     assert parts["file"] == ("f.bin", "application/octet-stream", data)
     assert parts["metadata"] == (None, "application/json", b'{"a":1}')
     stream.close()
+
+
+def test_parameter_batch_carries_each_events_source(httpserver, tmp_path):
+    """BATCH §2: an auto-logged parameter's batch item says ``"source":"auto-logged"``, a plain
+    ``log_parameter`` call's item ``"manual"``. The source travels with the event (its event-log
+    line), never in the per-point body, which has no such key."""
+    from comet_callbacks.offline import RunStore
+    from comet_callbacks.sender import Sender
+
+    seen: list[bytes] = []
+
+    def handler(request: Request) -> Response:
+        seen.append(gzip.decompress(request.get_data()))
+        return Response('{"msg":"Saved"}', content_type="application/json")
+
+    httpserver.expect_oneshot_request(
+        "/clientlib/batch/logger/experiment/parameter", method="POST"
+    ).respond_with_handler(handler)
+    store = RunStore(str(tmp_path))
+    with RestClient(httpserver.url_for("/").rstrip("/"), KEY, retries=0) as client:
+        sender = Sender(store, EK, client)
+        sender.put(
+            calls.log_parameter(EK, "opt|lr", 0.1, step=2, timestamp=T, source="auto-logged")
+        )
+        sender.put(calls.log_parameter(EK, "seed", 7, timestamp=T + 1))
+        sender.put(calls.log_parameter(EK, "argv|0", "train.py", timestamp=T + 2, source="cli"))
+        assert sender.close(10)
+    store.close()
+    httpserver.check_assertions()
+    assert seen == [
+        b'{"experimentKey":"0123456789abcdef0123456789abcdef","values":['
+        b'{"parameterName":"opt|lr","parameterValue":0.1,"step":2,"source":"auto-logged",'
+        b'"context":null,"timestamp":1700000000123},'
+        b'{"parameterName":"seed","parameterValue":7,"step":null,"source":"manual",'
+        b'"context":null,"timestamp":1700000000124},'
+        b'{"parameterName":"argv|0","parameterValue":"train.py","step":null,"source":"cli",'
+        b'"context":null,"timestamp":1700000000125}]}'
+    ]
+    lines = (tmp_path / store.run_id / "events.jsonl").read_text().splitlines()
+    events = [json.loads(line)["call"] for line in lines]
+    assert [e.get("source") for e in events] == ["auto-logged", None, "cli"]
+    assert all("source" not in e["json"] for e in events)
+
+
+def test_parameter_source_outside_the_three_is_refused():
+    with pytest.raises(
+        ValueError, match="parameter source must be one of manual, auto-logged, cli, got 'auto'"
+    ):
+        calls.log_parameter(EK, "lr", 0.1, source="auto")

@@ -27,6 +27,8 @@ ITEMS = [
     ("unicode µ/名前\n", 0.1 + 0.2, 2**40, 3, None, 4.0),
     ("big", 2**62, 1, 1, None, 5.0),
     ("neg", -3, -1, None, "ctx\u2028", 1e9),
+    ('back\\slash\t"q"\\', 0.5, 1, None, "c\x01tl\x1f", 6.0),
+    ("\\", 1, None, None, '\\"', 7.0),
 ]
 
 
@@ -100,6 +102,8 @@ def test_replay_reads_a_line_into_the_generic_item_byte_for_byte(item) -> None:
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.50,"timestamp":5}}}',
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1e+400,"timestamp":5}}}',
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":2,"step":007,"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":-0,"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a\\x","metricValue":1,"timestamp":5}}}',
         # another key order, an extra key, no timestamp, another path, a file part
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricValue":1.0,"metricName":"a","timestamp":5}}}',
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5,"x":1}}}',

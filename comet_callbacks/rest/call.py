@@ -74,6 +74,10 @@ class Call:
     file: FilePart | None = None
     metadata: str | None = None  # multipart part "metadata" (compact JSON)
     gzip: bool = False  # send the JSON body gzip-compressed (the batch endpoints)
+    #: Where a parameter value came from (``auto-logged``, ``cli``; None: ``manual``). Never
+    #: sent with this request (the per-point endpoint has no such key): it is the ``source``
+    #: of the value's item when the event goes in a parameter batch, live or by ``upload``.
+    source: str | None = None
 
     @property
     def experiment_key(self) -> str | None:
@@ -90,7 +94,9 @@ class Call:
         body = self.json
         if isinstance(body, dict) and "experimentKey" in body:
             body = {**body, "experimentKey": key}
-        return Call(self.method, self.path, query, body, self.file, self.metadata, self.gzip)
+        return Call(
+            self.method, self.path, query, body, self.file, self.metadata, self.gzip, self.source
+        )
 
     def body_text(self) -> str | None:
         """The JSON body as sent (compact, UTF-8 text, no NaN); a :class:`RawJSON` as it is."""
@@ -112,6 +118,8 @@ class Call:
             out["metadata"] = self.metadata
         if self.gzip:
             out["gzip"] = True
+        if self.source is not None:
+            out["source"] = self.source
         return out
 
     @classmethod
@@ -125,6 +133,7 @@ class Call:
             file=FilePart.from_json(f) if f else None,
             metadata=obj.get("metadata"),
             gzip=bool(obj.get("gzip", False)),
+            source=obj.get("source"),
         )
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "metric_item_of_body",
     "parameter_item",
     "parameter_item_of_body",
+    "check_parameter_source",
+    "PARAMETER_SOURCES",
     "FastMetricEncoder",
     "closing_calls",
     "experiment_link",
@@ -85,14 +87,25 @@ def metric_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def parameter_item_of_body(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The batch item of a per-point parameter body (:meth:`Endpoints.log_parameter`)."""
+def parameter_item_of_body(body: Mapping[str, Any], source: str | None = None) -> dict[str, Any]:
+    """The batch item of a per-point parameter body (:meth:`Endpoints.log_parameter`);
+    ``source`` is the event's :attr:`Call.source` (None: ``manual``)."""
     return parameter_item(
         body["parameterName"],
         body.get("parameterValue"),
         body.get("step"),
+        source=source or "manual",
         timestamp=body.get("timestamp"),
     )
+
+
+def check_parameter_source(source: Any) -> str:
+    """``source`` if it is one of :data:`PARAMETER_SOURCES`, else a ValueError naming it."""
+    if source not in PARAMETER_SOURCES:
+        raise ValueError(
+            f"parameter source must be one of {', '.join(PARAMETER_SOURCES)}, got {source!r}"[:200]
+        )
+    return source  # type: ignore[no-any-return]
 
 
 def parameter_item(
@@ -215,10 +228,12 @@ class FastMetricEncoder:
         if m is None:
             return None
         seq, name, value, context, step, epoch, ts = m.groups()
-        if value[0] != '"' and value != (
-            repr(float(value)) if "." in value or "e" in value else str(int(value))
-        ):
-            return None  # e.g. 1E5, 1e400: not what json.dumps writes of the parsed number
+        if value[0] != '"':  # e.g. 1.50, 1e+400, -0: not what json.dumps writes of the number
+            if "." in value or "e" in value:
+                if value != repr(float(value)):
+                    return None
+            elif value == "-0":  # the only integer text the pattern takes that str() does not write
+                return None
         item = (
             f'{{"metricName":{name},"metricValue":{value},"step":{step or "null"},'
             f'"epoch":{epoch or "null"},"context":{context or "null"},"timestamp":{ts}}}'
@@ -251,7 +266,10 @@ class FastMetricEncoder:
         return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
 
 
-_JSTR = r'"(?:[^"\\\x00-\x1f]|\\["\\bfnrt]|\\u00[01][0-9a-f])*"'  # as json.dumps writes it
+# a JSON string as json.dumps writes it; "unrolled" (plain characters, then any number of an
+# escape followed by plain characters): the same strings, read about twice as fast as a
+# repeated one-character alternation
+_JSTR = r'"[^"\\\x00-\x1f]*(?:(?:\\["\\bfnrt]|\\u00[01][0-9a-f])[^"\\\x00-\x1f]*)*"'
 _JINT = r"(?:0|-?[1-9][0-9]*)"
 #: A metric line of the event log as :meth:`FastMetricEncoder.event_line` writes it.
 _METRIC_LINE = re.compile(
@@ -633,8 +651,12 @@ class Endpoints:
         value: Any,
         step: int | None = None,
         timestamp: int | None = None,
+        source: str = "manual",
     ) -> Any:
-        """#27 Log one (already flattened) parameter."""
+        """#27 Log one (already flattened) parameter. ``source`` (:data:`PARAMETER_SOURCES`)
+        is not part of this request: it travels with the call (:attr:`Call.source`) to the
+        value's item, should the value go in a parameter batch."""
+        check_parameter_source(source)
         body = _b(
             experimentKey=experiment_key,
             parameterName=name,
@@ -644,7 +666,14 @@ class Endpoints:
         )
         if value is None:
             body["parameterValue"] = None
-        return self._dispatch(Call("POST", "write/experiment/parameter", json=body))
+        return self._dispatch(
+            Call(
+                "POST",
+                "write/experiment/parameter",
+                json=body,
+                source=None if source == "manual" else source,
+            )
+        )
 
     def log_metric(
         self,

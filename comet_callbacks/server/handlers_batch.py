@@ -13,6 +13,7 @@ Comet server without them would, so the client's per-point fallback can be teste
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from .handlers_write import EK, SAVED, _finite
@@ -32,6 +33,8 @@ METRIC_ITEM = {
     "context?": "s",
     "timestamp?": "i",
 }
+#: A parameter item's ``source``: a user's call, an integration or capture, the command line.
+PARAMETER_SOURCES = ("manual", "auto-logged", "cli")
 PARAMETER_ITEM = {
     "parameterName": "s",
     "parameterValue?": "j",  # the official SDK sends null for a parameter whose value is None
@@ -40,6 +43,16 @@ PARAMETER_ITEM = {
     "context?": "s",
     "timestamp?": "i",
 }
+
+
+#: 19 digits in a row: an integer orjson would read as a float (``json`` keeps it exact)
+LONG_DIGITS = re.compile(rb"[0-9]{19}")
+#: A float read from JSON at or beyond 2**63 in magnitude may be such an integer.
+_FLOAT_INT_LIMIT = 2.0**63
+
+
+class _NotPlain(Exception):
+    """A metric item off the fast path, in a body read by orjson without the long-integer scan."""
 
 
 def _opt_int(v: Any) -> bool:
@@ -55,14 +68,16 @@ def _epoch(field: str, v: Any) -> int | None:
     return int(v)
 
 
-def _metric_values(values: Any) -> list[tuple[Any, ...]]:
+def _metric_values(values: Any, plain_only: bool = False) -> list[tuple[Any, ...]]:
     """``(name, number, text, step, epoch, context, timestamp)`` per item, checked; ``number``
     and ``text`` are the two value columns (:func:`_columns`).
 
     The common item (a string name, a float or int value, integer or null step/epoch/
     timestamp, string or null context) is checked inline, several times faster than the
     generic validator; anything else goes through the generic one, which accepts the same
-    things as the per-point endpoint and names the offending ``values[i].field``.
+    things as the per-point endpoint and names the offending ``values[i].field``. With
+    ``plain_only`` an item that is not common raises :class:`_NotPlain` instead (a float
+    value beyond 2**63 is not common: read by orjson, it may have been a longer integer).
     """
     if not isinstance(values, list):
         raise bad("values", "expected list")
@@ -80,7 +95,11 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
             if (
                 type(name) is str
                 and name
-                and (tv is float or tv is int)
+                and (
+                    tv is int
+                    or type(value) is float
+                    and -_FLOAT_INT_LIMIT < value < _FLOAT_INT_LIMIT
+                )
                 and _opt_int(step)
                 and (epoch is None or type(epoch) is int or type(epoch) is float)
                 and _opt_int(ts)
@@ -99,6 +118,8 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
                 else:
                     out.append((name, None, text_of(f), step, epoch, ctx, ts))
                 continue
+        if plain_only:
+            raise _NotPlain
         prefix = f"values[{i}]"
         if v is None:
             raise bad(prefix, "must not be null")
@@ -120,8 +141,12 @@ def _metric_values(values: Any) -> list[tuple[Any, ...]]:
     return out
 
 
-def check_body(path: str, parsed: Any) -> dict[str, Any]:
-    """The validated body of a batch request (used instead of the generic spec walk)."""
+def check_body(path: str, parsed: Any, data: bytes | None = None) -> dict[str, Any]:
+    """The validated body of a batch request (used instead of the generic spec walk).
+
+    ``data`` is the raw body when ``parsed`` came from orjson without the long-integer scan
+    (a metric batch): should an item be anything but plain, the scan runs then, and a body
+    with a long integer is read again with ``json``, which keeps it exact."""
     if not isinstance(parsed, dict):
         raise bad("body", "expected JSON object")
     key = parsed.get("experimentKey")
@@ -133,6 +158,16 @@ def check_body(path: str, parsed: Any) -> dict[str, Any]:
     if values is None:
         raise bad("values", "required")
     if path == METRIC_PATH:
+        if data is not None:
+            try:
+                return {"experimentKey": key, "values": _metric_values(values, plain_only=True)}
+            except _NotPlain:
+                if LONG_DIGITS.search(data) is not None:
+                    try:
+                        exact = json.loads(data)
+                    except (ValueError, RecursionError):  # orjson read it: not expected
+                        raise bad("body", "malformed JSON") from None
+                    return check_body(path, exact)
         return {"experimentKey": key, "values": _metric_values(values)}
     return {"experimentKey": key, "values": check("values", [PARAMETER_ITEM], values)}
 
@@ -156,7 +191,8 @@ def batch_metric(ctx: Ctx) -> dict[str, Any]:
 
 @route("POST", PARAMETER_PATH, body={**EK, "values": [PARAMETER_ITEM]})
 def batch_parameter(ctx: Ctx) -> dict[str, Any]:
-    """Store a batch of parameter values (all or nothing); the latest value of a name wins."""
+    """Store a batch of parameter values (all or nothing); the latest value of a name wins.
+    Each value keeps its item's ``source`` (NULL when the item has none)."""
     exp = ctx.exp(ctx.body["experimentKey"])
     key, now = exp["key"], ctx.now
     rows = []
@@ -165,10 +201,13 @@ def batch_parameter(ctx: Ctx) -> dict[str, Any]:
             value = json.dumps(v["parameterValue"], separators=(",", ":"), allow_nan=True)
         except (TypeError, ValueError):
             raise bad(f"values[{i}].parameterValue", "not serialisable") from None
+        source = v["source"]
+        if source is not None and source not in PARAMETER_SOURCES:
+            raise bad(f"values[{i}].source", f"expected one of {', '.join(PARAMETER_SOURCES)}")
         ts = v["timestamp"] if v["timestamp"] is not None else now
-        rows.append((key, v["parameterName"], value, ts, v["step"]))
+        rows.append((key, v["parameterName"], value, ts, v["step"], source))
     ctx.tx.conn.executemany(
-        "INSERT INTO params (exp_key, name, value, ts, step) VALUES (?,?,?,?,?)", rows
+        "INSERT INTO params (exp_key, name, value, ts, step, source) VALUES (?,?,?,?,?,?)", rows
     )
     if rows:
         ctx.touch(exp)

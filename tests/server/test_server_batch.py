@@ -169,3 +169,40 @@ def test_thousand_point_batch_is_one_transaction(api, reader: Reader) -> None:
     assert time.monotonic() - t < 30  # not a timing assertion: a hang guard
     got = reader.metrics(key, "loss")
     assert [m["step"] for m in got] == list(range(1000))
+
+
+def test_parameter_batch_keeps_each_values_source(api, reader: Reader, comet_server) -> None:
+    """Each value keeps its item's ``source`` (a value sent one by one has none); a source other
+    than the three is a 400 naming the item, and nothing of the batch is stored."""
+    import sqlite3
+
+    key = api.create("b")
+    api.ok(
+        api.post(
+            "write/experiment/parameter",
+            {"experimentKey": key, "parameterName": "one", "parameterValue": 1},
+        )
+    )
+    values = [
+        {"parameterName": "lr", "parameterValue": 0.1, "source": "manual"},
+        {"parameterName": "layers", "parameterValue": [1, 2], "source": "auto-logged"},
+        {"parameterName": "argv|0", "parameterValue": "x.py", "source": "cli"},
+        {"parameterName": "plain", "parameterValue": 3},
+    ]
+    assert _post(api, "parameter", {"experimentKey": key, "values": values}).status_code == 200
+    bad = [{"parameterName": "a", "parameterValue": 1}, {"parameterName": "b", "source": "auto"}]
+    r = _post(api, "parameter", {"experimentKey": key, "values": bad})
+    assert r.status_code == 400
+    assert r.json()["msg"] == "values[1].source: expected one of manual, auto-logged, cli"
+    assert set(reader.parameters(key)) == {"one", "lr", "layers", "argv|0", "plain"}
+    with sqlite3.connect(comet_server.db_path) as conn:
+        stored = conn.execute(
+            "SELECT name, source FROM params WHERE exp_key=? ORDER BY seq", (key,)
+        ).fetchall()
+    assert stored == [
+        ("one", None),
+        ("lr", "manual"),
+        ("layers", "auto-logged"),
+        ("argv|0", "cli"),
+        ("plain", None),
+    ]

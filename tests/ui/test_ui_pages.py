@@ -16,6 +16,7 @@ import requests
 from uihelpers import SHOTS, log_run, login, seed_metric, shot
 
 from comet_callbacks.server.reader import Reader
+from comet_callbacks.server.store import SCHEMA_VERSION
 
 STEPS = 40
 LOGGED = {
@@ -194,12 +195,14 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     assert fig.locator(".fig-meta").inner_text() == f"zoomed: {total:,} points in range"
 
 
-def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:
+def test_a_store_from_before_the_chart_index_is_migrated(tmp_path, monkeypatch) -> None:
     """A schema-4 store (no ``metrics_step`` index) opens: the index is built on start and
     its metrics chart as before."""
+    from comet_callbacks.server import store as store_module
     from comet_callbacks.server.embedded import start_server
 
     db, key = tmp_path / "comet.sqlite", "k" * 32
+    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 4)  # the store the schema-4 code made
     with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
         exp = requests.post(
             server.url + "/api/rest/v2/write/experiment/create",
@@ -209,11 +212,12 @@ def test_a_store_from_before_the_chart_index_is_migrated(tmp_path) -> None:
         ).json()["experimentKey"]
         seed_metric(server, exp, "loss", [float(s % 97) for s in range(5000)])
     with sqlite3.connect(db) as conn:
-        conn.execute("DROP INDEX metrics_step")
-        conn.execute("PRAGMA user_version=4")
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
+        assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name='metrics_step'").fetchall()
+    monkeypatch.undo()
     with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=key) as server:
         with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
             indexes = {
                 r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")
             }
