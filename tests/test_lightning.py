@@ -473,3 +473,42 @@ def test_rewritten_checkpoint_uploads_the_logged_content(
         if a["fileName"] == "last.ckpt"
     ]
     assert sorted(c["global_step"] for c in saved) == [4, 8]  # after epoch 0, after epoch 1
+
+
+class _StepValidation(TinyModel):
+    """Logs a validation metric per step as well (the sanity check's points must not reach the
+    server; the logger also skips any Lightning would hand over while sanity checking)."""
+
+    def validation_step(self, batch, batch_idx):  # noqa: ANN001
+        loss = self._loss(batch)
+        self.log("val_step_loss", loss, on_step=True, on_epoch=False)
+        self.log("val_loss", loss)
+
+
+@pytest.mark.parametrize("prefix", [None, "pre"])
+def test_step_metrics_skip_the_sanity_check_with_and_without_prefix(
+    comet_env: Any, reader: Any, tmp_path: Path, prefix: str | None
+) -> None:
+    """The logger's per-step path (no prefix) and its prefixed path store the same points:
+    every training and validation step once, none from the sanity check, names
+    ``prefix-name``, the epoch in its own field."""
+    pl.seed_everything(3)
+    rec = RecordingLogger()
+    logger = CometLogger(prefix=prefix, log_model=False)
+    trainer = make_trainer(tmp_path, logger=[logger, rec], num_sanity_val_steps=2)
+    trainer.fit(_StepValidation(), loader(), loader(16, seed=1))
+    key = only_experiment(reader)
+    named = (lambda n: f"{prefix}-{n}") if prefix else (lambda n: n)
+    # 2 validation batches per epoch x 2 epochs; the sanity check's 2 are not there
+    want = rec.points("val_step_loss")
+    assert len(want) == 4
+    got = [
+        (float(p["metricValue"]), p["step"]) for p in series(reader, key, named("val_step_loss"))
+    ]
+    assert sorted(got) == sorted((v, s) for v, s, _ in want)
+    steps = series(reader, key, named("train_loss_step"))
+    assert [p["step"] for p in steps] == list(range(8))
+    assert [p["epoch"] for p in steps] == [0] * 4 + [1] * 4
+    names = {m["name"] for m in reader.metric_summary(key) if not m["name"].startswith("sys.")}
+    assert names and all(n.startswith("pre-") for n in names) == bool(prefix)
+    assert named("epoch") not in names
