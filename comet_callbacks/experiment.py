@@ -795,10 +795,23 @@ class Experiment:
             self._report("log_code", exc)
 
     def set_model_graph(self, graph: Any) -> None:
-        """Log the model graph (a string, or anything whose ``str`` describes the model)."""
+        """Log the model graph: a string; a Keras model (its ``to_json()`` architecture, which
+        the web UI draws, as the official SDK does); or anything whose ``str`` describes the
+        model (a PyTorch module prints its layers)."""
         if self._sender is None:
             return self._dropped()
-        text = graph if isinstance(graph, str) else str(graph)
+        text = graph if isinstance(graph, str) else None
+        to_json = getattr(graph, "to_json", None) if text is None else None
+        if callable(to_json) and type(graph).__module__.startswith(("keras", "tf_keras")):
+            try:
+                text = to_json()
+            except Exception as exc:  # e.g. a subclassed model that cannot serialise itself
+                log.debug("comet_callbacks: %s.to_json() failed: %r", type(graph).__name__, exc)
+                text = None
+            if not isinstance(text, str):
+                text = None
+        if text is None:
+            text = str(graph)
         self._put(calls.set_graph(self._key, truncate(text, 10_000_000)))
 
     def log_system_info(self, key: str, value: Any) -> None:

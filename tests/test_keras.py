@@ -504,3 +504,22 @@ def test_quickstart_example_runs_online(
     assert f"experiment: {comet_env.url}/{WS}/keras-quickstart/{key}" in capsys.readouterr().out
     # nothing of ours (or the example's) is left; torch may keep its compile cache there
     assert [p.name for p in temp.iterdir() if not p.name.startswith("torchinductor_")] == []
+
+
+def test_set_model_graph_of_a_keras_model_is_its_architecture(comet_env: Any, reader: Any) -> None:
+    """``Experiment.set_model_graph(model)`` with a Keras model stores ``model.to_json()`` (the
+    architecture the web UI draws), not the model's repr; other objects keep their ``str``."""
+    from comet_callbacks import Experiment
+
+    model = _model()
+    with Experiment(experiment_name="graph", auto_log_graph=False) as exp:
+        exp.set_model_graph(model)
+    assert json.loads(reader.graph(exp.key)) == json.loads(model.to_json())
+
+    class Described:
+        def __str__(self) -> str:
+            return "Described(3 layers)"
+
+    with Experiment(experiment_name="graph2") as exp2:
+        exp2.set_model_graph(Described())
+    assert reader.graph(exp2.key) == "Described(3 layers)"
