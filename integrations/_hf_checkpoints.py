@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from comet_callbacks.experiment import Experiment
+from comet_callbacks.values import to_metric_value
 
 from ._toolkit import log_final_model
 
@@ -45,6 +46,28 @@ def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
             out["test/" + k[5:]] = v
         else:
             out["train/" + k] = v
+    return out
+
+
+def log_metrics_of(logs: Mapping[str, Any]) -> dict[str, float | int]:
+    """``numbers(rewrite_logs(logs))`` in one pass (called on every logging step): the
+    numeric entries under their metric names; strings and arrays are left out."""
+    out: dict[str, float | int] = {}
+    for k, v in logs.items():
+        if k.startswith("eval_"):
+            name = "eval/" + k[5:]
+        elif k.startswith("test_"):
+            name = "test/" + k[5:]
+        else:
+            name = "train/" + k
+        t = type(v)
+        if t is float or t is int:
+            out[name] = v
+            continue
+        try:
+            out[name] = to_metric_value(v, name)
+        except ValueError:
+            continue
     return out
 
 
@@ -86,9 +109,14 @@ def unmutated(logs: Mapping[str, Any], state: Any) -> Mapping[str, Any]:
     if history:
         last = history[-1]
         if isinstance(last, Mapping) and last.get("step") == state.global_step:
-            if all(k in last and last[k] is v for k, v in logs.items()):
-                return {k: v for k, v in last.items() if k != "step"}
+            for k, v in logs.items():
+                if last.get(k, _MISSING) is not v:
+                    return logs
+            return {k: v for k, v in last.items() if k != "step"}
     return logs
+
+
+_MISSING = object()
 
 
 def training_state(file_name: str) -> bool:

@@ -42,6 +42,7 @@ from comet_callbacks.experiment import Experiment
 from ._hf_checkpoints import (
     KEY_FILE,
     json_args,
+    log_metrics_of,
     log_trainer_model,
     remember_in_state,
     rewrite_logs,
@@ -54,7 +55,6 @@ from ._toolkit import (
     ModelPolicy,
     guarded,
     non_settings,
-    numbers,
     open_experiment,
     parse_log_model,
     reopen,
@@ -276,6 +276,17 @@ class CometCallback(TrainerCallback, ExportableState):
     ) -> None:
         if not state.is_world_process_zero or not logs:
             return
+        exp = self._exp
+        if exp is not None and not exp.ended and exp.settings.auto_log_metrics:
+            # every logging step: straight to the open experiment (what _log_metrics does
+            # after finding it)
+            epoch = state.epoch
+            exp.log_metrics(
+                log_metrics_of(unmutated(logs, state)),
+                step=state.global_step,
+                epoch=None if epoch is None else int(epoch),
+            )
+            return
         self._log_metrics(args, state, model, unmutated(logs, state))
 
     @guarded
@@ -299,7 +310,7 @@ class CometCallback(TrainerCallback, ExportableState):
                 return
             step = state.global_step
             epoch = int(state.epoch) if state.epoch is not None else None
-            exp.log_metrics(numbers(rewrite_logs(logs)), step=step, epoch=epoch)
+            exp.log_metrics(log_metrics_of(logs), step=step, epoch=epoch)
         finally:
             if reopened:
                 exp.end("success")
