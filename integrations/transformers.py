@@ -58,6 +58,7 @@ from ._toolkit import (
     open_experiment,
     parse_log_model,
     reopen,
+    report_hook_error,
     settings_from,
     share_key,
 )
@@ -264,7 +265,6 @@ class CometCallback(TrainerCallback, ExportableState):
                     self.settings, self._key, rank, self._reported, joined=self._secondary
                 )
 
-    @guarded
     def on_log(
         self,
         args: Any,
@@ -274,20 +274,25 @@ class CometCallback(TrainerCallback, ExportableState):
         model: Any = None,
         **kwargs: Any,
     ) -> None:
-        if not state.is_world_process_zero or not logs:
-            return
-        exp = self._exp
-        if exp is not None and not exp.ended and exp.settings.auto_log_metrics:
-            # every logging step: straight to the open experiment (what _log_metrics does
-            # after finding it)
-            epoch = state.epoch
-            exp.log_metrics(
-                log_metrics_of(unmutated(logs, state)),
-                step=state.global_step,
-                epoch=None if epoch is None else int(epoch),
-            )
-            return
-        self._log_metrics(args, state, model, unmutated(logs, state))
+        """The Trainer's logs as metrics (``eval_x`` → ``eval/x``, ``x`` → ``train/x``) at the
+        global step. Called on every logging step: the guard is inlined (errors are reported
+        once and swallowed, as :func:`guarded` does) and an open experiment is logged to
+        directly."""
+        try:
+            if not state.is_world_process_zero or not logs:
+                return
+            exp = self._exp
+            if exp is not None and not exp.ended and exp.settings.auto_log_metrics:
+                epoch = state.epoch
+                exp.log_metrics(
+                    log_metrics_of(unmutated(logs, state)),
+                    step=state.global_step,
+                    epoch=None if epoch is None else int(epoch),
+                )
+                return
+            self._log_metrics(args, state, model, unmutated(logs, state))
+        except Exception as exc:
+            report_hook_error(self, "on_log", exc)
 
     @guarded
     def on_predict(
