@@ -271,7 +271,9 @@ class Results:
 
         for peer in ("us-offline", "us-online"):
             r = self.pick("train", peer, framework="lightning", workload="tiny")
-            if r and "fixed_own_cpu_ms" in r:
+            # the fixed-cost target is the offline start (what it was set on); the online
+            # fixed cost (creating the experiment over HTTP) is in the training table
+            if r and "fixed_own_cpu_ms" in r and peer == "us-offline":
                 add(
                     f"fixed CPU per fit ≤ {TARGET_FIXED_CPU_MS:g} ms, default captures ({peer}), "
                     "own CPU",
@@ -280,6 +282,7 @@ class Results:
                     f"{fmt(r['fixed_own_cpu_ms'], 0)} ms (fit difference "
                     f"{fmt(r['fixed_cpu_ms'], 0)} ms; load {load(r)})",
                 )
+            if r and "per_step_own_cpu_us" in r:
                 add(
                     f"CPU per step ≤ {TARGET_PER_STEP_US:g} µs, tiny model ({peer}), own CPU",
                     r["per_step_own_cpu_us"],
