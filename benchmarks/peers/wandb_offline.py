@@ -143,7 +143,12 @@ class WandbOffline(Peer):
         return {"logger": logger, "callbacks": []}
 
     def hf(self, workdir: str) -> dict[str, Any]:
-        self._dir(workdir)
+        import wandb
+
+        # started here with this fit's folder: transformers' WandbCallback uses a run that is
+        # already open, while its own ``wandb.init`` would take ``WANDB_DIR`` as wandb read it
+        # once per process (every later fit of the worker wrote into the first fit's folder)
+        wandb.init(project="bench", dir=self._dir(workdir), mode="offline")
         return {"report_to": "wandb", "callbacks": []}
 
     def keras(self, workdir: str) -> list[Any]:
