@@ -310,12 +310,8 @@ class Sender:
                     if online:
                         routes.append((seq, item))
                     continue
-                if lines:
-                    store.append_lines(lines)
-                    lines = []
-                if routes:
-                    self._route_metrics_safely(routes)
-                    routes = []
+                if lines or routes:  # what came before this event goes first
+                    self._write_and_route(lines, routes)
                 if type(item) is _Barrier:
                     self._ship_all()
                     item.event.set()
@@ -332,17 +328,12 @@ class Sender:
                         continue
                     store.append(seq, ev)  # type: ignore[arg-type]  # not an Op: a Call
                     if online:
-                        # a metric waits in its lane as the small tuple, not as the Call
-                        self._route(seq, item if type(item) is tuple else ev)
+                        self._route(seq, ev)
                 except Exception as exc:  # never let one bad event stop the pipeline
                     if self.stats.record_failure("<encode>", exc):
                         log.warning("comet_callbacks: could not record an event: %s", exc)
-            if lines:
-                store.append_lines(lines)
-                lines = []
-            if routes:
-                self._route_metrics_safely(routes)
-                routes = []
+            if lines or routes:
+                self._write_and_route(lines, routes)
             if self._spill_from is not None:
                 try:
                     self._refill()
@@ -377,12 +368,19 @@ class Sender:
                 due = min(due, self._acc_since[kind] + BATCH_WAIT)
         return min(IDLE_WAIT, max(0.01, due - now))
 
-    def _route_metrics_safely(self, entries: list[tuple[int, Any]]) -> None:
-        try:
-            self._route_metrics(entries)
-        except Exception as exc:  # never let one bad event stop the pipeline
-            if self.stats.record_failure("<route>", exc):
-                log.warning("comet_callbacks: could not queue events for sending: %s", exc)
+    def _write_and_route(self, lines: list[str], routes: list[tuple[int, Any]]) -> None:
+        """Write the metric lines the dispatcher took in a row (one ``write``) and route their
+        points (online); empties both lists."""
+        if lines:
+            self.store.append_lines(lines)
+            lines.clear()
+        if routes:
+            try:
+                self._route_metrics(routes)
+            except Exception as exc:  # never let one bad event stop the pipeline
+                if self.stats.record_failure("<route>", exc):
+                    log.warning("comet_callbacks: could not queue events for sending: %s", exc)
+            routes.clear()
 
     def _route_metrics(self, entries: list[tuple[int, Any]]) -> None:
         """:meth:`_route` for metric points taken from the queue in a row: one lock and one
