@@ -400,8 +400,7 @@ class Sender:
                     if not acc:
                         self._acc_since["metric"] = now
                     acc.append(entry)
-                    item = entry[1]
-                    size += 90 + len(item[0]) + (len(item[4]) if item[4] else 0)  # _size_of
+                    size += _size_of(entry[1])
                     if len(acc) >= BATCH_MAX_ITEMS or size >= BATCH_MAX_BYTES:
                         self._acc_bytes["metric"] = size
                         self._ship("metric")

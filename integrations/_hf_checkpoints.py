@@ -35,18 +35,19 @@ _TRAINING_STATE_FILES = frozenset(
 )
 
 
-def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
-    """Trainer log keys → metric names, as transformers' trackers (W&B, Comet) name them:
+def metric_name(key: str) -> str:
+    """A Trainer log key's metric name, as transformers' trackers (W&B, Comet) name them:
     ``eval_x`` → ``eval/x``, ``test_x`` → ``test/x``, anything else ``x`` → ``train/x``."""
-    out: dict[str, Any] = {}
-    for k, v in logs.items():
-        if k.startswith("eval_"):
-            out["eval/" + k[5:]] = v
-        elif k.startswith("test_"):
-            out["test/" + k[5:]] = v
-        else:
-            out["train/" + k] = v
-    return out
+    if key.startswith("eval_"):
+        return "eval/" + key[5:]
+    if key.startswith("test_"):
+        return "test/" + key[5:]
+    return "train/" + key
+
+
+def rewrite_logs(logs: Mapping[str, Any]) -> dict[str, Any]:
+    """Trainer logs under their metric names (:func:`metric_name`)."""
+    return {metric_name(k): v for k, v in logs.items()}
 
 
 def log_metrics_of(logs: Mapping[str, Any]) -> dict[str, float | int]:
@@ -54,16 +55,7 @@ def log_metrics_of(logs: Mapping[str, Any]) -> dict[str, float | int]:
     numeric entries under their metric names; strings and arrays are left out."""
     out: dict[str, float | int] = {}
     for k, v in logs.items():
-        if k.startswith("eval_"):
-            name = "eval/" + k[5:]
-        elif k.startswith("test_"):
-            name = "test/" + k[5:]
-        else:
-            name = "train/" + k
-        t = type(v)
-        if t is float or t is int:
-            out[name] = v
-            continue
+        name = metric_name(k)
         try:
             out[name] = to_metric_value(v, name)
         except ValueError:

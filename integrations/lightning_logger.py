@@ -241,15 +241,13 @@ class CometLogger(_Logger, CheckpointsAndModel):
         Errors are reported once and swallowed, like every hook (:func:`guarded`)."""
         try:
             exp = self._metrics_exp
-            if exp is None or exp.ended:
+            if exp is None or exp.ended or self._metric_prefix:
                 return self._log_metrics_slow(metrics, step)
             ref = self._trainer_ref
             if ref is not None:
                 trainer = ref()
                 if trainer is not None and trainer.state.stage is _SANITY_CHECKING:
                     return
-            if self._metric_prefix:
-                return self._log_metrics_slow(metrics, step)
             epoch = metrics.get("epoch")
             if epoch is not None:  # Lightning's own entry: the epoch field, not a metric
                 metrics = dict(metrics)

@@ -276,19 +276,9 @@ class CometCallback(TrainerCallback, ExportableState):
     ) -> None:
         """The Trainer's logs as metrics (``eval_x`` → ``eval/x``, ``x`` → ``train/x``) at the
         global step. Called on every logging step: the guard is inlined (errors are reported
-        once and swallowed, as :func:`guarded` does) and an open experiment is logged to
-        directly."""
+        once and swallowed, as :func:`guarded` does)."""
         try:
             if not state.is_world_process_zero or not logs:
-                return
-            exp = self._exp
-            if exp is not None and not exp.ended and exp.settings.auto_log_metrics:
-                epoch = state.epoch
-                exp.log_metrics(
-                    log_metrics_of(unmutated(logs, state)),
-                    step=state.global_step,
-                    epoch=None if epoch is None else int(epoch),
-                )
                 return
             self._log_metrics(args, state, model, unmutated(logs, state))
         except Exception as exc:
@@ -303,22 +293,31 @@ class CometCallback(TrainerCallback, ExportableState):
         self._log_metrics(args, state, kwargs.get("model"), metrics)
 
     def _log_metrics(self, args: Any, state: Any, model: Any, logs: Mapping[str, Any]) -> None:
-        exp, reopened = self.experiment, False
-        if exp is None and self._key and self._user_experiment is None:
-            exp, reopened = self._reopen(), True  # evaluate()/predict() after train() ended
-        elif exp is None:
-            exp = self._ensure_experiment(args, state, model)  # e.g. evaluate() before train()
-        if exp is None:
+        exp = self._exp
+        if exp is not None and not exp.ended:  # the common case: training is logging
+            self._log_to(exp, state, logs)
             return
-        try:
-            if not exp.settings.auto_log_metrics:
-                return
-            step = state.global_step
-            epoch = int(state.epoch) if state.epoch is not None else None
-            exp.log_metrics(log_metrics_of(logs), step=step, epoch=epoch)
-        finally:
-            if reopened:
-                exp.end("success")
+        if self._key and self._user_experiment is None:
+            exp = self._reopen()  # evaluate()/predict() after train() ended
+            if exp is not None:
+                try:
+                    self._log_to(exp, state, logs)
+                finally:
+                    exp.end("success")
+            return
+        exp = self._ensure_experiment(args, state, model)  # e.g. evaluate() before train()
+        if exp is not None:
+            self._log_to(exp, state, logs)
+
+    @staticmethod
+    def _log_to(exp: Experiment, state: Any, logs: Mapping[str, Any]) -> None:
+        if exp.settings.auto_log_metrics:
+            epoch = state.epoch
+            exp.log_metrics(
+                log_metrics_of(logs),
+                step=state.global_step,
+                epoch=None if epoch is None else int(epoch),
+            )
 
     @guarded
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:

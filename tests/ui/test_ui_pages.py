@@ -47,6 +47,16 @@ def exp_url(server, key: str, project: str = "mnist", ws: str = "local") -> str:
     return f"{server.url}/{ws}/{project}/{key}"
 
 
+def _drag_zoom(page: Any, fig: Any) -> None:
+    """Drag across 40–45 % of a chart's plot area (uPlot's zoom gesture)."""
+    over = fig.locator(".u-over").bounding_box()
+    y = over["y"] + over["height"] / 2
+    page.mouse.move(over["x"] + over["width"] * 0.40, y)
+    page.mouse.down()
+    page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
+    page.mouse.up()
+
+
 def test_printed_link_opens_after_login(ui_server, runs, new_page) -> None:
     page = new_page()
     url = exp_url(ui_server, runs["first"])
@@ -183,12 +193,7 @@ def test_zoom_fetches_finer_data(ui_server, new_page) -> None:
     assert int(fig.get_attribute("data-points")) <= 2000
     drawn = int(fig.get_attribute("data-points"))
     assert fig.locator(".fig-meta").inner_text() == f"{n:,} points · {drawn:,} drawn"
-    over = fig.locator(".u-over").bounding_box()
-    y = over["y"] + over["height"] / 2
-    page.mouse.move(over["x"] + over["width"] * 0.40, y)
-    page.mouse.down()
-    page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
-    page.mouse.up()
+    _drag_zoom(page, fig)
     page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
     total = int(fig.get_attribute("data-total"))
     assert 0 < total < 2000 and fig.get_attribute("data-points") == str(total)
@@ -253,12 +258,7 @@ def test_compare_zoom_fetches_finer_data(ui_server, new_page) -> None:
     assert all(1000 <= int(p) <= 2000 for p in fig.get_attribute("data-points").split(","))
     seen: list[str] = []
     page.on("request", lambda r: seen.append(r.url) if "/ui-api/series" in r.url else None)
-    over = fig.locator(".u-over").bounding_box()
-    y = over["y"] + over["height"] / 2
-    page.mouse.move(over["x"] + over["width"] * 0.40, y)
-    page.mouse.down()
-    page.mouse.move(over["x"] + over["width"] * 0.45, y, steps=5)
-    page.mouse.up()
+    _drag_zoom(page, fig)
     page.wait_for_function("el => el.dataset.exact === '1'", arg=fig.element_handle())
     totals = [int(t) for t in fig.get_attribute("data-totals").split(",")]
     assert fig.get_attribute("data-points") == ",".join(map(str, totals))
