@@ -18,7 +18,16 @@ from typing import Any
 
 from .handlers_write import EK, SAVED, _finite
 from .routes import Ctx, route
-from .validate import INT64_MAX, INT64_MIN, bad, check, metric_value, text_of, validate
+from .validate import (
+    INT64_MAX,
+    INT64_MIN,
+    bad,
+    check,
+    metric_value,
+    stored_text,
+    text_of,
+    validate,
+)
 
 #: Paths of the batch endpoints (absolute: they live under ``/clientlib/``, not the REST base).
 METRIC_PATH = "/clientlib/batch/logger/experiment/metric"
@@ -70,7 +79,7 @@ def _epoch(field: str, v: Any) -> int | None:
 
 def _metric_values(values: Any, plain_only: bool = False) -> list[tuple[Any, ...]]:
     """``(name, number, text, step, epoch, context, timestamp)`` per item, checked; ``number``
-    and ``text`` are the two value columns (:func:`_columns`).
+    and ``text`` are the two value columns (``text`` as :func:`~.validate.stored_text` has it).
 
     The common item (a string name, a float or int value, integer or null step/epoch/
     timestamp, string or null context) is checked inline, several times faster than the
@@ -112,9 +121,8 @@ def _metric_values(values: Any, plain_only: bool = False) -> list[tuple[Any, ...
                 elif epoch is not None and not INT64_MIN <= epoch <= INT64_MAX:
                     raise bad(f"values[{i}].epoch", "integer out of int64 range")
                 f = float(value)  # type: ignore[arg-type]  # a checked number
-                if f - f == 0.0:  # finite: the common case, text_of() inlined
-                    text = str(int(f)) if f.is_integer() and -1e16 < f < 1e16 else repr(f)
-                    out.append((name, f, text, step, epoch, ctx, ts))
+                if f - f == 0.0:  # finite: the common case, its text made when read
+                    out.append((name, f, "", step, epoch, ctx, ts))
                 else:
                     out.append((name, None, text_of(f), step, epoch, ctx, ts))
                 continue
@@ -127,11 +135,12 @@ def _metric_values(values: Any, plain_only: bool = False) -> list[tuple[Any, ...
         if not item["metricName"]:
             raise bad(f"values[{i}].metricName", "must not be empty")
         value = metric_value(prefix + ".metricValue", item["metricValue"])
+        number = _finite(value)
         out.append(
             (
                 item["metricName"],
-                _finite(value),
-                text_of(value),
+                number,
+                stored_text(number, value),
                 item["step"],
                 _epoch(prefix + ".epoch", item["epoch"]),
                 item["context"],

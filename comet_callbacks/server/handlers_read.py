@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 
 from .names import safe_asset_name
 from .routes import Ctx, route
-from .validate import ApiError, text_of
+from .validate import ApiError, metric_text, text_of
 
 QEK = {"experimentKey": "s"}
 
@@ -149,7 +149,7 @@ def get_metric(ctx: Ctx) -> dict[str, Any]:
         "metrics": [
             {
                 "metricName": r["name"],
-                "metricValue": r["value_text"],
+                "metricValue": metric_text(r["value"], r["value_text"]),
                 "timestamp": r["ts"],
                 "step": r["step"],
                 "epoch": r["epoch"],
@@ -172,11 +172,17 @@ def _summary(
     finite = [r for r in rows if r["value"] is not None] if use_minmax else []
     hi = max(finite, key=lambda r: r["value"]) if finite else cur
     lo = min(finite, key=lambda r: r["value"]) if finite else cur
+
+    def text(r: Mapping[str, Any] | sqlite3.Row) -> Any:
+        if value_key == "value_text":  # a metric row: see validate.stored_text
+            return metric_text(r["value"], r["value_text"])
+        return r[value_key]
+
     out: dict[str, Any] = {
         "name": name,
-        "valueMax": hi[value_key],
-        "valueMin": lo[value_key],
-        "valueCurrent": cur[value_key],
+        "valueMax": text(hi),
+        "valueMin": text(lo),
+        "valueCurrent": text(cur),
         "timestampMax": hi["ts"],
         "timestampMin": lo["ts"],
         "timestampCurrent": cur["ts"],

@@ -18,7 +18,7 @@ from typing import Any
 from .names import safe_asset_name
 from .routes import Ctx, route
 from .store import new_id
-from .validate import ApiError, bad, check, text_of
+from .validate import ApiError, bad, check, stored_text, text_of
 
 SAVED = {"msg": "Saved"}
 OK = {"msg": "OK"}
@@ -706,10 +706,11 @@ def add_metric(
     write with ``X-Comet-Request-Id`` and a repeat of the same request is answered from the
     request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
+    number = _finite(value)
     ctx.tx.execute(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
         "VALUES (?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, _finite(value), text_of(value), ts, step, epoch, context, int(system)),
+        (exp_key, name, number, stored_text(number, value), ts, step, epoch, context, int(system)),
     )
 
 

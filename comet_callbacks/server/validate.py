@@ -201,6 +201,22 @@ def json_schema(code: Any) -> dict[str, Any]:
     return scalars[code]
 
 
+def stored_text(number: float | None, value: Any) -> str:
+    """A metric point's ``value_text`` column: ``""`` when its ``value`` column holds the
+    number (every finite value: :func:`metric_text` makes the text of it when read),
+    :func:`text_of` ``value`` otherwise (NaN and infinities, whose ``value`` is NULL).
+
+    Storing ``""`` keeps a float's ``repr`` (about a sixth of the server's time per batched
+    point) and its bytes off the write path; reads, far fewer, pay for it."""
+    return "" if number is not None else text_of(value)
+
+
+def metric_text(number: float | None, stored: str) -> str:
+    """The text of a stored metric point (``value`` and ``value_text`` columns): the text as
+    it was sent, :func:`text_of` a number (see :func:`stored_text`)."""
+    return stored or text_of(number)
+
+
 def text_of(value: Any) -> str:
     """The §4 "Text" form of a stored value."""
     import json

@@ -46,6 +46,14 @@ def test_metric_batch_reads_back_like_per_point_writes(api, reader: Reader) -> N
         _m("acc", 3, 2, 1, "train", 1002),
         _m("loss", "-Infinity", None, None, None, 1003),
         _m("loss", "Infinity", 3, None, None, 1004),
+        # numbers whose text is made when read (see validate.stored_text): read back as the
+        # per-point endpoint has them
+        *(
+            _m("edge", v, i, None, None, 2000 + i)
+            for i, v in enumerate(
+                [2**53 + 1, 10**16, -0.0, 1e-05, 1.5e300, 0.1 + 0.2, 7, 7.0, -3.25, "2.50", 2**62]
+            )
+        ),
     ]
     for p in points:
         body = {"experimentKey": one, **{k: v for k, v in p.items() if v is not None}}
@@ -59,8 +67,22 @@ def test_metric_batch_reads_back_like_per_point_writes(api, reader: Reader) -> N
             {k: v for k, v in row.items() if k not in ("experimentKey", "offset")} for row in rows
         ]
 
-    for name in ("loss", "acc"):
+    for name in ("loss", "acc", "edge"):
         assert strip(reader.metrics(many, name)) == strip(reader.metrics(one, name))
+    assert reader.metric_summary(many) == reader.metric_summary(one)
+    assert [m["metricValue"] for m in reader.metrics(many, "edge")] == [
+        "9007199254740992",  # a metric value is a double (the official backend's too)
+        "1e+16",
+        "0",
+        "1e-05",
+        "1.5e+300",
+        "0.30000000000000004",
+        "7",
+        "7",
+        "-3.25",
+        "2.5",
+        "4.611686018427388e+18",
+    ]
     assert [m["metricValue"] for m in reader.metrics(many, "loss")] == [
         "0.5",
         "NaN",

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 from .. import handlers_read as api
 from ..routes import ROUTES, Ctx
-from ..validate import parse_query, text_of
+from ..validate import metric_text, parse_query, text_of
 
 #: Every query argument of the read routes (all optional here: the handlers check).
 _ALL_QUERY_KEYS: dict[str, Any] = {
@@ -96,12 +96,12 @@ def experiments(ctx: Ctx, workspace: str, project: str) -> dict[str, Any]:
                 if name.startswith("sys."):
                     continue
                 last = ctx.tx.row(  # the last point in logging order: one index probe
-                    "SELECT value_text FROM metrics WHERE exp_key=? AND name=? "
+                    "SELECT value, value_text FROM metrics WHERE exp_key=? AND name=? "
                     "ORDER BY ts DESC, seq DESC LIMIT 1",
                     (key, name),
                 )
                 if last is not None:  # the name was just listed: only a concurrent delete
-                    metrics[key][name] = last[0]
+                    metrics[key][name] = metric_text(last[0], last[1])
         for r in ctx.tx.all(
             f"SELECT exp_key, name, value FROM params WHERE seq IN (SELECT MAX(seq) FROM params "
             f"WHERE exp_key IN ({marks}) GROUP BY exp_key, name)",
