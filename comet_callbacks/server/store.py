@@ -257,20 +257,30 @@ def _private_file(path: Path) -> None:
         pass
 
 
-#: A WAL larger than this is truncated by the checkpointer (briefly holding writers back): under
-#: non-stop writes a passive checkpoint never finds the log idle, so it would never restart.
+#: Under non-stop writes a passive checkpoint never finds the WAL idle, so the log would never
+#: restart and would grow without end. Past this size the checkpointer asks the writer to
+#: finish the job between two transactions (:meth:`Checkpointer.finish`): a short checkpoint of
+#: the frames written since its own, after which the next write starts the log again.
+WAL_RESTART = 16 * 1024 * 1024
+#: Should the WAL grow past this anyway (a reader holding an old snapshot keeps the log from
+#: restarting), the checkpointer truncates it, holding writers back while it does.
 WAL_LIMIT = 64 * 1024 * 1024
+#: Bytes of a WAL frame: a 4 KiB page and its header.
+WAL_FRAME = 4096 + 24
 
 
 class Checkpointer:
     """Checkpoints the database's WAL about once a second (``PASSIVE``: never waits for, nor
     blocks, a writer) from its own thread and connection, so requests never pay for it.
     SQLite runs the checkpoint without the GIL, on another core when there is one. Past
+    :data:`WAL_RESTART` it sets :attr:`restart` for the writer (see :meth:`finish`); past
     :data:`WAL_LIMIT` it checkpoints with ``TRUNCATE`` instead, so the WAL stays bounded.
     ``last`` is the answer of the latest checkpoint (busy, frames in the log, frames copied)."""
 
     def __init__(self, db_path: str | os.PathLike[str], interval: float = 1.0) -> None:
         self.last: tuple[int, int, int] | None = None
+        #: set when the WAL should restart: the writer calls :meth:`finish` after its commit
+        self.restart = False
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, args=(str(db_path), interval), name="sqlite-checkpoint", daemon=True
@@ -282,16 +292,30 @@ class Checkpointer:
         try:
             while not self._stop.wait(interval):
                 try:
-                    big = os.path.getsize(db_path + "-wal") > WAL_LIMIT
+                    size = os.path.getsize(db_path + "-wal")
                 except OSError:
-                    big = False
+                    size = 0
                 try:
-                    mode = "TRUNCATE" if big else "PASSIVE"
+                    mode = "TRUNCATE" if size > WAL_LIMIT else "PASSIVE"
                     self.last = tuple(conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone())  # type: ignore[assignment]
                 except sqlite3.Error as exc:  # e.g. busy: the next round catches up
                     log.debug("WAL checkpoint failed: %r", exc)
+                    continue
+                # right after this checkpoint, little is left for the writer to copy (the file
+                # keeps its size when the log restarts: its frames tell how much the log holds)
+                self.restart = self.last[1] * WAL_FRAME > WAL_RESTART and size <= WAL_LIMIT  # type: ignore[index]
         finally:
             conn.close()
+
+    def finish(self, conn: sqlite3.Connection) -> None:
+        """Called by the writer, between transactions, when :attr:`restart` is set: a passive
+        checkpoint that, no write coming in the meantime, copies the whole log, so that the
+        next write starts the log from its beginning. The bulk was copied by this thread."""
+        self.restart = False
+        try:
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        except sqlite3.Error as exc:  # the next round asks again
+            log.debug("WAL checkpoint by the writer failed: %r", exc)
 
     def stop(self) -> None:
         self._stop.set()
@@ -383,6 +407,8 @@ class Store:
             self.conn.execute("COMMIT")
             for path in tx.dropped_files:
                 path.unlink(missing_ok=True)
+            if self._checkpointer.restart:
+                self._checkpointer.finish(self.conn)
         for fn in tx.after_commit:
             fn()
 

@@ -60,3 +60,27 @@ def test_a_wal_past_the_limit_is_truncated(tmp_path, monkeypatch) -> None:
         assert store.conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == 10_000
     finally:
         store.close()
+
+
+def test_under_non_stop_writes_the_wal_still_restarts(tmp_path, monkeypatch) -> None:
+    """Transactions back to back never leave the log idle for the checkpointer: the writer
+    finishes its checkpoint between two transactions, and the log starts again (a later
+    checkpoint finds fewer frames in it than an earlier one). Without that the log holds every
+    page written until the truncation limit, set out of reach here."""
+    monkeypatch.setattr(store_module, "WAL_RESTART", 256 * 1024)
+    monkeypatch.setattr(store_module, "WAL_LIMIT", 1 << 40)
+    store = Store(tmp_path / "db.sqlite", tmp_path / "assets")
+    try:
+        seen: list[int] = []  # frames in the log, as each checkpoint found them
+        start, n = time.monotonic(), 0
+        while time.monotonic() - start < 5:
+            _write(store, 500, n)
+            n += 500
+            last = store._checkpointer.last
+            if last is not None and (not seen or last[1] != seen[-1]):
+                seen.append(last[1])
+        assert len(seen) >= 3
+        assert any(later < earlier for earlier, later in zip(seen, seen[1:])), seen
+        assert store.conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == n
+    finally:
+        store.close()
