@@ -80,7 +80,7 @@ def test_under_non_stop_writes_the_wal_still_restarts(tmp_path, monkeypatch) -> 
             if last is not None and (not seen or last[1] != seen[-1]):
                 seen.append(last[1])
         assert len(seen) >= 3
-        assert any(later < earlier for earlier, later in zip(seen, seen[1:])), seen
+        assert any(later < earlier for earlier, later in zip(seen, seen[1:], strict=False)), seen
         assert store.conn.execute("SELECT count(*) FROM metrics").fetchone()[0] == n
     finally:
         store.close()
