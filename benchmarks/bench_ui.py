@@ -37,6 +37,7 @@ import psutil
 import requests
 
 from benchmarks.server import LocalServer
+from comet_callbacks.server.store import series_ids
 
 CHROMIUM = "/usr/bin/chromium"
 
@@ -45,11 +46,12 @@ def _seed(db: Path, key: str, name: str, n: int) -> None:
     conn = sqlite3.connect(db, timeout=30)
     ts = int(time.time() * 1000)
     with conn:
+        series = series_ids(conn, key, (name,))[name]
         conn.executemany(
             "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, "
-            "system) VALUES (?,?,?,?,?,?,NULL,NULL,0)",
+            "system, series) VALUES (?,?,?,?,?,?,NULL,NULL,0,?)",
             (
-                (key, name, v, repr(v), ts + i, i)
+                (key, name, v, repr(v), ts + i, i, series)
                 for i in range(n)
                 for v in (math.exp(-i / (n / 5)) + 0.05 * math.sin(i / 7.0),)
             ),

@@ -18,6 +18,7 @@ from typing import Any
 
 from .handlers_write import EK, SAVED, _finite
 from .routes import Ctx, route
+from .store import series_ids
 from .validate import (
     INT64_MAX,
     INT64_MIN,
@@ -185,14 +186,15 @@ def check_body(path: str, parsed: Any, data: bytes | None = None) -> dict[str, A
 def batch_metric(ctx: Ctx) -> dict[str, Any]:
     """Store a batch of metric points (all or nothing)."""
     exp = ctx.exp(ctx.body["experimentKey"])
-    key, now = exp["key"], ctx.now
+    key, now, values = exp["key"], ctx.now, ctx.body["values"]
+    ids = series_ids(ctx.tx.conn, key, {v[0]: None for v in values})  # names, in order
     rows = [
-        (key, name, number, text, now if ts is None else ts, step, epoch, context)
-        for name, number, text, step, epoch, context, ts in ctx.body["values"]
+        (key, name, number, text, now if ts is None else ts, step, epoch, context, ids[name])
+        for name, number, text, step, epoch, context, ts in values
     ]
     ctx.tx.conn.executemany(
-        "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
-        "VALUES (?,?,?,?,?,?,?,?,0)",
+        "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system, "
+        "series) VALUES (?,?,?,?,?,?,?,?,0,?)",
         rows,
     )
     return SAVED

@@ -10,6 +10,7 @@ from urllib.parse import urlencode
 
 from .names import safe_asset_name
 from .routes import Ctx, route
+from .store import SERIES, SERIES_OF
 from .validate import ApiError, metric_text, text_of
 
 QEK = {"experimentKey": "s"}
@@ -142,7 +143,7 @@ def get_metric(ctx: Ctx) -> dict[str, Any]:
     parallel or in several batches arrive out of order)."""
     exp = ctx.exp(ctx.query["experimentKey"])
     rows = ctx.tx.all(
-        "SELECT * FROM metrics WHERE exp_key=? AND name=? ORDER BY ts, seq",
+        f"SELECT * FROM metrics WHERE {SERIES} ORDER BY ts, seq",
         (exp["key"], ctx.query["metricName"]),
     )
     return {
@@ -204,7 +205,7 @@ def _grouped(rows: list[sqlite3.Row]) -> dict[str, list[sqlite3.Row]]:
 def metric_summary(ctx: Ctx) -> dict[str, Any]:
     """One summary per metric (max/min over finite values, current = last in logging order)."""
     exp = ctx.exp(ctx.query["experimentKey"])
-    rows = ctx.tx.all("SELECT * FROM metrics WHERE exp_key=? ORDER BY ts, seq", (exp["key"],))
+    rows = ctx.tx.all(f"SELECT * FROM metrics WHERE {SERIES_OF} ORDER BY ts, seq", (exp["key"],))
     return {"values": [_summary(n, rs, "value_text") for n, rs in _grouped(rows).items()]}
 
 
@@ -473,16 +474,16 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
     for k in SYSTEM_LIST_KEYS:
         out[k] = stored.get(k) or []
     ram = ctx.tx.one(
-        "SELECT value FROM metrics WHERE exp_key=? AND name='sys.ram.total' ORDER BY seq DESC "
-        "LIMIT 1",
-        (exp["key"],),
+        f"SELECT value FROM metrics WHERE {SERIES} ORDER BY seq DESC LIMIT 1",
+        (exp["key"], "sys.ram.total"),
     )
     out["totalRam"] = int(ram["value"]) if ram and ram["value"] is not None else None
     totals = [
         g.get("totalMemory") for g in out["gpuStaticInfoList"] if g.get("totalMemory") is not None
     ]
     gpu_totals = ctx.tx.row(
-        "SELECT MAX(value) FROM metrics WHERE exp_key=? AND name LIKE 'sys.gpu.%.total_memory'",
+        "SELECT MAX(value) FROM metrics WHERE series IN (SELECT id FROM series WHERE exp_key=? "
+        "AND name LIKE 'sys.gpu.%.total_memory')",
         (exp["key"],),
     )[0]
     if gpu_totals is not None:
@@ -491,7 +492,7 @@ def system_details(ctx: Ctx) -> dict[str, Any]:
     out["systemMetricNames"] = [
         r[0]
         for r in ctx.tx.all(
-            "SELECT name FROM metrics WHERE exp_key=? AND (system=1 OR name LIKE 'sys.%') "
+            f"SELECT name FROM metrics WHERE {SERIES_OF} AND (system=1 OR name LIKE 'sys.%') "
             "GROUP BY name ORDER BY MIN(seq)",
             (exp["key"],),
         )

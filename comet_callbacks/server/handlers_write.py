@@ -17,7 +17,7 @@ from typing import Any
 
 from .names import safe_asset_name
 from .routes import Ctx, route
-from .store import new_id
+from .store import new_id, series_ids
 from .validate import ApiError, bad, check, stored_text, text_of
 
 SAVED = {"msg": "Saved"}
@@ -707,10 +707,12 @@ def add_metric(
     request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
     number = _finite(value)
+    series = series_ids(ctx.tx.conn, exp_key, (name,))[name]
     ctx.tx.execute(
-        "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system) "
-        "VALUES (?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, number, stored_text(number, value), ts, step, epoch, context, int(system)),
+        "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system, "
+        "series) VALUES (?,?,?,?,?,?,?,?,?,?)",
+        (exp_key, name, number, stored_text(number, value), ts, step, epoch, context)
+        + (int(system), series),
     )
 
 

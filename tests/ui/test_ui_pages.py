@@ -16,7 +16,7 @@ import requests
 from uihelpers import SHOTS, log_run, login, seed_metric, shot
 
 from comet_callbacks.server.reader import Reader
-from comet_callbacks.server.store import SCHEMA_VERSION
+from comet_callbacks.server.store import SCHEMA_VERSION, series_ids
 
 STEPS = 40
 LOGGED = {
@@ -215,7 +215,12 @@ def test_a_store_from_before_the_chart_index_is_migrated(tmp_path, monkeypatch) 
             headers={"Authorization": key},
             timeout=10,
         ).json()["experimentKey"]
-        seed_metric(server, exp, "loss", [float(s % 97) for s in range(5000)])
+        with server.store.tx() as tx:  # the rows as the schema-4 code stored them
+            tx.conn.executemany(
+                "INSERT INTO metrics (exp_key, name, value, value_text, ts, step) "
+                "VALUES (?,?,?,?,?,?)",
+                ((exp, "loss", float(s % 97), str(s % 97), 1_000 + s, s) for s in range(5000)),
+            )
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA user_version").fetchone()[0] == 4
         assert not conn.execute("SELECT 1 FROM sqlite_master WHERE name='metrics_step'").fetchall()
@@ -285,11 +290,12 @@ def test_sql_buckets_are_the_reference_buckets(ui_server) -> None:
     values = [float(rnd.randint(0, 50)) if i % 7 else rnd.uniform(-1e3, 1e3) for i in steps]
     ts = int(time.time() * 1000)
     with ui_server.store.tx() as tx:
+        series = series_ids(tx.conn, exp.key, ("m",))["m"]
         tx.conn.executemany(
             "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, "
-            "system) VALUES (?,?,?,?,?,?,?,NULL,0)",
+            "system, series) VALUES (?,?,?,?,?,?,?,NULL,0,?)",
             (
-                (exp.key, "m", v, repr(v), ts + i, s, s)
+                (exp.key, "m", v, repr(v), ts + i, s, s, series)
                 for i, (s, v) in enumerate(zip(steps, values, strict=True))
             ),
         )

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from comet_callbacks.server.embedded import ServerHandle
+from comet_callbacks.server.store import series_ids
 
 SHOTS = Path(__file__).resolve().parents[2] / "build" / "ui-screenshots"
 
@@ -74,8 +75,9 @@ def seed_metric(server: ServerHandle, key: str, name: str, values: list[float]) 
 
     ts = int(time.time() * 1000)
     with server.store.tx() as tx:
+        series = series_ids(tx.conn, key, (name,))[name]
         tx.conn.executemany(
             "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, "
-            "system) VALUES (?,?,?,?,?,?,NULL,NULL,0)",
-            ((key, name, v, repr(v), ts + i, i) for i, v in enumerate(values)),
+            "system, series) VALUES (?,?,?,?,?,?,NULL,NULL,0,?)",
+            ((key, name, v, repr(v), ts + i, i, series) for i, v in enumerate(values)),
         )
