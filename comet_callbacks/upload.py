@@ -398,14 +398,18 @@ def _upload_locked(
         runs: dict[str, list[tuple[int, Any]]] = {"metric": [], "parameter": []}
         batching = settings.batch is not False
 
+        def ship_metrics() -> None:
+            """Send the metric batch collected (in the pool: several in flight)."""
+            inflight.append(pool.submit(send_batch, "metric", runs["metric"]))
+            runs["metric"] = []
+            while len(inflight) > UPLOAD_IN_FLIGHT:
+                inflight.pop(0).result()
+
         def collect(kind: str, seq: int, raw: Any) -> None:
             """Add an event to the batch being collected; ship the batch once it is full."""
             runs[kind].append((seq, raw))
             if kind == "metric" and len(runs[kind]) >= BATCH_MAX_ITEMS:
-                inflight.append(pool.submit(send_batch, kind, runs[kind]))
-                runs[kind] = []
-                while len(inflight) > UPLOAD_IN_FLIGHT:
-                    inflight.pop(0).result()
+                ship_metrics()
             elif kind == "parameter" and len(runs[kind]) >= BATCH_MAX_ITEMS:
                 send_batch(kind, runs[kind])
                 runs[kind] = []
@@ -421,8 +425,25 @@ def _upload_locked(
             while inflight:
                 inflight.pop(0).result()
 
+        # the common case: a metric line read by the fast path goes into the batch as read, not
+        # even parsed; the loop does as little per event as it can (upload reads millions)
+        fast_lines = batching and not stored
         try:
             for ev in events:
+                if fast_lines and type(ev) is MetricLine:
+                    seen += 1
+                    if ev.timestamp > last_ms:
+                        last_ms = ev.timestamp
+                    if ev.seq in done:
+                        result.skipped += 1
+                        continue
+                    run = runs["metric"]
+                    run.append((ev.seq, ev))
+                    if len(run) >= BATCH_MAX_ITEMS:
+                        if stop.is_set():  # looked at once a batch here: nothing is sent
+                            break  # before that, and drain() below gives up when stopped
+                        ship_metrics()
+                    continue
                 if stop.is_set():
                     break
                 seen += 1
@@ -431,9 +452,6 @@ def _upload_locked(
                         last_ms = ev.timestamp
                     if ev.seq in done:
                         result.skipped += 1
-                        continue
-                    if batching and not stored:  # the common case: not even parsed
-                        collect("metric", ev.seq, ev)
                         continue
                     ev = ev.event()
                 else:

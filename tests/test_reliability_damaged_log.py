@@ -57,6 +57,15 @@ def metric_event(seq: int, step: int, **drop: Any) -> str:
     return json.dumps({"seq": seq, "call": call})
 
 
+def fast_shaped(key_json: str, seq: int | str, step: int) -> str:
+    """A metric line in the exact shape of the sender's fast path, with this key text."""
+    return (
+        f'{{"seq":{seq},"call":{{"method":"POST","path":"write/experiment/metric","json":'
+        f'{{"experimentKey":{key_json},"metricName":"loss","metricValue":1.0,"step":{step},'
+        f'"timestamp":1700000000000}}}}}}'
+    )
+
+
 def steps(reader: Reader, project: str) -> list[int]:
     [row] = reader.experiments("local", project)
     return sorted(m["step"] for m in reader.metrics(row["experimentKey"], "loss"))
@@ -96,6 +105,10 @@ def test_damaged_lines_are_skipped_and_reported_everything_else_uploads(
                 }
             ),
             "{not json at all",
+            # shaped like the lines upload reads without parsing, but not JSON that json.loads
+            # takes: a raw control character in the key, a seq past the integer digit limit
+            fast_shaped('"x\x01"', 9008, 1004),
+            fast_shaped('"' + "x" * 32 + '"', "9" * 5000, 1005),
         ],
         at=10,
     )

@@ -29,6 +29,8 @@ ITEMS = [
     ("neg", -3, -1, None, "ctx\u2028", 1e9),
     ('back\\slash\t"q"\\', 0.5, 1, None, "c\x01tl\x1f", 6.0),
     ("\\", 1, None, None, '\\"', 7.0),
+    # every control character's escape: the short ones (\b \t \n \f \r) and \u00XX
+    ("".join(map(chr, range(32))) + "\x7f", 1.5, 1, None, "\x08\x0c\r\x0b\x00", 8.0),
 ]
 
 
@@ -110,7 +112,38 @@ def test_replay_reads_a_line_into_the_generic_item_byte_for_byte(item) -> None:
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0}}}',
         '{"seq":1,"call":{"method":"POST","path":"write/experiment/parameter","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5}}}',
         '{"seq":-1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5}}}',
+        # escapes json.dumps writes otherwise (\b, \n, lowercase hex): the parsed name differs
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a\\u0008","metricValue":1.0,"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a\\u000a","metricValue":1.0,"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"context":"\\u001F","timestamp":5}}}',
+        # what json.loads refuses: a raw control character, integers past its digit limit,
+        # digits that are not ASCII
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k\x01","metricName":"a","metricValue":1.0,"timestamp":5}}}',
+        '{"seq":'
+        + "1" * 5000
+        + ',"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":'
+        + "9" * 5000
+        + ',"timestamp":5}}}',
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":'
+        + "5" * 5000
+        + "}}}",
+        '{"seq":\u0661,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5}}}',
+        # a second line after the first
+        '{"seq":1,"call":{"method":"POST","path":"write/experiment/metric","json":{"experimentKey":"k","metricName":"a","metricValue":1.0,"timestamp":5}}}\n',
     ],
 )
 def test_replay_fast_path_leaves_any_other_line_to_the_parser(line) -> None:
     assert FastMetricEncoder.item_of_line(line + "\n") is None
+
+
+def test_replay_fast_path_reads_lines_of_several_keys_and_seqs() -> None:
+    """Lines of other experiment keys, seq 0 and a long seq are read like any other line."""
+    lines = [
+        FastMetricEncoder(key).event_line(seq, ITEMS[0]) + "\n"
+        for key in ("a" * 32, "", "b", "a" * 32)
+        for seq in (0, 7, 10**50)
+    ]
+    assert [FastMetricEncoder.item_of_line(ln)[:2] for ln in lines] == [
+        (json.loads(ln)["seq"], _generic_item_text(ln)) for ln in lines
+    ]

@@ -266,18 +266,29 @@ class FastMetricEncoder:
         return Call("POST", BATCH_METRIC_PATH, json=RawJSON(body), gzip=True)
 
 
-# a JSON string as json.dumps writes it; "unrolled" (plain characters, then any number of an
-# escape followed by plain characters): the same strings, read about twice as fast as a
-# repeated one-character alternation
-_JSTR = r'"[^"\\\x00-\x1f]*(?:(?:\\["\\bfnrt]|\\u00[01][0-9a-f])[^"\\\x00-\x1f]*)*"'
-_JINT = r"(?:0|-?[1-9][0-9]*)"
+# The pattern is written for the speed of Python's regex engine, which runs it once per line of
+# a run being uploaded: an optional part is an alternation with an empty branch ("(?:X|)", not
+# "(?:X)?": sre runs a repeated group through its costly general loop): a sixth cheaper.
+
+# a JSON string as json.dumps(ensure_ascii=False) writes it: a control character as its short
+# escape \b \t \n \f \r or else as \u00XX in lowercase hex, and nothing else escaped but " and
+# \; without any escape first (the common case), then "unrolled" (plain characters, then one
+# or more of an escape followed by plain characters)
+_JSTR = (
+    r'"[^"\\\x00-\x1f]*"'
+    r'|"[^"\\\x00-\x1f]*(?:(?:\\["\\bfnrt]|\\u00(?:0[0-7bef]|1[0-9a-f]))[^"\\\x00-\x1f]*)+"'
+)
+# an integer as str() writes it, of at most 100 digits: json.loads refuses one longer than
+# sys.get_int_max_str_digits() (640 at the least), so such a line is the generic parser's
+_JDIGITS = r"(?:0|[1-9][0-9]{0,99})"
+_JINT = r"(?:0|-?[1-9][0-9]{0,99})"
 #: A metric line of the event log as :meth:`FastMetricEncoder.event_line` writes it.
 _METRIC_LINE = re.compile(
-    r'\{"seq":(0|[1-9][0-9]*),"call":\{"method":"POST","path":"write/experiment/metric",'
-    r'"json":\{"experimentKey":"[^"\\]*","metricName":(' + _JSTR + r'),"metricValue":('
-    r'-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:e[-+][0-9]+)?|"NaN"|"Infinity"|"-Infinity")'
-    r'(?:,"context":(' + _JSTR + r'))?(?:,"step":(' + _JINT + r'))?(?:,"epoch":(' + _JINT + r"))?"
-    r',"timestamp":(' + _JINT + r")\}\}\}\n?$"
+    r'\{"seq":(' + _JDIGITS + r'),"call":\{"method":"POST","path":"write/experiment/metric",'
+    r'"json":\{"experimentKey":"[^"\\\x00-\x1f]*","metricName":(' + _JSTR + r"),"
+    r'"metricValue":(-?' + _JDIGITS + r'(?:\.[0-9]+|)(?:e[-+][0-9]+|)|"NaN"|"Infinity"|"-Infinity")'
+    r'(?:,"context":(' + _JSTR + r')|)(?:,"step":(' + _JINT + r')|)(?:,"epoch":(' + _JINT + r")|)"
+    r',"timestamp":(' + _JINT + r")\}\}\}\n?\Z"
 )
 
 
