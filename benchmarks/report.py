@@ -70,6 +70,13 @@ def load(res: dict[str, Any]) -> str:
     return "–" if v is None else f"{v:.1f}"
 
 
+#: The README's pointer to the batch path's figures (not measured by this run).
+BATCH_POINTER = (
+    "Online delivery and `upload` are measured by `python -m benchmarks.bench_batch` (figures "
+    "and history: [docs/BATCH.md](docs/BATCH.md))."
+)
+
+
 class Results:
     """The results of one run, by scenario, with the machine they ran on."""
 
@@ -387,6 +394,8 @@ class Results:
             "",
             'Reproduce: `pip install -e ".[bench]"`, then `python -m benchmarks` '
             "(`--quick` for a smoke run).",
+            "",
+            BATCH_POINTER,
         ]
         return "\n".join(lines)
 
