@@ -430,31 +430,28 @@ def _upload_locked(
         fast_lines = batching and not stored
         try:
             for ev in events:
-                if fast_lines and type(ev) is MetricLine:
+                if type(ev) is MetricLine:
+                    if not fast_lines and stop.is_set():
+                        break
                     seen += 1
                     if ev.timestamp > last_ms:
                         last_ms = ev.timestamp
                     if ev.seq in done:
                         result.skipped += 1
                         continue
-                    run = runs["metric"]
-                    run.append((ev.seq, ev))
-                    if len(run) >= BATCH_MAX_ITEMS:
-                        if stop.is_set():  # looked at once a batch here: nothing is sent
-                            break  # before that, and drain() below gives up when stopped
-                        ship_metrics()
-                    continue
-                if stop.is_set():
-                    break
-                seen += 1
-                if type(ev) is MetricLine:
-                    if ev.timestamp > last_ms:
-                        last_ms = ev.timestamp
-                    if ev.seq in done:
-                        result.skipped += 1
+                    if fast_lines:
+                        run = runs["metric"]
+                        run.append((ev.seq, ev))
+                        if len(run) >= BATCH_MAX_ITEMS:
+                            if stop.is_set():  # looked at once a batch here: nothing is sent
+                                break  # before that, and drain() below gives up when stopped
+                            ship_metrics()
                         continue
                     ev = ev.event()
                 else:
+                    if stop.is_set():
+                        break
+                    seen += 1
                     b = (ev.get("call") or {}).get("json")
                     if isinstance(b, dict) and type(b.get("timestamp")) in (int, float):
                         last_ms = max(last_ms, b["timestamp"])

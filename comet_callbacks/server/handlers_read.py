@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Mapping, Sequence
+from operator import itemgetter
 from typing import Any
 from urllib.parse import urlencode
 
@@ -150,7 +151,7 @@ def get_metric(ctx: Ctx) -> dict[str, Any]:
         "metrics": [
             {
                 "metricName": r["name"],
-                "metricValue": metric_text(r["value"], r["value_text"]),
+                "metricValue": _metric_row_text(r),
                 "timestamp": r["ts"],
                 "step": r["step"],
                 "epoch": r["epoch"],
@@ -160,6 +161,11 @@ def get_metric(ctx: Ctx) -> dict[str, Any]:
             for r in rows
         ]
     }
+
+
+def _metric_row_text(r: Mapping[str, Any] | sqlite3.Row) -> str:
+    """The text of a ``metrics`` row's value (see :func:`~.validate.stored_text`)."""
+    return metric_text(r["value"], r["value_text"])
 
 
 def _summary(
@@ -173,12 +179,7 @@ def _summary(
     finite = [r for r in rows if r["value"] is not None] if use_minmax else []
     hi = max(finite, key=lambda r: r["value"]) if finite else cur
     lo = min(finite, key=lambda r: r["value"]) if finite else cur
-
-    def text(r: Mapping[str, Any] | sqlite3.Row) -> Any:
-        if value_key == "value_text":  # a metric row: see validate.stored_text
-            return metric_text(r["value"], r["value_text"])
-        return r[value_key]
-
+    text = _metric_row_text if value_key == "value_text" else itemgetter(value_key)
     out: dict[str, Any] = {
         "name": name,
         "valueMax": text(hi),

@@ -707,12 +707,12 @@ def add_metric(
     request-id cache (see :mod:`.app`), so no per-point duplicate scan is needed."""
     ts = ts if ts is not None else ctx.now
     number = _finite(value)
+    text = stored_text(number, value)
     series = series_ids(ctx.tx.conn, exp_key, (name,))[name]
     ctx.tx.execute(
         "INSERT INTO metrics (exp_key, name, value, value_text, ts, step, epoch, context, system, "
         "series) VALUES (?,?,?,?,?,?,?,?,?,?)",
-        (exp_key, name, number, stored_text(number, value), ts, step, epoch, context)
-        + (int(system), series),
+        (exp_key, name, number, text, ts, step, epoch, context, int(system), series),
     )
 
 

@@ -231,11 +231,10 @@ SERIES_OF = "series IN (SELECT id FROM series WHERE exp_key=?)"
 
 def series_ids(conn: sqlite3.Connection, exp_key: str, names: Iterable[str]) -> dict[str, int]:
     """The series ids of metrics ``names`` of experiment ``exp_key``, numbered when new (in the
-    caller's transaction): every ``metrics`` row carries its id (see ``_SCHEMA_V7``)."""
+    caller's transaction): every ``metrics`` row carries its id (see ``_SCHEMA_V7``). Each
+    name once: a batch passes its names without repeats."""
     out: dict[str, int] = {}
     for name in names:
-        if name in out:
-            continue
         row = conn.execute(
             "SELECT id FROM series WHERE exp_key=? AND name=?", (exp_key, name)
         ).fetchone()
